@@ -1,0 +1,125 @@
+"""Per-sample retrieval losses and cross-rank gathering.
+
+Every loss here returns one value per pair of the (local) batch, shape ``[batch]``, so that the curriculum can
+weight samples before the single reduction in :meth:`CurriculumTrainer.compute_loss`. Learnable temperatures live
+in the models (as open_clip's ``logit_scale``); the losses take the already-exponentiated scale.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward returns each rank its own slice of the summed gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        world_size = dist.get_world_size()
+        gathered = [torch.empty_like(tensor) for _ in range(world_size)]
+        dist.all_gather(gathered, tensor.contiguous())
+        ctx.rank = dist.get_rank()
+        ctx.batch = tensor.shape[0]
+        return torch.cat(gathered, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        grad = grad_output.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch]
+
+
+def gather_features(features: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Gathers ``features`` from every rank, keeping the gradient of the local slice.
+
+    All ranks must hold the same batch size (the trainer drops the last partial batch when gathering).
+
+    Args:
+        features (torch.Tensor): local features, shape ``[batch, ...]``.
+
+    Returns:
+        tuple[torch.Tensor, int]: the features of all ranks concatenated in rank order, shape
+        ``[world_size * batch, ...]``, and the offset of this rank's rows in it.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return features, 0
+    return _AllGatherWithGrad.apply(features), dist.get_rank() * features.shape[0]
+
+
+def contrastive_loss(
+    text_embeds: torch.Tensor,
+    mol_embeds: torch.Tensor,
+    logit_scale: torch.Tensor | float = 1.0,
+    gather_across_ranks: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Symmetric InfoNCE (CLIP loss) with one loss value per pair.
+
+    ``logits = logit_scale * text_embeds @ mol_embeds.T``; the pair ``i`` loss is the mean of its text->molecule
+    and molecule->text cross-entropies. With ``gather_across_ranks=True`` the candidates of every rank are
+    gathered (with gradient, as open_clip's ``gather_with_grad``) so each local query sees the global batch as
+    negatives; the mean of the returned per-sample losses over all ranks then equals the single-process loss on
+    the same global batch.
+
+    Args:
+        text_embeds (torch.Tensor): ``[batch, dim]`` text embeddings (normalised or not, as the backbone wants).
+        mol_embeds (torch.Tensor): ``[batch, dim]`` molecule embeddings; row ``i`` is the partner of text ``i``.
+        logit_scale (torch.Tensor | float): multiplier of the logits, i.e. ``1 / temperature``.
+        gather_across_ranks (bool): use every rank's samples as negatives.
+
+    Returns:
+        dict[str, torch.Tensor]: ``per_sample_loss`` ``[batch]``, ``t2m`` and ``m2t`` (each ``[batch]``).
+    """
+    if text_embeds.shape != mol_embeds.shape:
+        raise ValueError(
+            f"text and molecule embeddings must have the same shape, got {tuple(text_embeds.shape)} and "
+            f"{tuple(mol_embeds.shape)}."
+        )
+    all_text, offset = gather_features(text_embeds) if gather_across_ranks else (text_embeds, 0)
+    all_mol, _ = gather_features(mol_embeds) if gather_across_ranks else (mol_embeds, 0)
+    labels = torch.arange(text_embeds.shape[0], device=text_embeds.device) + offset
+    logits_t2m = logit_scale * text_embeds @ all_mol.T  # [batch, global_batch]
+    logits_m2t = logit_scale * mol_embeds @ all_text.T  # [batch, global_batch]
+    t2m = F.cross_entropy(logits_t2m.float(), labels, reduction="none")
+    m2t = F.cross_entropy(logits_m2t.float(), labels, reduction="none")
+    return {"per_sample_loss": (t2m + m2t) / 2, "t2m": t2m, "m2t": m2t}
+
+
+def triplet_loss(
+    text_embeds: torch.Tensor,
+    mol_embeds: torch.Tensor,
+    margin: float | torch.Tensor = 0.3,
+    gather_across_ranks: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Batch-hard triplet loss in both directions, one value per pair (as CMTMR's retrieval loss).
+
+    Distances are Euclidean between the given embeddings. For text ``i`` the positive is molecule ``i`` and the
+    negative the closest other molecule; symmetric for molecule ``i``. ``loss_i = (relu(d_pos - d_neg_t2m + m) +
+    relu(d_pos - d_neg_m2t + m)) / 2``.
+
+    Args:
+        text_embeds (torch.Tensor): ``[batch, dim]``.
+        mol_embeds (torch.Tensor): ``[batch, dim]``.
+        margin (float | torch.Tensor): the margin ``m`` (0.3 in CMTMR).
+        gather_across_ranks (bool): mine negatives among every rank's samples.
+
+    Returns:
+        dict[str, torch.Tensor]: ``per_sample_loss``, ``t2m``, ``m2t`` (each ``[batch]``).
+    """
+    all_text, offset = gather_features(text_embeds) if gather_across_ranks else (text_embeds, 0)
+    all_mol, _ = gather_features(mol_embeds) if gather_across_ranks else (mol_embeds, 0)
+    batch = text_embeds.shape[0]
+    rows = torch.arange(batch, device=text_embeds.device)
+    d_t2m = torch.cdist(text_embeds.float(), all_mol.float())  # [batch, global_batch]
+    d_m2t = torch.cdist(mol_embeds.float(), all_text.float())
+    positive = d_t2m[rows, rows + offset]
+    mask = torch.zeros_like(d_t2m, dtype=torch.bool)
+    mask[rows, rows + offset] = True
+    hardest_mol = d_t2m.masked_fill(mask, float("inf")).min(dim=1).values
+    hardest_text = d_m2t.masked_fill(mask, float("inf")).min(dim=1).values
+    t2m = F.relu(positive - hardest_mol + margin)
+    m2t = F.relu(positive - hardest_text + margin)
+    if all_mol.shape[0] == 1:  # a single pair has no negative, hence no ranking signal
+        t2m = m2t = positive * 0
+    return {"per_sample_loss": (t2m + m2t) / 2, "t2m": t2m, "m2t": m2t}
