@@ -1,0 +1,77 @@
+"""Shared test fixtures: the bundled ChEBI-20 sample, a tiny WordLevel tokenizer and a tiny BERT config.
+
+Nothing here touches the network or ``../shared``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CHEBI20_SAMPLE = FIXTURES / "chebi20"
+
+
+def _fixture_words() -> list[str]:
+    words: set[str] = set()
+    with open(CHEBI20_SAMPLE / "orma_sample.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            words.update(re.findall(r"\w+|[^\w\s]", row["Description"].lower()))
+    return sorted(words)
+
+
+def make_tiny_tokenizer():
+    """A BERT-style ``PreTrainedTokenizerFast`` over a WordLevel vocabulary of the fixture's words."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {tok: i for i, tok in enumerate(specials + _fixture_words())}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
+
+
+def make_tiny_bert_config(vocab_size: int):
+    """A 2-layer BERT with hidden size 32."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+    )
+
+
+@pytest.fixture(scope="session")
+def chebi20_sample_dir() -> Path:
+    """Folder holding the 300-pair ChEBI-20 sample in the ORMA CSV and MolT5 TSV layouts."""
+    return CHEBI20_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return make_tiny_tokenizer()
+
+
+@pytest.fixture()
+def tiny_bert_config(tiny_tokenizer):
+    return make_tiny_bert_config(len(tiny_tokenizer))
