@@ -1,0 +1,359 @@
+"""Cross-modal retrieval metrics: confusion counts, ranks, Hits@k, MRR and mean rank, in both directions.
+
+Every pair ``i`` of a split is a text ``t_i`` and its molecule ``m_i``. Text→molecule (``t2m``) ranks, for each text,
+its own molecule among a pool of candidate molecules; molecule→text (``m2t``) does the same the other way round. With
+``s`` the retrieval score (cosine of the embeddings by default, or a backbone's ``score``)::
+
+    n_t2m[i] = #{ j != i in the molecule pool : s(t_i, m_j) >= s(t_i, m_i) - delta }
+    n_m2t[i] = #{ j != i in the text pool     : s(t_j, m_i) >= s(t_i, m_i) - delta }
+    rank     = n + 1   (with delta = 0)
+
+so a candidate that ties with the true one counts against the query (it ranks above it), and
+``Hits@k = mean(rank <= k)``, ``MRR = mean(1 / rank)``, ``mean rank = mean(rank)``. The same counts, with a margin
+``delta``, are the curriculum's difficulty (``class_hf.curriculum.difficulty``).
+
+Candidate pools (name the pool in every report, e.g. with ``prefix="test_split_"`` / ``prefix="test_all_"``):
+
+- ``split``: only the evaluated split's own molecules (texts), as ORMA's code does. Call without extras.
+- ``all``: the split's molecules plus every other molecule of the full ChEBI-20 set (train + validation + test,
+  33,010 for the Text2Mol files), as Text2Mol and AMAN do. The pool is the ``N`` rows of the split followed by
+  ``extra_mol_embeds`` (``extra_text_embeds`` for ``m2t``), so the extras must hold only the pairs that are *not* in
+  the split; otherwise the true molecule would also sit among the extras, tie with itself and cost every query one
+  rank. Build them by excluding the split's CIDs from the full set::
+
+      from datasets import concatenate_datasets
+
+      split_cids = set(test["cid"])
+      others = concatenate_datasets([full["train"], full["validation"], full["test"]]).filter(
+          lambda cid: cid not in split_cids, input_columns="cid"
+      )
+      other_text, other_mol = embed_pairs(model, others, collator)
+      metrics = retrieval_metrics(
+          test_text, test_mol, extra_mol_embeds=other_mol, extra_text_embeds=other_text, prefix="test_all_"
+      )
+
+  A different CID whose molecule embeds identically (isotopes, duplicated graphs) stays in the pool and ties with
+  the true molecule, as in Text2Mol's ranking over all molecules.
+
+Memory: each direction scores ``chunk_size`` queries against the whole pool at a time, so the working set is about
+``5 * chunk_size * pool_size`` bytes (float32 scores plus a boolean mask), never an ``N x pool`` matrix.
+
+Exact ties: candidates with identical embeddings always receive identical scores. Each pool is de-duplicated
+(``torch.unique`` over rows) before scoring and every unique row counts with its multiplicity, so whether two equal
+rows tie never depends on where they sit in the matrix product (BLAS kernels may round equal rows differently).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``scorer(text_embeds [a, D_t], mol_embeds [b, D_m]) -> scores [a, b]``; higher means a better match."""
+
+ArrayLike = torch.Tensor | np.ndarray
+
+__all__ = ["Scorer", "confusion_counts", "metrics_from_ranks", "ranks", "retrieval_metrics"]
+
+
+def _as_float32(x: ArrayLike, name: str, device: torch.device | None = None) -> torch.Tensor:
+    """A detached float32 ``[rows, dim]`` tensor on ``device``, checked for shape and finite values."""
+    if isinstance(x, torch.Tensor):
+        if not x.is_floating_point():
+            raise TypeError(f"`{name}` must hold floating-point embeddings, got a tensor of dtype {x.dtype}.")
+        t = x.detach().to(device=device, dtype=torch.float32)
+    elif isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"`{name}` must hold floating-point embeddings, got a numpy array of dtype {x.dtype}.")
+        t = torch.tensor(np.asarray(x, dtype=np.float32), device=device)
+    else:
+        raise TypeError(f"`{name}` must be a torch.Tensor or a numpy.ndarray, got {type(x).__name__}.")
+    if t.ndim != 2:
+        raise ValueError(f"`{name}` must be 2-D [num_rows, dim], got shape {tuple(t.shape)}.")
+    bad = (~torch.isfinite(t)).any(dim=1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()
+        raise ValueError(
+            f"`{name}` has {rows.numel()} row(s) with NaN or infinite values (first: row {int(rows[0])}); "
+            "fix the encoder's output (e.g. check for a diverged model or an empty input) before ranking."
+        )
+    return t
+
+
+def _unique_rows(pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """De-duplicate the rows of ``pool``: ``(unique_rows, inverse [P], counts [U] or None when all are distinct)``."""
+    unique, inverse, counts = torch.unique(pool, dim=0, return_inverse=True, return_counts=True)
+    if unique.shape[0] == pool.shape[0]:
+        return pool, torch.arange(pool.shape[0], device=pool.device), None
+    logger.debug("Candidate pool of %d rows holds %d distinct embeddings.", pool.shape[0], unique.shape[0])
+    return unique, inverse, counts
+
+
+def _count_direction(
+    num_queries: int,
+    score_chunk: Callable[[int, int], torch.Tensor],
+    positive_column: torch.Tensor,
+    multiplicity: torch.Tensor | None,
+    num_candidates: int,
+    pool_size: int,
+    delta: float,
+    chunk_size: int,
+    check_scores: bool,
+    direction: str,
+) -> torch.Tensor:
+    """Confusion counts of one direction.
+
+    Args:
+        num_queries: number of queries ``N``.
+        score_chunk: ``score_chunk(a, b) -> [b - a, U]`` scores of queries ``a..b-1`` against the unique candidates.
+        positive_column: ``[N]`` column of each query's own candidate among the unique candidates.
+        multiplicity: ``[U]`` how many pool rows each unique candidate stands for, or None when all are distinct.
+        num_candidates: number of unique candidates ``U``.
+        pool_size: number of rows in the pool before de-duplication.
+        delta: margin; candidates scoring at least ``positive - delta`` are counted.
+        chunk_size: queries scored at once.
+        check_scores: check the scorer's output shape and values (custom scorers).
+        direction: ``"t2m"`` or ``"m2t"``, for error messages.
+    """
+    counts = torch.empty(num_queries, dtype=torch.long, device=positive_column.device)
+    # Integer counts summed in floating point are exact while the total stays below the mantissa's range.
+    weights = None
+    if multiplicity is not None:
+        dtype = torch.float32 if pool_size < 2**24 else torch.float64
+        weights = multiplicity.to(dtype)
+    for start in range(0, num_queries, chunk_size):
+        stop = min(start + chunk_size, num_queries)
+        scores = score_chunk(start, stop)
+        if check_scores:
+            expected = (stop - start, num_candidates)
+            if tuple(scores.shape) != expected:
+                raise ValueError(
+                    f"`scorer` returned scores of shape {tuple(scores.shape)} for {direction} queries "
+                    f"{start}..{stop - 1}, expected {expected}: it must map (text [a, D], mol [b, D]) to [a, b]."
+                )
+            if bool(torch.isnan(scores).any()):
+                raise ValueError(
+                    f"`scorer` returned NaN scores for {direction} queries {start}..{stop - 1}; "
+                    "a NaN score cannot be ranked, so fix the scorer or its inputs."
+                )
+        positive = scores.gather(1, positive_column[start:stop, None])
+        confused = scores >= (positive - delta)
+        if weights is None:
+            n = confused.sum(dim=1)
+        else:
+            n = torch.mv(confused.to(weights.dtype), weights).round().long()
+        # The query's own candidate always passes (delta >= 0); duplicates of it are real confusions.
+        counts[start:stop] = n - 1
+    return counts.cpu()
+
+
+def confusion_counts(
+    text_embeds: ArrayLike,
+    mol_embeds: ArrayLike,
+    *,
+    scorer: Scorer | None = None,
+    delta: float = 0.0,
+    chunk_size: int = 1024,
+    extra_mol_embeds: ArrayLike | None = None,
+    extra_text_embeds: ArrayLike | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How many candidates each query confuses with its true partner, in both directions.
+
+    ``n_t2m[i] = #{j != i : s(t_i, m_j) >= s(t_i, m_i) - delta}`` over the molecule pool (the ``N`` molecules, then
+    ``extra_mol_embeds``), and ``n_m2t[i] = #{j != i : s(t_j, m_i) >= s(t_i, m_i) - delta}`` over the text pool (the
+    ``N`` texts, then ``extra_text_embeds``). With ``delta = 0`` this is ``rank - 1`` (ties count against the query).
+    See the module docstring for the ``split`` / ``all`` pools and how to build the extras.
+
+    Args:
+        text_embeds: ``[N, D_t]`` text embeddings; row ``i`` pairs with row ``i`` of ``mol_embeds``. A torch tensor
+            (any floating dtype, any device: the computation runs on its device) or a numpy array.
+        mol_embeds: ``[N, D_m]`` molecule embeddings.
+        scorer: ``scorer(text [a, D_t], mol [b, D_m]) -> [a, b]`` (e.g. a backbone's ``score``), called on float32
+            inputs under ``torch.no_grad()``. Default: cosine similarity (embeddings normalised once).
+        delta: margin ``>= 0``; candidates within ``delta`` of the true score also count as confused.
+        chunk_size: queries scored at a time; memory is about ``5 * chunk_size * pool_size`` bytes per step.
+        extra_mol_embeds: ``[E_m, D_m]`` further candidate molecules for ``t2m`` (not containing the split's own).
+        extra_text_embeds: ``[E_t, D_t]`` further candidate texts for ``m2t`` (not containing the split's own).
+
+    Returns:
+        ``(n_t2m, n_m2t)``: CPU ``LongTensor``s of shape ``[N]``.
+
+    Raises:
+        TypeError: an input is not a floating-point tensor or array.
+        ValueError: shapes disagree, an input holds NaN/inf, ``delta`` or ``chunk_size`` is invalid, or a custom
+            scorer returns the wrong shape or NaN.
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}.")
+    delta = float(delta)
+    if not np.isfinite(delta) or delta < 0:
+        raise ValueError(f"`delta` must be a finite number >= 0, got {delta!r}.")
+    device = text_embeds.device if isinstance(text_embeds, torch.Tensor) else torch.device("cpu")
+    texts = _as_float32(text_embeds, "text_embeds", device)
+    mols = _as_float32(mol_embeds, "mol_embeds", device)
+    n = texts.shape[0]
+    if n == 0:
+        raise ValueError("`text_embeds` is empty: there is nothing to rank.")
+    if mols.shape[0] != n:
+        raise ValueError(
+            f"`text_embeds` has {n} rows but `mol_embeds` has {mols.shape[0]}: row i of each must be the same pair."
+        )
+    if scorer is None and texts.shape[1] != mols.shape[1]:
+        raise ValueError(
+            f"Cosine scoring needs equal dimensions, got `text_embeds` dim {texts.shape[1]} and `mol_embeds` dim "
+            f"{mols.shape[1]}; project them to a shared space or pass a `scorer`."
+        )
+    mol_pool, text_pool = mols, texts
+    if extra_mol_embeds is not None:
+        extra = _as_float32(extra_mol_embeds, "extra_mol_embeds", device)
+        if extra.shape[1] != mols.shape[1]:
+            raise ValueError(f"`extra_mol_embeds` has dim {extra.shape[1]}, `mol_embeds` has dim {mols.shape[1]}.")
+        mol_pool = torch.cat([mols, extra])
+    if extra_text_embeds is not None:
+        extra = _as_float32(extra_text_embeds, "extra_text_embeds", device)
+        if extra.shape[1] != texts.shape[1]:
+            raise ValueError(f"`extra_text_embeds` has dim {extra.shape[1]}, `text_embeds` has dim {texts.shape[1]}.")
+        text_pool = torch.cat([texts, extra])
+
+    # De-duplicate before any arithmetic so that identical candidates share one score (see module docstring).
+    mol_unique, mol_inverse, mol_mult = _unique_rows(mol_pool)
+    text_unique, text_inverse, text_mult = _unique_rows(text_pool)
+    if scorer is None:
+        texts, mols = F.normalize(texts, dim=1), F.normalize(mols, dim=1)
+        mol_unique, text_unique = F.normalize(mol_unique, dim=1), F.normalize(text_unique, dim=1)
+
+        def t2m_scores(a: int, b: int) -> torch.Tensor:
+            return texts[a:b] @ mol_unique.T
+
+        def m2t_scores(a: int, b: int) -> torch.Tensor:
+            # Cosine is symmetric: queries as rows and candidates as columns in both directions.
+            return mols[a:b] @ text_unique.T
+
+    else:
+
+        def t2m_scores(a: int, b: int) -> torch.Tensor:
+            return torch.as_tensor(scorer(texts[a:b], mol_unique)).float()
+
+        def m2t_scores(a: int, b: int) -> torch.Tensor:
+            return torch.as_tensor(scorer(text_unique, mols[a:b])).float().T
+
+    common = {"delta": delta, "chunk_size": chunk_size, "check_scores": scorer is not None}
+    with torch.no_grad():
+        n_t2m = _count_direction(
+            n, t2m_scores, mol_inverse[:n], mol_mult, len(mol_unique), len(mol_pool), direction="t2m", **common
+        )
+        n_m2t = _count_direction(
+            n, m2t_scores, text_inverse[:n], text_mult, len(text_unique), len(text_pool), direction="m2t", **common
+        )
+    return n_t2m, n_m2t
+
+
+def ranks(
+    text_embeds: ArrayLike,
+    mol_embeds: ArrayLike,
+    *,
+    scorer: Scorer | None = None,
+    extra_mol_embeds: ArrayLike | None = None,
+    extra_text_embeds: ArrayLike | None = None,
+    chunk_size: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-based rank of each query's true partner, ``rank = n_confusing + 1`` (ties count against the query).
+
+    Same arguments as :func:`confusion_counts` (with ``delta = 0``).
+
+    Returns:
+        ``(rank_t2m, rank_m2t)``: CPU ``LongTensor``s of shape ``[N]``, values in ``[1, pool_size]``.
+    """
+    n_t2m, n_m2t = confusion_counts(
+        text_embeds,
+        mol_embeds,
+        scorer=scorer,
+        chunk_size=chunk_size,
+        extra_mol_embeds=extra_mol_embeds,
+        extra_text_embeds=extra_text_embeds,
+    )
+    return n_t2m + 1, n_m2t + 1
+
+
+def metrics_from_ranks(
+    rank_t2m: torch.Tensor, rank_m2t: torch.Tensor, *, ks: Sequence[int] = (1, 5, 10), prefix: str = ""
+) -> dict[str, float]:
+    """Hits@k, MRR and mean rank of both directions from per-query ranks.
+
+    Args:
+        rank_t2m: ``[N]`` 1-based ranks of the text→molecule queries.
+        rank_m2t: ``[N]`` 1-based ranks of the molecule→text queries.
+        ks: the cut-offs of Hits@k.
+        prefix: prepended to every key (e.g. ``"test_all_"``).
+
+    Returns:
+        ``{f"{prefix}{d}_hits@{k}", f"{prefix}{d}_mrr", f"{prefix}{d}_mean_rank"}`` for ``d`` in ``t2m``, ``m2t``;
+        Hits and MRR in ``[0, 1]``.
+    """
+    ks = list(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}.")
+    metrics: dict[str, float] = {}
+    for direction, rank in (("t2m", rank_t2m), ("m2t", rank_m2t)):
+        rank = torch.as_tensor(rank)
+        if rank.numel() == 0 or bool((rank < 1).any()):
+            raise ValueError(f"`rank_{direction}` must be a non-empty tensor of 1-based ranks.")
+        rank = rank.double()
+        for k in sorted(set(ks)):
+            metrics[f"{prefix}{direction}_hits@{k}"] = float((rank <= k).double().mean())
+        metrics[f"{prefix}{direction}_mrr"] = float((1.0 / rank).mean())
+        metrics[f"{prefix}{direction}_mean_rank"] = float(rank.mean())
+    return metrics
+
+
+def retrieval_metrics(
+    text_embeds: ArrayLike,
+    mol_embeds: ArrayLike,
+    *,
+    scorer: Scorer | None = None,
+    extra_mol_embeds: ArrayLike | None = None,
+    extra_text_embeds: ArrayLike | None = None,
+    ks: Sequence[int] = (1, 5, 10),
+    chunk_size: int = 1024,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Hits@k, MRR and mean rank, text→molecule and molecule→text.
+
+    Without extras the pool is the split itself (``split``); with the other molecules/texts of the full data set as
+    extras it is ``all`` (see the module docstring for how to build them without counting the true partner twice).
+
+    Args:
+        text_embeds: ``[N, D_t]`` text embeddings (torch or numpy, any float dtype).
+        mol_embeds: ``[N, D_m]`` molecule embeddings, row ``i`` paired with text ``i``.
+        scorer: custom ``scorer(text, mol) -> [a, b]``; default cosine.
+        extra_mol_embeds: further candidate molecules for ``t2m``.
+        extra_text_embeds: further candidate texts for ``m2t``.
+        ks: cut-offs of Hits@k.
+        chunk_size: queries scored at a time.
+        prefix: prepended to every key, e.g. ``"test_split_"``.
+
+    Returns:
+        ``{"t2m_hits@1", "t2m_hits@5", "t2m_hits@10", "t2m_mrr", "t2m_mean_rank", "m2t_hits@1", ...}`` (with
+        ``prefix``) as Python floats; Hits and MRR in ``[0, 1]``, mean rank in ``[1, pool_size]``.
+
+    Example:
+        >>> import torch
+        >>> t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> retrieval_metrics(t, t, ks=(1,))["t2m_hits@1"]
+        1.0
+    """
+    rank_t2m, rank_m2t = ranks(
+        text_embeds,
+        mol_embeds,
+        scorer=scorer,
+        extra_mol_embeds=extra_mol_embeds,
+        extra_text_embeds=extra_text_embeds,
+        chunk_size=chunk_size,
+    )
+    return metrics_from_ranks(rank_t2m, rank_m2t, ks=ks, prefix=prefix)
