@@ -1,0 +1,238 @@
+"""The curriculum sampler: which samples each epoch trains on, and in what order.
+
+:class:`CurriculumSampler` is an index-level ``torch.utils.data.Sampler[int]``. It deliberately does not subclass
+``RandomSampler``: with ``use_seedable_sampler=True`` (the Trainer's default) accelerate replaces every
+``RandomSampler`` by its own ``SeedableRandomSampler`` and the curriculum would be silently lost.
+
+Epoch ``e`` trains on a *pool* of ``ceil(lambda(e) * N)`` samples (``lambda`` from the :class:`Pacing`), shuffled with
+a local ``torch.Generator`` seeded from ``(seed, e)``. The order is a pure function of ``(difficulty, pacing,
+num_epochs, seed, order, epoch)``: every rank computes the same order (accelerate's ``BatchSamplerShard`` then gives
+each rank every ``world_size``-th batch), ``set_epoch`` can be called any number of times, and a resumed run replays
+exactly the order of the interrupted one (the Trainer itself skips the batches already seen in the resumed epoch).
+
+Order modes (:class:`CurriculumOrder`):
+
+- ``easy_first`` (CLASS): the pool is the easiest ``ceil(lambda N)`` samples (ties broken by index, stable sort);
+- ``hard_first`` (anti-curriculum): the hardest ``ceil(lambda N)`` samples (ties broken by index);
+- ``random_subset`` (ablation): a random subset of the same size, **re-drawn every epoch** from ``(seed, epoch)``
+  (the fair control: same pool sizes, no difficulty ordering; ``redraw_random_subset=False`` keeps the nested pools
+  of one fixed random permutation instead, which mimics the nesting of ``easy_first``);
+- ``none`` (baseline): every sample every epoch, in random order; the pacing is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+from transformers.utils import ExplicitEnum
+
+from .pacing import Pacing, get_pacing, pool_size
+
+logger = logging.getLogger(__name__)
+
+
+class CurriculumOrder(ExplicitEnum):
+    """Which samples enter each epoch's pool."""
+
+    EASY_FIRST = "easy_first"
+    HARD_FIRST = "hard_first"
+    RANDOM_SUBSET = "random_subset"
+    NONE = "none"
+
+
+def as_difficulty_array(difficulty: Any, name: str = "difficulty") -> np.ndarray:
+    """Materialises difficulty values (list, tensor, numpy array or ``datasets.Column``) once as ``float64 [N]``.
+
+    Raises:
+        ValueError: naming ``name`` when the values are not one-dimensional or not finite.
+    """
+    if isinstance(difficulty, torch.Tensor):
+        array = difficulty.detach().cpu().double().numpy()
+    else:
+        array = np.asarray(difficulty, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"`{name}` must hold one number per sample (shape [N]), got shape {array.shape}.")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        raise ValueError(f"`{name}` is missing or not finite in {bad.size} rows (first: row {int(bad[0])}).")
+    return array
+
+
+def difficulty_fingerprint(difficulty: np.ndarray) -> str:
+    """A short hash of the difficulty values, to check that a resumed run uses the same ones."""
+    return hashlib.sha1(np.ascontiguousarray(difficulty, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A 63-bit seed derived from ``(seed, epoch, stream)`` (no collisions between e.g. seed 0 epoch 1 and seed 1)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(stream)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class CurriculumSampler(Sampler[int]):
+    """Yields the indices of the current epoch's pool in a deterministic random order.
+
+    Args:
+        difficulty (Sequence[float] | np.ndarray | torch.Tensor): one difficulty per training sample (higher =
+            harder); a ``datasets.Column`` is materialised once. Only the order of the values matters.
+        pacing (Pacing | str | Callable): fraction of the data per epoch (see :func:`~.pacing.get_pacing`).
+        num_epochs (int): number of epochs the pacing is spread over.
+        seed (int): seed of the shuffles (use the Trainer's ``data_seed`` or ``seed``).
+        order (CurriculumOrder | str): ``easy_first``, ``hard_first``, ``random_subset`` or ``none``.
+        redraw_random_subset (bool): with ``random_subset``, draw a fresh subset every epoch (default) rather than
+            taking nested prefixes of one fixed permutation.
+
+    Example:
+        >>> sampler = CurriculumSampler([0.9, 0.1, 0.5, 0.3], "staged", num_epochs=4, seed=0)
+        >>> sampler.set_epoch(0); sorted(sampler)
+        [1]
+        >>> sampler.set_epoch(1); sorted(sampler)
+        [1, 3]
+    """
+
+    def __init__(
+        self,
+        difficulty: Sequence[float] | np.ndarray | torch.Tensor,
+        pacing: Pacing | str = "staged",
+        num_epochs: int = 1,
+        seed: int = 0,
+        order: CurriculumOrder | str = CurriculumOrder.EASY_FIRST,
+        redraw_random_subset: bool = True,
+    ) -> None:
+        self.order = CurriculumOrder(order)
+        self.pacing = get_pacing(pacing)
+        if not isinstance(num_epochs, int) or num_epochs < 1:
+            raise ValueError(f"`num_epochs` must be a positive integer, got {num_epochs!r}.")
+        self.num_epochs = num_epochs
+        self.seed = int(seed)
+        self.redraw_random_subset = bool(redraw_random_subset)
+        self.epoch = 0
+        self._cache: tuple[int, torch.Tensor] | None = None
+        self.set_difficulty(difficulty)
+
+    # ---- difficulty ----------------------------------------------------------------------------------------------
+
+    def set_difficulty(self, difficulty: Sequence[float] | np.ndarray | torch.Tensor) -> None:
+        """Replaces the difficulty values (e.g. after a refresh with the current model); N must stay the same."""
+        array = as_difficulty_array(difficulty)
+        if array.size == 0:
+            raise ValueError("`difficulty` is empty: the training set has no samples.")
+        if hasattr(self, "difficulty") and array.size != self.difficulty.size:
+            raise ValueError(
+                f"The new difficulty has {array.size} values but the sampler was built for {self.difficulty.size} "
+                "samples."
+            )
+        self.difficulty = array
+        # Stable sorts: ties are broken by index in both directions.
+        self._easy_to_hard = np.argsort(array, kind="stable")
+        self._hard_to_easy = np.lexsort((np.arange(array.size), -array))
+        self._cache = None
+
+    @property
+    def num_samples(self) -> int:
+        """Size ``N`` of the training set."""
+        return int(self.difficulty.size)
+
+    # ---- epochs --------------------------------------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch whose pool and order :meth:`__iter__` yields (idempotent)."""
+        epoch = int(epoch)
+        if epoch < 0:
+            raise ValueError(f"`epoch` must be non-negative, got {epoch}.")
+        self.epoch = epoch
+
+    def fraction(self, epoch: int | None = None) -> float:
+        """Pacing fraction of ``epoch`` (the current one by default); 1.0 with order ``none``."""
+        if self.order == CurriculumOrder.NONE:
+            return 1.0
+        return self.pacing.fraction(self.epoch if epoch is None else epoch, self.num_epochs)
+
+    def stage(self, epoch: int | None = None) -> int:
+        """Pacing stage of ``epoch`` (the current one by default)."""
+        return self.pacing.stage(self.epoch if epoch is None else epoch, self.num_epochs)
+
+    def pool_size(self, epoch: int | None = None) -> int:
+        """``ceil(lambda(epoch) * N)`` (N with order ``none``)."""
+        return pool_size(self.fraction(epoch), self.num_samples)
+
+    def pool(self, epoch: int | None = None) -> np.ndarray:
+        """The indices admitted in ``epoch``, in pool order (before the shuffle)."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        size = self.pool_size(epoch)
+        if self.order == CurriculumOrder.EASY_FIRST:
+            return self._easy_to_hard[:size]
+        if self.order == CurriculumOrder.HARD_FIRST:
+            return self._hard_to_easy[:size]
+        if self.order == CurriculumOrder.RANDOM_SUBSET:
+            draw = epoch if self.redraw_random_subset else 0
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, draw, stream=1))
+            return torch.randperm(self.num_samples, generator=generator).numpy()[:size]
+        return np.arange(self.num_samples)
+
+    def indices(self, epoch: int | None = None) -> torch.Tensor:
+        """The shuffled indices of ``epoch``: the pool permuted with a generator seeded from ``(seed, epoch)``."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        pool = torch.from_numpy(np.ascontiguousarray(self.pool(epoch), dtype=np.int64))
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        order = pool[torch.randperm(pool.numel(), generator=generator)]
+        self._cache = (epoch, order)
+        return order
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.indices().tolist()
+
+    def __len__(self) -> int:
+        return self.pool_size()
+
+    # ---- checkpointing -------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state that determines the order (JSON-serialisable; the difficulty itself only as a hash)."""
+        return {
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "order": self.order.value,
+            "num_epochs": self.num_epochs,
+            "num_samples": self.num_samples,
+            "pacing": self.pacing.describe(),
+            "redraw_random_subset": self.redraw_random_subset,
+            "difficulty_sha1": difficulty_fingerprint(self.difficulty),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores ``epoch`` and ``seed``, after checking that the run is the same curriculum.
+
+        Raises:
+            ValueError: naming the field that differs (samples, order, epochs, pacing or difficulty values).
+        """
+        checks = {
+            "num_samples": self.num_samples,
+            "order": self.order.value,
+            "num_epochs": self.num_epochs,
+            "pacing": self.pacing.describe(),
+            "difficulty_sha1": difficulty_fingerprint(self.difficulty),
+        }
+        for key, current in checks.items():
+            if key in state and state[key] != current:
+                raise ValueError(
+                    f"Cannot restore the curriculum sampler: the checkpoint has `{key}`={state[key]!r} but this run "
+                    f"has {current!r}. Resume with the same training set, difficulty and curriculum arguments."
+                )
+        self.seed = int(state.get("seed", self.seed))
+        self.redraw_random_subset = bool(state.get("redraw_random_subset", self.redraw_random_subset))
+        self.set_epoch(int(state.get("epoch", 0)))
+        self._cache = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CurriculumSampler(num_samples={self.num_samples}, order={self.order.value!r}, pacing={self.pacing!r}, "
+            f"num_epochs={self.num_epochs}, seed={self.seed}, epoch={self.epoch})"
+        )

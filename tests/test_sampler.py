@@ -1,0 +1,193 @@
+"""CurriculumSampler: pools follow the pacing, deterministic order, sharding across ranks, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from accelerate.data_loader import BatchSamplerShard
+from datasets import Dataset
+from torch.utils.data import BatchSampler, RandomSampler
+
+from class_hf.curriculum.pacing import get_pacing, pool_size
+from class_hf.curriculum.sampler import CurriculumOrder, CurriculumSampler
+
+N = 103
+
+
+@pytest.fixture()
+def difficulty():
+    rng = np.random.default_rng(0)
+    values = rng.random(N)
+    values[10:20] = 0.5  # a tie group: broken by index
+    return values
+
+
+def _epoch(sampler, epoch):
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def test_not_a_random_sampler(difficulty):
+    # accelerate replaces RandomSampler subclasses by its SeedableRandomSampler.
+    assert not isinstance(CurriculumSampler(difficulty, num_epochs=4), RandomSampler)
+
+
+def test_easy_first_pools_follow_the_pacing(difficulty):
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=8, seed=3)
+    easy_to_hard = np.argsort(difficulty, kind="stable")
+    pacing = get_pacing("staged")
+    previous = set()
+    for epoch in range(8):
+        order = _epoch(sampler, epoch)
+        size = pool_size(pacing.fraction(epoch, 8), N)
+        assert len(order) == len(sampler) == size
+        assert len(set(order)) == size, "an index repeats within an epoch"
+        assert set(order) == set(easy_to_hard[:size].tolist())
+        hardest_in = max(difficulty[order])
+        outside = np.setdiff1d(np.arange(N), order)
+        assert outside.size == 0 or hardest_in <= difficulty[outside].min()
+        assert previous <= set(order), "pools must be nested"
+        previous = set(order)
+    assert [len(_epoch(sampler, e)) for e in range(8)] == [26, 26, 52, 52, 78, 78, 103, 103]
+
+
+def test_ties_broken_by_index():
+    difficulty = np.array([0.5, 0.1, 0.5, 0.5, 0.9, 0.5])
+    sampler = CurriculumSampler(difficulty, lambda e, n: 0.5, num_epochs=1)
+    assert sorted(sampler) == [0, 1, 2]  # 0.1 first, then the 0.5 ties in index order
+    hard = CurriculumSampler(difficulty, lambda e, n: 0.5, num_epochs=1, order="hard_first")
+    assert sorted(hard) == [0, 2, 4]
+
+
+def test_hard_first_takes_the_hardest(difficulty):
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=4, order=CurriculumOrder.HARD_FIRST)
+    order = _epoch(sampler, 0)
+    assert len(order) == 26
+    assert min(difficulty[order]) >= np.sort(difficulty)[-26]
+
+
+def test_random_subset_same_sizes_redrawn_each_epoch(difficulty):
+    easy = CurriculumSampler(difficulty, "staged", num_epochs=8, seed=1)
+    rand = CurriculumSampler(difficulty, "staged", num_epochs=8, seed=1, order="random_subset")
+    sizes = [len(_epoch(rand, e)) for e in range(8)]
+    assert sizes == [len(_epoch(easy, e)) for e in range(8)]
+    first, second = set(_epoch(rand, 0)), set(_epoch(rand, 1))
+    assert first != second, "the random subset is re-drawn every epoch"
+    assert set(_epoch(rand, 0)) == first, "and deterministic per (seed, epoch)"
+    assert first != set(_epoch(easy, 0))
+    fixed = CurriculumSampler(
+        difficulty, "staged", num_epochs=8, seed=1, order="random_subset", redraw_random_subset=False
+    )
+    assert set(_epoch(fixed, 0)) == set(_epoch(fixed, 1)) and set(_epoch(fixed, 0)) < set(_epoch(fixed, 2))
+
+
+def test_none_is_all_samples_in_random_order(difficulty):
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=4, order="none", seed=5)
+    orders = [_epoch(sampler, e) for e in range(4)]
+    for order in orders:
+        assert sorted(order) == list(range(N))
+    assert orders[0] != orders[1] and orders[0] != list(range(N))
+
+
+def test_order_reproducible_from_seed_and_epoch(difficulty):
+    a = CurriculumSampler(difficulty, "staged", num_epochs=4, seed=7)
+    b = CurriculumSampler(difficulty, "staged", num_epochs=4, seed=7)
+    c = CurriculumSampler(difficulty, "staged", num_epochs=4, seed=8)
+    # Different call histories, same (seed, epoch) -> same order.
+    for e in (3, 0, 2):
+        _epoch(a, e)
+    assert [_epoch(a, e) for e in range(4)] == [_epoch(b, e) for e in range(4)]
+    assert _epoch(a, 3) != _epoch(c, 3)
+    # The shuffle does not touch the global RNG.
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    _epoch(a, 1)
+    assert torch.equal(torch.rand(3), expected)
+    # Epoch orders differ (reshuffled every epoch) even when the pool is the same.
+    d = CurriculumSampler(difficulty, "staged", num_epochs=8, seed=7)
+    assert _epoch(d, 0) != _epoch(d, 1) and set(_epoch(d, 0)) == set(_epoch(d, 1))
+
+
+def test_set_epoch_is_idempotent(difficulty):
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=4, seed=2)
+    sampler.set_epoch(2)
+    first = list(sampler)
+    sampler.set_epoch(2)
+    sampler.set_epoch(2)
+    assert list(sampler) == first and list(sampler) == first
+    with pytest.raises(ValueError, match="epoch"):
+        sampler.set_epoch(-1)
+
+
+def test_datasets_column_is_materialised_once():
+    ds = Dataset.from_dict({"difficulty": [0.3, 0.1, 0.2, 0.9]})
+    sampler = CurriculumSampler(ds["difficulty"], lambda e, n: 0.5, num_epochs=1)
+    assert isinstance(sampler.difficulty, np.ndarray)
+    assert sorted(sampler) == [1, 2]
+    with pytest.raises(ValueError, match="not finite"):
+        CurriculumSampler([0.1, float("nan")], num_epochs=1)
+
+
+@pytest.mark.parametrize("num_samples", [40, 43])
+def test_two_simulated_ranks_get_disjoint_batches_covering_the_pool(num_samples):
+    difficulty = np.random.default_rng(1).random(num_samples)
+    batch_size, world = 4, 2
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=4, seed=11)
+    shards = [
+        BatchSamplerShard(BatchSampler(sampler, batch_size, drop_last=False), world, rank) for rank in range(world)
+    ]
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        pool = list(sampler)
+        per_rank = [list(shard) for shard in shards]
+        assert len(per_rank[0]) == len(per_rank[1]) == len(shards[0]), "every rank runs the same number of batches"
+        seen = [i for batches in per_rank for batch in batches for i in batch]
+        assert set(seen) == set(pool), "together the ranks cover the pool"
+        n_full = len(pool) // (batch_size * world) * batch_size * world
+        if len(pool) % (batch_size * world) == 0:
+            assert sorted(seen) == sorted(pool), "no sample twice when the pool divides into global batches"
+        else:
+            # accelerate's even_batches completes the last round from the start of the epoch's order.
+            assert len(seen) == len(per_rank[0]) * batch_size * world > len(pool)
+        # Batches are disjoint between ranks over the first full rounds.
+        rank_sets = [{i for batch in batches for i in batch} for batches in per_rank]
+        full_rounds = n_full // (batch_size * world)
+        first_rounds = [{i for batch in batches[:full_rounds] for i in batch} for batches in per_rank]
+        assert not (first_rounds[0] & first_rounds[1])
+        assert rank_sets[0] | rank_sets[1] == set(pool)
+        # Interleaving the ranks' batches reproduces the single-process order.
+        interleaved = [i for pair in zip(*per_rank) for batch in pair for i in batch]
+        assert interleaved[: len(pool)] == pool
+
+
+def test_resume_restores_the_order(difficulty):
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=4, seed=9)
+    sampler.set_epoch(2)
+    expected = list(sampler)
+    state = sampler.state_dict()
+    assert state["epoch"] == 2 and state["seed"] == 9
+
+    fresh = CurriculumSampler(difficulty, "staged", num_epochs=4, seed=123)
+    fresh.load_state_dict(state)
+    assert list(fresh) == expected
+    fresh.set_epoch(3)
+    sampler.set_epoch(3)
+    assert list(fresh) == list(sampler)
+
+    other = CurriculumSampler(difficulty[::-1].copy(), "staged", num_epochs=4)
+    with pytest.raises(ValueError, match="difficulty_sha1"):
+        other.load_state_dict(state)
+    with pytest.raises(ValueError, match="num_epochs"):
+        CurriculumSampler(difficulty, "staged", num_epochs=5).load_state_dict(state)
+
+
+def test_set_difficulty_keeps_size(difficulty):
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=4)
+    before = _epoch(sampler, 0)
+    sampler.set_difficulty(-difficulty)
+    after = _epoch(sampler, 0)
+    assert set(after) != set(before)
+    with pytest.raises(ValueError, match="built for"):
+        sampler.set_difficulty(difficulty[:5])
