@@ -1,0 +1,261 @@
+"""Training arguments of :class:`~class_hf.trainer.CurriculumTrainer`: every CLASS knob, with help text.
+
+:class:`CurriculumTrainingArguments` extends ``transformers.TrainingArguments``; it parses with ``HfArgumentParser``
+from the command line (``--curriculum easy_first --pacing staged --pacing_stages 4``) and from YAML
+(``parser.parse_yaml_file("config.yaml")``), and serialises with ``to_dict()`` / ``to_json_string()``.
+
+Defaults reproduce CLASS as class-hf reconstructs it (see ``METHOD.md``): easy-first curriculum over 4 stages
+(25 / 50 / 75 / 100 % of the data), difficulty from a short warm-up of the backbone, per-sample weights with
+``beta = 1`` and a learning-rate stage multiplier from 0.5 to 1. ``curriculum="none"`` with
+``intensity_target="none"`` and ``intensity_beta=0`` is the plain-Trainer baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .curriculum.intensity import IntensityTarget
+from .curriculum.pacing import PacingKind
+from .curriculum.sampler import CurriculumOrder
+
+logger = logging.getLogger(__name__)
+
+_DIFFICULTY_SOURCES = (
+    "precomputed",
+    "precomputed:<path-or-hub-id>",
+    "warmup",
+    "fingerprint",
+    "model:<path-or-hub-id>",
+)
+
+
+def _check_difficulty_source(source: str) -> None:
+    if source in ("precomputed", "warmup", "fingerprint"):
+        return
+    for prefix in ("model:", "precomputed:"):
+        if source.startswith(prefix):
+            if not source[len(prefix) :]:
+                raise ValueError(f"`difficulty_source={source!r}` needs a path or Hub id after {prefix!r}.")
+            return
+    raise ValueError(f"Unknown `difficulty_source` {source!r}; choose one of {list(_DIFFICULTY_SOURCES)}.")
+
+
+@dataclass
+class CurriculumTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the CLASS curriculum, difficulty and intensity settings.
+
+    Only the new fields are documented here; see ``transformers.TrainingArguments`` for the others. Choices accept
+    the enum member or its string value.
+
+    > Curriculum (sample scheduler)
+
+    Args:
+        curriculum (CurriculumOrder | str): ``easy_first`` (CLASS), ``hard_first`` (anti-curriculum),
+            ``random_subset`` (same pool sizes, random samples, re-drawn every epoch) or ``none`` (all data every
+            epoch: the baseline; the Trainer's own sampler is used).
+        pacing (PacingKind | str | Callable): ``staged``, ``linear``, ``root`` or ``geometric``; a callable
+            ``(epoch, num_epochs) -> fraction`` may be set in Python.
+        pacing_stages (int): number of stages K of ``staged`` pacing.
+        pacing_start_fraction (float): fraction of the data in the first epoch/stage.
+        pacing_fractions (list[float] | None): explicit stage fractions for ``staged`` (the last must be 1.0).
+        pacing_saturation (float): share of the epochs after which continuous pacing uses all data.
+        pacing_root_degree (float): degree ``p`` of ``root`` pacing.
+
+    > Difficulty
+
+    Args:
+        difficulty_source (str): ``precomputed``, ``precomputed:<path-or-hub-id>``, ``warmup``, ``fingerprint`` or
+            ``model:<path-or-hub-id>``; used when the training set lacks ``difficulty_column``.
+        difficulty_column (str): the column holding the difficulty (``difficulty``).
+        difficulty_delta (float): margin ``delta`` of the confusion test.
+        difficulty_refresh (bool): re-score the training set with the current model at every stage boundary.
+        difficulty_warmup_fraction (float): share of the pairs the ``warmup`` scorer trains on.
+        difficulty_warmup_epochs (float): epochs of the ``warmup`` scorer.
+        difficulty_warmup_learning_rate (float | None): learning rate of the ``warmup`` scorer (``learning_rate``
+            when None).
+        difficulty_batch_size (int | None): encoding batch size when scoring (``per_device_eval_batch_size`` when
+            None).
+
+    > Adaptive intensity
+
+    Args:
+        intensity_beta (float): strength of the per-sample weights ``w_i = 1 + beta * p * d_i`` (0 turns them off).
+        intensity_target (IntensityTarget | str): where the stage multiplier gamma applies: ``lr`` (default),
+            ``loss``, ``temperature``, ``margin`` or ``none``.
+        intensity_gamma_min (float): gamma at the first stage.
+        intensity_gamma_max (float): gamma at the last stage.
+
+    > Model and evaluation
+
+    Args:
+        gather_across_ranks (bool): use every rank's samples as in-batch negatives (the backbone must support it).
+        text_encoder_learning_rate (float | None): learning rate of the text encoder's parameters (the model's
+            ``param_groups()``, or parameters named ``text_encoder.*``); ``learning_rate`` when None.
+        eval_retrieval (bool): compute Hits@k / MRR / mean rank on the evaluation split in ``evaluate``.
+        eval_chunk_size (int): rows per chunk of the similarity matrix in retrieval evaluation and scoring.
+    """
+
+    # > Curriculum (sample scheduler)
+    curriculum: CurriculumOrder | str = field(
+        default=CurriculumOrder.EASY_FIRST,
+        metadata={
+            "help": "Which samples each epoch trains on: 'easy_first' (CLASS), 'hard_first' (anti-curriculum), "
+            "'random_subset' (same pool sizes, random samples re-drawn every epoch) or 'none' (all data: baseline)."
+        },
+    )
+    pacing: PacingKind | str = field(
+        default=PacingKind.STAGED,
+        metadata={"help": "Fraction of the data per epoch: 'staged', 'linear', 'root' or 'geometric'."},
+    )
+    pacing_stages: int = field(default=4, metadata={"help": "Number of stages of 'staged' pacing."})
+    pacing_start_fraction: float = field(
+        default=0.25, metadata={"help": "Fraction of the data in the first epoch (or stage), in (0, 1]."}
+    )
+    pacing_fractions: list[float] | None = field(
+        default=None,
+        metadata={"help": "Explicit stage fractions of 'staged' pacing, non-decreasing, the last one 1.0."},
+    )
+    pacing_saturation: float = field(
+        default=1.0,
+        metadata={"help": "Share of the epochs after which 'linear'/'root'/'geometric' pacing uses all data."},
+    )
+    pacing_root_degree: float = field(default=2.0, metadata={"help": "Degree p of 'root' pacing (>= 1)."})
+
+    # > Difficulty
+    difficulty_source: str = field(
+        default="warmup",
+        metadata={
+            "help": "Where the difficulty comes from when the training set lacks `difficulty_column`: 'precomputed' "
+            "(the column must exist), 'precomputed:<path-or-hub-id>', 'warmup' (the backbone after a short warm-up), "
+            "'fingerprint' (frozen text features + Morgan fingerprints) or 'model:<path-or-hub-id>'."
+        },
+    )
+    difficulty_column: str = field(default="difficulty", metadata={"help": "Column holding the difficulty."})
+    difficulty_delta: float = field(default=0.0, metadata={"help": "Margin delta of the confusion test."})
+    difficulty_refresh: bool = field(
+        default=False, metadata={"help": "Re-score the training set with the current model at every stage boundary."}
+    )
+    difficulty_warmup_fraction: float = field(
+        default=0.25, metadata={"help": "Share of the pairs the 'warmup' scorer trains on, in (0, 1]."}
+    )
+    difficulty_warmup_epochs: float = field(default=1.0, metadata={"help": "Epochs of the 'warmup' scorer."})
+    difficulty_warmup_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the 'warmup' scorer (default: `learning_rate`)."}
+    )
+    difficulty_batch_size: int | None = field(
+        default=None, metadata={"help": "Encoding batch size when scoring (default: `per_device_eval_batch_size`)."}
+    )
+
+    # > Adaptive intensity
+    intensity_beta: float = field(
+        default=1.0,
+        metadata={
+            "help": "Strength beta of the per-sample weights w_i = 1 + beta * progress * difficulty_i (0: off)."
+        },
+    )
+    intensity_target: IntensityTarget | str = field(
+        default=IntensityTarget.LR,
+        metadata={
+            "help": "Where the stage multiplier gamma applies: 'lr' (learning-rate multiplier), 'loss', "
+            "'temperature', 'margin' (passed to backbones with `supports_intensity`) or 'none'."
+        },
+    )
+    intensity_gamma_min: float = field(default=0.5, metadata={"help": "Stage multiplier gamma at the first stage."})
+    intensity_gamma_max: float = field(default=1.0, metadata={"help": "Stage multiplier gamma at the last stage."})
+
+    # > Model and evaluation
+    gather_across_ranks: bool = field(
+        default=False,
+        metadata={"help": "Use every rank's samples as in-batch negatives (the backbone must support it)."},
+    )
+    text_encoder_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the text encoder (the model's `param_groups()` or parameters named "
+            "`text_encoder.*`); default: `learning_rate`."
+        },
+    )
+    eval_retrieval: bool = field(
+        default=True, metadata={"help": "Compute Hits@k, MRR and mean rank on the evaluation split in `evaluate`."}
+    )
+    eval_chunk_size: int = field(
+        default=1024, metadata={"help": "Rows per chunk of the similarity matrix (evaluation and scoring)."}
+    )
+
+    def __post_init__(self) -> None:
+        self.curriculum = _to_enum(CurriculumOrder, self.curriculum, "curriculum")
+        if not callable(self.pacing):
+            self.pacing = _to_enum(PacingKind, self.pacing, "pacing")
+        self.intensity_target = _to_enum(IntensityTarget, self.intensity_target, "intensity_target")
+
+        if not isinstance(self.pacing_stages, int) or self.pacing_stages < 1:
+            raise ValueError(f"`pacing_stages` must be a positive integer, got {self.pacing_stages!r}.")
+        for name in ("pacing_start_fraction", "pacing_saturation", "difficulty_warmup_fraction"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"`{name}` must lie in (0, 1], got {value}.")
+        if self.pacing_fractions is not None:
+            fractions = list(self.pacing_fractions)
+            if not fractions or any(not 0 < f <= 1 for f in fractions) or fractions[-1] != 1.0:
+                raise ValueError(f"`pacing_fractions` must be fractions in (0, 1] ending with 1.0, got {fractions}.")
+            if any(b < a for a, b in zip(fractions, fractions[1:])):
+                raise ValueError(f"`pacing_fractions` must be non-decreasing, got {fractions}.")
+        if self.pacing_root_degree < 1:
+            raise ValueError(f"`pacing_root_degree` must be >= 1, got {self.pacing_root_degree}.")
+        _check_difficulty_source(self.difficulty_source)
+        if not self.difficulty_column:
+            raise ValueError("`difficulty_column` must name a column.")
+        if self.difficulty_delta < 0:
+            raise ValueError(f"`difficulty_delta` must be >= 0, got {self.difficulty_delta}.")
+        if self.difficulty_warmup_epochs <= 0:
+            raise ValueError(f"`difficulty_warmup_epochs` must be positive, got {self.difficulty_warmup_epochs}.")
+        if self.intensity_beta < 0:
+            raise ValueError(f"`intensity_beta` must be >= 0, got {self.intensity_beta}.")
+        if self.intensity_gamma_min <= 0 or self.intensity_gamma_max <= 0:
+            raise ValueError(
+                "`intensity_gamma_min` and `intensity_gamma_max` must be positive, got "
+                f"{self.intensity_gamma_min} and {self.intensity_gamma_max}."
+            )
+        if self.eval_chunk_size < 1:
+            raise ValueError(f"`eval_chunk_size` must be positive, got {self.eval_chunk_size}.")
+        if self.difficulty_batch_size is not None and self.difficulty_batch_size < 1:
+            raise ValueError(f"`difficulty_batch_size` must be positive, got {self.difficulty_batch_size}.")
+        if self.text_encoder_learning_rate is not None and self.text_encoder_learning_rate < 0:
+            raise ValueError(f"`text_encoder_learning_rate` must be >= 0, got {self.text_encoder_learning_rate}.")
+        if self.curriculum != CurriculumOrder.NONE:
+            if float(self.num_train_epochs) != int(self.num_train_epochs) or self.num_train_epochs < 1:
+                raise ValueError(
+                    f"`num_train_epochs` must be a whole number >= 1 with a curriculum (the pacing is planned per "
+                    f"epoch), got {self.num_train_epochs}. Set `curriculum='none'` for fractional epochs."
+                )
+            if self.train_sampling_strategy not in (None, "random"):
+                raise ValueError(
+                    f"`train_sampling_strategy={self.train_sampling_strategy!r}` cannot be combined with "
+                    f"`curriculum={self.curriculum.value!r}`: the curriculum sampler decides the order. Use "
+                    "`curriculum='none'` to keep the Trainer's sampling strategy."
+                )
+        super().__post_init__()
+
+    @property
+    def curriculum_enabled(self) -> bool:
+        """Whether a curriculum sampler replaces the Trainer's own sampler."""
+        return self.curriculum != CurriculumOrder.NONE
+
+    def to_dict(self) -> dict:
+        """Like ``TrainingArguments.to_dict``, with a callable ``pacing`` replaced by its name (JSON-safe)."""
+        d = super().to_dict()
+        if callable(self.pacing):
+            d["pacing"] = f"custom:{getattr(self.pacing, '__name__', type(self.pacing).__name__)}"
+        return d
+
+
+def _to_enum(enum_cls, value, name: str):
+    try:
+        return enum_cls(value.value if hasattr(value, "value") else value)
+    except ValueError:
+        raise ValueError(
+            f"`{name}`={value!r} is not valid; choose one of {[member.value for member in enum_cls]}."
+        ) from None
