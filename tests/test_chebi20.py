@@ -504,6 +504,6 @@ def test_hub_offline_molt5_files(offline_hub, molt5_folder):
     assert not any("\\\\" in s for s in dd["test"]["smiles"])
 
 
-def test_hub_offline_not_cached(offline_hub):
+def test_hub_offline_not_cached(tmp_path, offline_hub):
     with pytest.raises(FileNotFoundError, match="could not be loaded"):
-        load_chebi20("chem-org/not-cached")
+        load_chebi20("chem-org/not-cached", cache_dir=str(tmp_path / "ds_cache"))
