@@ -1,13 +1,18 @@
-"""Retrieval metrics against a brute-force reference (full score matrix, explicit loops) and hand-computed cases."""
+"""Retrieval metrics against a brute-force reference (full score matrix, explicit loops) and hand-computed cases;
+the evaluation plot helpers (class_hf/evaluation/plots.py) at the end."""
 
 from __future__ import annotations
 
+import logging
 import math
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
+from matplotlib.image import imread
 
+from class_hf.evaluation.plots import curves_figure, plot_curves, plot_sample_ratio, sample_ratio_figure
 from class_hf.evaluation.retrieval import confusion_counts, metrics_from_ranks, ranks, retrieval_metrics
 
 
@@ -284,3 +289,69 @@ def test_non_finite_rows_are_reported():
     mol[3, 1] = float("nan")
     with pytest.raises(ValueError, match=r"`mol_embeds` has 1 row\(s\) with NaN or infinite values \(first: row 3\)"):
         confusion_counts(torch.randn(5, 3), mol)
+
+
+# ------------------------------------------------------------------------------------------------------ plots
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _assert_png(path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image[..., :3].std() > 0  # not a blank canvas
+
+
+def test_plot_sample_ratio_writes_png(tmp_path):
+    arms = {"CLASS (root)": [0.33, 0.58, 0.82, 1.0], "random sampling": [1.0, 1.0, 1.0, 1.0]}
+    path = plot_sample_ratio(arms, tmp_path / "nested" / "ratio.png")
+    assert path == tmp_path / "nested" / "ratio.png"
+    _assert_png(path)
+
+
+def test_sample_ratio_figure_holds_the_data():
+    arms = {"a": [0.25, np.float32(0.5), 1.0], "b": [1.0, 1.0]}
+    ax = sample_ratio_figure(arms).axes[0]
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    np.testing.assert_array_equal(lines[0].get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(lines[0].get_ydata(), [0.25, 0.5, 1.0])
+    np.testing.assert_array_equal(lines[1].get_xdata(), [1, 2])
+
+
+def test_plot_curves_writes_png_and_holds_the_data(tmp_path):
+    history = {"CLASS": [(10.0, 0.31), (20.5, 0.45), (33.0, 0.52)], "baseline": [(15.0, 0.30), (30.0, 0.50)]}
+    path = plot_curves(history, tmp_path / "mrr.png", "wall-clock (s)", "validation MRR", "MRR vs time")
+    _assert_png(path)
+    ax = curves_figure(history, "wall-clock (s)", "validation MRR", "MRR vs time").axes[0]
+    assert ax.get_xlabel() == "wall-clock (s)" and ax.get_title() == "MRR vs time"
+    np.testing.assert_allclose(ax.get_lines()[1].get_xydata(), [[15.0, 0.30], [30.0, 0.50]])
+
+
+def test_pyplot_backend_untouched(tmp_path):
+    before = matplotlib.get_backend()
+    plot_curves({"a": [(0, 1), (1, 2)]}, tmp_path / "x.png", "x", "y", "t")
+    assert matplotlib.get_backend() == before
+
+
+def test_non_finite_points_are_reported(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="class_hf.evaluation.plots"):
+        plot_curves({"diverged": [(0, 1.0), (1, float("nan")), (2, 0.5)]}, tmp_path / "l.png", "step", "loss", "t")
+    assert "1 non-finite point(s) of 3" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda p: plot_sample_ratio({}, p), "non-empty dict"),
+        (lambda p: plot_sample_ratio({"a": []}, p), r"`epochs_to_fraction\['a'\]` is empty"),
+        (lambda p: plot_sample_ratio({"a": [0.5, 1.5]}, p), "at epoch 2"),
+        (lambda p: plot_sample_ratio({"a": [0.5, float("nan")]}, p), "at epoch 2"),
+        (lambda p: plot_curves({"a": [(1.0,)]}, p, "x", "y", "t"), "number pairs"),
+        (lambda p: plot_curves({"a": [(1.0, "high")]}, p, "x", "y", "t"), "number pairs"),
+    ],
+)
+def test_plot_invalid_inputs(tmp_path, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
