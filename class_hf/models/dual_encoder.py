@@ -1,0 +1,384 @@
+"""The plain dual-encoder backbone: a Hugging Face text encoder and a GIN/GINE molecule encoder, symmetric InfoNCE.
+
+The simplest backbone of the backbone contract (see ``CONTRIBUTING.md``): both towers are projected to one shared
+space, a learnable temperature scales the cosine logits, and the loss is the CLIP loss with one value per pair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import BatchNorm, GINConv, GINEConv, global_add_pool, global_mean_pool
+from torch_geometric.nn.aggr import AttentionalAggregation
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+
+from .configuration_dual_encoder import DualEncoderConfig
+from .losses import contrastive_loss
+from .modules import AtomEncoder, BondEncoder, CategoricalEmbedding, build_text_encoder, pool_tokens
+from .outputs import RetrievalOutput
+
+logger = logging.getLogger(__name__)
+
+# Batch keys that ``forward`` accepts and ignores, so that ``model(**collator_output)`` works: the per-sample
+# bookkeeping of the collator and the Trainer's loss kwarg (this model never needs it).
+_IGNORED_FORWARD_KWARGS = frozenset({"sample_idx", "difficulty", "num_items_in_batch"})
+
+# True while ``DualEncoderModel.from_pretrained`` builds the model: the checkpoint then provides the text encoder's
+# weights, so ``text_encoder_name_or_path`` must not be loaded (it may not even be reachable).
+_LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar("_LOADING_CHECKPOINT", default=False)
+
+LOGIT_SCALE_MAX = 100.0
+
+
+class GraphEncoder(nn.Module):
+    """GIN / GINE over atom (and bond) embeddings, with a graph readout and an optional fingerprint branch.
+
+    Every layer is ``conv -> BatchNorm -> ReLU (not after the last) -> dropout`` over node states of width
+    ``hidden_size``; the GIN update MLP is ``Linear(h, 2h) -> BatchNorm -> ReLU -> Linear(2h, h)``. GINE adds a
+    per-layer bond embedding to every message. Batch norms accept a single node (a one-atom batch).
+
+    Args:
+        config (DualEncoderConfig): reads ``gnn_*``, ``graph_pooling``, ``use_fingerprint`` and ``fingerprint_dim``.
+
+    Shapes:
+        ``graph.x`` ``[N, 9]`` long, ``graph.edge_index`` ``[2, E]``, ``graph.edge_attr`` ``[E, 3]`` long,
+        ``graph.batch`` ``[N]``, ``graph.fp`` ``[B, fingerprint_dim]`` -> ``[B, hidden_size]``.
+    """
+
+    def __init__(self, config: DualEncoderConfig) -> None:
+        super().__init__()
+        hidden = config.gnn_hidden_size
+        self.gnn_type = config.gnn_type
+        self.dropout = config.gnn_dropout
+        self.atom_encoder = AtomEncoder(hidden)
+        self.convs = nn.ModuleList()
+        for _ in range(config.gnn_num_layers):
+            mlp = nn.Sequential(
+                nn.Linear(hidden, 2 * hidden),
+                BatchNorm(2 * hidden, allow_single_element=True),
+                nn.ReLU(),
+                nn.Linear(2 * hidden, hidden),
+            )
+            self.convs.append(
+                GINEConv(mlp, train_eps=True) if self.gnn_type == "gine" else GINConv(mlp, train_eps=True)
+            )
+        self.bond_encoders = (
+            nn.ModuleList(BondEncoder(hidden) for _ in range(config.gnn_num_layers))
+            if self.gnn_type == "gine"
+            else None
+        )
+        self.norms = nn.ModuleList(BatchNorm(hidden, allow_single_element=True) for _ in range(config.gnn_num_layers))
+        self.graph_pooling = config.graph_pooling
+        self.attention_pool = (
+            AttentionalAggregation(nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)))
+            if config.graph_pooling == "attention"
+            else None
+        )
+        self.fingerprint_proj = nn.Linear(config.fingerprint_dim, hidden) if config.use_fingerprint else None
+        self.fingerprint_dim = config.fingerprint_dim
+
+    def forward(self, graph) -> torch.Tensor:
+        num_graphs = int(graph.num_graphs)
+        h = self.atom_encoder(graph.x)
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            if self.bond_encoders is not None:
+                h = conv(h, graph.edge_index, self.bond_encoders[i](graph.edge_attr))
+            else:
+                h = conv(h, graph.edge_index)
+            h = norm(h)
+            if i < len(self.convs) - 1:
+                h = F.relu(h)
+            h = F.dropout(h, p=self.dropout, training=self.training)
+        if self.graph_pooling == "mean":
+            pooled = global_mean_pool(h, graph.batch, size=num_graphs)
+        elif self.graph_pooling == "sum":
+            pooled = global_add_pool(h, graph.batch, size=num_graphs)
+        else:
+            pooled = self.attention_pool(h, graph.batch, dim_size=num_graphs)
+        if self.fingerprint_proj is not None:
+            fp = getattr(graph, "fp", None)
+            if fp is None:
+                raise ValueError(
+                    "`use_fingerprint=True` needs `graph.fp`: featurize the molecules with "
+                    "`featurize_molecules(..., fingerprints=True)`, or set `use_fingerprint=False`."
+                )
+            if fp.shape != (num_graphs, self.fingerprint_dim):
+                raise ValueError(
+                    f"`graph.fp` must have shape [{num_graphs}, {self.fingerprint_dim}] (`fingerprint_dim`), "
+                    f"got {list(fp.shape)}."
+                )
+            pooled = pooled + self.fingerprint_proj(fp.to(pooled.dtype))
+        return pooled
+
+
+class DualEncoderPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading shared by the dual encoder (the Hugging Face ``PreTrainedModel`` glue)."""
+
+    config_class = DualEncoderConfig
+    base_model_prefix = "dual_encoder"
+    main_input_name = "input_ids"
+    # The loss is a per-batch mean; never let the Trainer pass or rescale by `num_items_in_batch`.
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialises the modules this package defines; the text encoder uses its own ``_init_weights``.
+
+        ``PreTrainedModel.initialize_weights`` dispatches every Hugging Face sub-model (here the text encoder) to its
+        own ``_init_weights`` and skips modules and parameters flagged ``_is_hf_initialized``: those loaded from a
+        checkpoint or already initialised, e.g. a pretrained text encoder loaded in ``__init__``. The
+        ``transformers.initialization`` functions used here honour the same flag.
+        """
+        if isinstance(module, DualEncoderModel):
+            init.constant_(module.logit_scale, math.log(module.config.logit_scale_init))
+        elif isinstance(module, CategoricalEmbedding):
+            for embedding in module.embeddings:
+                init.xavier_uniform_(embedding.weight)
+        elif isinstance(module, nn.Linear):
+            # PyTorch's default Linear init (Kaiming uniform), which suits the ReLU MLPs of the GNN.
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1.0 / math.sqrt(module.in_features)
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, (GINConv, GINEConv)) and isinstance(module.eps, torch.Tensor):
+            init.constant_(module.eps, module.initial_eps)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """Loads a saved class-hf checkpoint; the text encoder's weights come from it, not from
+        ``config.text_encoder_name_or_path``. Arguments as :meth:`transformers.PreTrainedModel.from_pretrained`."""
+        token = _LOADING_CHECKPOINT.set(True)
+        try:
+            model = super().from_pretrained(*args, **kwargs)
+        finally:
+            _LOADING_CHECKPOINT.reset(token)
+        # Loading swaps in new Parameter objects, which forgets `requires_grad=False`: set it again.
+        model._set_trainable_parameters()
+        return model
+
+
+class DualEncoderModel(DualEncoderPreTrainedModel):
+    """Text encoder + GIN/GINE molecule encoder projected to one space, trained with a per-sample CLIP loss.
+
+    Parameters of the text tower live under ``text_encoder.`` (see :meth:`param_groups`). ``logit_scale`` is
+    ``log(1 / temperature)``; it is exponentiated and clamped at 100 (as CLIP) in use.
+
+    With ``intensity`` (the curriculum stage multiplier, ``supports_intensity = True``) the logits are multiplied by
+    ``intensity``, i.e. the temperature is divided by it: ``intensity > 1`` sharpens the softmax and weights hard
+    negatives more.
+
+    Args:
+        config (DualEncoderConfig): the model configuration. When ``config.text_encoder_name_or_path`` is set, the
+            pretrained text encoder weights are loaded here (not under :meth:`from_pretrained`, whose checkpoint
+            holds them).
+
+    Example::
+
+        >>> model = DualEncoderModel(config)
+        >>> out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], graph=batch["graph"])
+        >>> out.loss, out.per_sample_loss.shape  # scalar, [B]
+    """
+
+    supports_intensity = True
+
+    def __init__(self, config: DualEncoderConfig) -> None:
+        super().__init__(config)
+        load_weights = config.text_encoder_name_or_path is not None and not _LOADING_CHECKPOINT.get()
+        self.text_encoder = build_text_encoder(config.text_config, config.text_encoder_name_or_path, load_weights)
+        self.text_encoder.train()  # `from_pretrained` returns it in eval mode; follow the parent's mode instead
+        config.text_config = self.text_encoder.config  # one config object, so config.json matches the encoder
+        if config.pooling != "pooler" and getattr(self.text_encoder, "pooler", None) is not None:
+            # An unused pooler would get no gradient (and trip DDP's unused-parameter check).
+            self.text_encoder.pooler = None
+        text_hidden = config.text_config.hidden_size
+        self.graph_encoder = GraphEncoder(config)
+        self.text_projection = nn.Linear(text_hidden, config.projection_dim, bias=False)
+        self.mol_projection = nn.Linear(config.gnn_hidden_size, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        self.post_init()
+        self._set_trainable_parameters()
+
+    # ----------------------------------------------------------------------------------------------- freezing
+    def _text_layer_list(self) -> tuple[str, nn.ModuleList]:
+        """Finds the text encoder's list of transformer layers (the ModuleList with ``num_hidden_layers`` entries)."""
+        num_layers = self.config.text_config.num_hidden_layers
+        candidates = [
+            (name, module)
+            for name, module in self.text_encoder.named_modules()
+            if isinstance(module, nn.ModuleList) and len(module) == num_layers
+        ]
+        if not candidates:
+            raise ValueError(
+                f"`train_text_layers` needs the text encoder's list of {num_layers} layers, but "
+                f"{type(self.text_encoder).__name__} has no ModuleList of that length; use `freeze_text_encoder` "
+                "instead."
+            )
+        return candidates[0]
+
+    def _set_trainable_parameters(self) -> None:
+        """Sets ``requires_grad`` from ``learnable_temperature``, ``freeze_text_encoder`` and ``train_text_layers``."""
+        self.logit_scale.requires_grad_(self.config.learnable_temperature)
+        k = self.config.train_text_layers
+        if self.config.freeze_text_encoder or k == 0:
+            self.text_encoder.requires_grad_(False)
+            self.text_encoder.eval()
+            return
+        if k is None:
+            return
+        list_name, layers = self._text_layer_list()
+        names = [name for name, _ in self.text_encoder.named_parameters()]
+        in_list = [i for i, name in enumerate(names) if name.startswith(f"{list_name}.")]
+        top = tuple(f"{list_name}.{j}." for j in range(len(layers) - k, len(layers)))
+        trainable = 0
+        for i, (name, param) in enumerate(self.text_encoder.named_parameters()):
+            # Parameters registered after the layer list (pooler, final norm) sit above the layers: keep them.
+            param.requires_grad_(name.startswith(top) or i > in_list[-1])
+            trainable += param.numel() if param.requires_grad else 0
+        logger.info("Fine-tuning the top %d text encoder layers (%d parameters).", k, trainable)
+
+    @property
+    def text_encoder_frozen(self) -> bool:
+        """Whether no text encoder parameter is trained (it then runs under ``torch.no_grad`` in eval mode)."""
+        return not any(p.requires_grad for p in self.text_encoder.parameters())
+
+    def train(self, mode: bool = True) -> DualEncoderModel:
+        """As :meth:`torch.nn.Module.train`, but a fully frozen text encoder stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.text_encoder_frozen:
+            self.text_encoder.eval()
+        return self
+
+    # ----------------------------------------------------------------------------------------------- encoders
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Embeds texts in the shared space.
+
+        Args:
+            input_ids (torch.Tensor): ``[B, L]`` token ids.
+            attention_mask (torch.Tensor): ``[B, L]``, 1 for real tokens.
+
+        Returns:
+            torch.Tensor: ``[B, projection_dim]``, L2-normalised when ``config.normalize``.
+        """
+        context = torch.no_grad() if self.text_encoder_frozen else contextlib.nullcontext()
+        with context:
+            out = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
+            pooled = pool_tokens(
+                out.last_hidden_state, attention_mask, self.config.pooling, getattr(out, "pooler_output", None)
+            )
+        embeds = self.text_projection(pooled)
+        return F.normalize(embeds, dim=-1) if self.config.normalize else embeds
+
+    def encode_molecule(self, graph) -> torch.Tensor:
+        """Embeds molecule graphs in the shared space.
+
+        Args:
+            graph (torch_geometric.data.Batch): the collator's graph batch (moved to the model's device here).
+
+        Returns:
+            torch.Tensor: ``[B, projection_dim]``, L2-normalised when ``config.normalize``.
+        """
+        graph = graph.to(self.device)
+        embeds = self.mol_projection(self.graph_encoder(graph))
+        return F.normalize(embeds, dim=-1) if self.config.normalize else embeds
+
+    def score(self, text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
+        """Retrieval score: cosine similarity of every text with every molecule.
+
+        Args:
+            text_embeds (torch.Tensor): ``[Nt, D]`` from :meth:`encode_text`.
+            mol_embeds (torch.Tensor): ``[Nm, D]`` from :meth:`encode_molecule`.
+
+        Returns:
+            torch.Tensor: ``[Nt, Nm]`` cosine similarities.
+        """
+        return F.normalize(text_embeds, dim=-1) @ F.normalize(mol_embeds, dim=-1).T
+
+    def get_logit_scale(self) -> torch.Tensor:
+        """``1 / temperature``: ``exp(logit_scale)`` clamped at 100."""
+        return self.logit_scale.clamp(max=math.log(LOGIT_SCALE_MAX)).exp()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        graph,
+        return_loss: bool = True,
+        intensity: float | None = None,
+        **kwargs,
+    ) -> RetrievalOutput:
+        """Encodes a batch of pairs and computes the per-sample symmetric InfoNCE loss.
+
+        Args:
+            input_ids (torch.Tensor): ``[B, L]`` token ids of the descriptions.
+            attention_mask (torch.Tensor): ``[B, L]``.
+            graph (torch_geometric.data.Batch): the ``B`` molecules; molecule ``i`` is the partner of text ``i``.
+            return_loss (bool): compute the loss (otherwise only the embeddings).
+            intensity (float | None): curriculum stage multiplier; the logits are multiplied by it.
+            **kwargs: ``sample_idx``, ``difficulty`` and ``num_items_in_batch`` are accepted and ignored; anything
+                else is an error.
+
+        Returns:
+            RetrievalOutput: ``loss`` (mean of ``per_sample_loss``), ``per_sample_loss`` ``[B]``, ``text_embeds``,
+            ``mol_embeds`` and ``loss_components`` (``t2m``, ``m2t`` means).
+        """
+        unknown = set(kwargs) - _IGNORED_FORWARD_KWARGS
+        if unknown:
+            raise TypeError(
+                f"DualEncoderModel.forward got unexpected arguments {sorted(unknown)}; it takes input_ids, "
+                "attention_mask, graph, return_loss and intensity."
+            )
+        text_embeds = self.encode_text(input_ids, attention_mask)
+        mol_embeds = self.encode_molecule(graph)
+        if text_embeds.shape[0] != mol_embeds.shape[0]:
+            raise ValueError(
+                f"`input_ids` holds {text_embeds.shape[0]} texts but `graph` {mol_embeds.shape[0]} molecules; "
+                "every text needs exactly one molecule."
+            )
+        if not return_loss:
+            return RetrievalOutput(text_embeds=text_embeds, mol_embeds=mol_embeds)
+        scale = self.get_logit_scale()
+        if intensity is not None:
+            if intensity <= 0:
+                raise ValueError(f"`intensity` multiplies the logits and must be positive, got {intensity}.")
+            scale = scale * intensity
+        losses = contrastive_loss(text_embeds, mol_embeds, scale, gather_across_ranks=self.config.gather_across_ranks)
+        per_sample = losses["per_sample_loss"]
+        return RetrievalOutput(
+            loss=per_sample.mean(),
+            per_sample_loss=per_sample,
+            text_embeds=text_embeds,
+            mol_embeds=mol_embeds,
+            loss_components={"t2m": losses["t2m"].mean().detach(), "m2t": losses["m2t"].mean().detach()},
+        )
+
+    def param_groups(self) -> dict[str, list[str]]:
+        """Names of the trainable parameters, split so the trainer can give the text encoder its own learning rate.
+
+        Returns:
+            dict[str, list[str]]: ``text_encoder``: trainable parameters under ``text_encoder.``; ``other``: every
+            other trainable parameter (molecule encoder, projections, ``logit_scale``).
+        """
+        groups: dict[str, list[str]] = {"text_encoder": [], "other": []}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                groups["text_encoder" if name.startswith("text_encoder.") else "other"].append(name)
+        return groups
+
+
+AutoConfig.register("class_dual_encoder", DualEncoderConfig, exist_ok=True)
+AutoModel.register(DualEncoderConfig, DualEncoderModel, exist_ok=True)
+
+__all__ = ["DualEncoderConfig", "DualEncoderModel", "DualEncoderPreTrainedModel", "GraphEncoder"]
