@@ -1,0 +1,164 @@
+"""Tests for class_hf.data.collator.MoleculeTextCollator and graphs.rows_to_batch / MoleculeGraph batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from accelerate.utils import send_to_device
+from datasets import Dataset
+from torch_geometric.data import Batch
+
+from class_hf.data.collator import MoleculeTextCollator
+from class_hf.data.graphs import MoleculeGraph, featurize_molecules, fingerprint_matrix, rows_to_batch
+
+# Ethyl benzoate (11 atoms, 11 bonds, 4 motifs), ethanol (3 atoms, 2 bonds, 1 motif), salt (2 atoms, 0 bonds, 2 motifs)
+SMILES = ["CCOC(=O)c1ccccc1", "CCO", "[Na+].[Cl-]"]
+TEXTS = ["The molecule is a benzoate ester.", "The molecule is an alcohol.", "The molecule is a salt."]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    ds = Dataset.from_dict(
+        {
+            "cid": ["1", "2", "3"],
+            "smiles": SMILES,
+            "description": TEXTS,
+            "sample_idx": [10, 11, 12],
+            "difficulty": [0.25, 0.5, 1.0],
+        }
+    )
+    featurized = featurize_molecules(ds, fingerprints=True, desc=None)
+    return [featurized[i] for i in range(len(featurized))]
+
+
+@pytest.fixture()
+def collator(tiny_tokenizer):
+    return MoleculeTextCollator(tiny_tokenizer)
+
+
+def test_batch_keys_and_text(collator, rows, tiny_tokenizer):
+    batch = collator(rows)
+    assert list(batch) == ["input_ids", "attention_mask", "graph", "sample_idx", "difficulty"]
+    assert batch["input_ids"].dtype == torch.long and batch["attention_mask"].dtype == torch.long
+    assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["input_ids"].shape[0] == 3
+    expected = tiny_tokenizer(TEXTS, padding="longest", return_tensors="pt")
+    assert torch.equal(batch["input_ids"], expected["input_ids"])
+    assert torch.equal(batch["sample_idx"], torch.tensor([10, 11, 12]))
+    assert batch["difficulty"].dtype == torch.float32
+    assert torch.allclose(batch["difficulty"], torch.tensor([0.25, 0.5, 1.0]))
+
+
+def test_graph_offsets(collator, rows):
+    graph = collator(rows)["graph"]
+    assert isinstance(graph, Batch) and isinstance(graph, MoleculeGraph)
+    assert graph.num_graphs == 3
+    assert graph.x.shape == (16, 9) and graph.x.dtype == torch.long
+    assert graph.edge_attr.shape == (26, 3) and graph.edge_attr.dtype == torch.long
+    # batch vector: 11 atoms of graph 0, 3 of graph 1, 2 of graph 2
+    assert torch.equal(graph.batch, torch.tensor([0] * 11 + [1] * 3 + [2] * 2))
+    assert torch.equal(graph.ptr, torch.tensor([0, 11, 14, 16]))
+    # edge_index: graph 1's edges are shifted by 11 atoms; graph 2 has none
+    ethanol_edges = graph.edge_index[:, 22:]
+    assert torch.equal(ethanol_edges, torch.tensor(rows[1]["edge_index"]) + 11)
+    assert torch.equal(graph.edge_index[:, :22], torch.tensor(rows[0]["edge_index"]))
+    # atom2motif: shifted by the motifs of the graphs before (4, then 4 + 1)
+    assert torch.equal(graph.num_motifs, torch.tensor([4, 1, 2]))
+    assert torch.equal(graph.atom2motif, torch.tensor([0, 0, 1, 2, 2, 3, 3, 3, 3, 3, 3] + [4, 4, 4] + [5, 6]))
+    assert int(graph.atom2motif.max()) + 1 == int(graph.num_motifs.sum())
+    # motif -> graph via repeat_interleave, as documented
+    assert torch.equal(torch.repeat_interleave(graph.num_motifs), torch.tensor([0, 0, 0, 0, 1, 2, 2]))
+    # an example taken back out of the batch has its own (un-shifted) ids
+    ethanol = graph.get_example(1)
+    assert torch.equal(ethanol.atom2motif, torch.tensor([0, 0, 0]))
+    assert torch.equal(ethanol.edge_index, torch.tensor(rows[1]["edge_index"]))
+
+
+def test_graph_fingerprints(collator, rows):
+    graph = collator(rows)["graph"]
+    assert graph.fp.shape == (3, 2048) and graph.fp.dtype == torch.float32
+    np.testing.assert_allclose(graph.fp.numpy(), fingerprint_matrix(rows))
+
+    plain = [{k: v for k, v in row.items() if k not in ("fp_index", "fp_count")} for row in rows]
+    assert "fp" not in collator(plain)["graph"]
+    with pytest.raises(ValueError, match=r"Row 1 of the batch has no \['fp_index', 'fp_count'\]"):
+        collator([rows[0], plain[1]])
+
+
+def test_optional_columns_absent(collator, rows):
+    plain = [{k: v for k, v in row.items() if k not in ("sample_idx", "difficulty")} for row in rows]
+    batch = collator(plain)
+    assert "sample_idx" not in batch and "difficulty" not in batch
+    with pytest.raises(ValueError, match="Row 2 of the batch has no 'sample_idx' column"):
+        collator([rows[0], rows[1], {k: v for k, v in rows[2].items() if k != "sample_idx"}])
+
+
+def test_columns_property(collator):
+    assert collator.columns == [
+        "description",
+        "x",
+        "edge_index",
+        "edge_attr",
+        "atom2motif",
+        "num_motifs",
+        "num_nodes",
+        "fp_index",
+        "fp_count",
+        "sample_idx",
+        "difficulty",
+    ]
+    assert MoleculeTextCollator(collator.tokenizer, text_column="text").columns[0] == "text"
+
+
+def test_missing_column_names_column_and_row(collator, rows):
+    broken = dict(rows[1])
+    del broken["edge_index"]
+    with pytest.raises(ValueError, match="Row 1 of the batch has no 'edge_index' column"):
+        collator([rows[0], broken])
+    no_text = {k: v for k, v in rows[0].items() if k != "description"}
+    with pytest.raises(ValueError, match="Row 0 of the batch has no 'description' column"):
+        collator([no_text])
+
+
+@pytest.mark.parametrize("text", ["", "   ", None])
+def test_empty_text_names_row(collator, rows, text):
+    bad = dict(rows[2], description=text)
+    with pytest.raises(ValueError, match="Row 1 of the batch has an empty 'description'"):
+        collator([rows[0], bad])
+
+
+def test_empty_batch(collator):
+    with pytest.raises(ValueError, match="empty"):
+        collator([])
+    with pytest.raises(ValueError, match="empty"):
+        rows_to_batch([])
+
+
+def test_truncation_and_padding(tiny_tokenizer, rows):
+    short = MoleculeTextCollator(tiny_tokenizer, max_length=4)(rows)
+    assert short["input_ids"].shape == (3, 4)
+    padded = MoleculeTextCollator(tiny_tokenizer, max_length=20, padding="max_length")(rows)
+    assert padded["input_ids"].shape == (3, 20)
+    with pytest.raises(ValueError, match="max_length"):
+        MoleculeTextCollator(tiny_tokenizer, max_length=0)
+
+
+def test_torch_formatted_rows(collator, rows):
+    ds = Dataset.from_list(rows).with_format("torch")
+    batch = collator([ds[0], ds[1], ds[2]])
+    reference = collator(rows)
+    for key in ("x", "edge_index", "edge_attr", "atom2motif", "num_motifs", "fp"):
+        assert torch.equal(batch["graph"][key], reference["graph"][key]), key
+
+
+def test_send_to_device_keeps_batch(collator, rows):
+    moved = send_to_device(collator(rows), "cpu")
+    assert isinstance(moved, dict)
+    assert isinstance(moved["graph"], Batch)
+    assert moved["graph"].num_graphs == 3 and moved["input_ids"].device.type == "cpu"
+
+
+def test_works_in_dataloader(collator, rows):
+    loader = torch.utils.data.DataLoader(rows, batch_size=2, collate_fn=collator)
+    sizes = [batch["graph"].num_graphs for batch in loader]
+    assert sizes == [2, 1]
