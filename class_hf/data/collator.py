@@ -67,8 +67,11 @@ class MoleculeTextCollator:
 
     @property
     def columns(self) -> list[str]:
-        """Dataset columns the collator reads: the text, the graph columns and, when present, the fingerprint
-        columns, ``sample_idx`` and ``difficulty``. A trainer should keep exactly these."""
+        """Dataset columns the collator reads; a trainer should keep exactly these.
+
+        The text column and the graph columns are required; the fingerprint columns, ``sample_idx`` and
+        ``difficulty`` are read when present.
+        """
         return [self.text_column, *GRAPH_COLUMNS, *FINGERPRINT_COLUMNS, *OPTIONAL_COLUMNS]
 
     def _texts(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -276,12 +276,19 @@ def motif_decomposition(mol_or_smiles) -> list[list[int]]:
     4. a clique holding more than one SSSR ring is split: each SSSR ring inside it becomes a clique, appended after
        all others, and the clique keeps only its atoms outside these rings (dropped if none is left).
 
-    Differences from ORMA's code, made so that every atom gets exactly one motif (CONTRIBUTING.md): the merge is
-    complete (ORMA's single pass can leave overlapping cliques unmerged); a clique spanning the whole molecule is
-    kept (ORMA drops it, leaving e.g. benzene without motifs); atoms without bonds (``[Na+]``, the ions of a salt)
-    are single-atom cliques (ORMA only handles a one-atom molecule). As in ORMA, the atoms left in a split clique
-    form one clique even when they are not connected to each other. Cliques are ordered by their lowest atom index,
-    then the split-out rings in SSSR order. Fused rings share atoms; :func:`assign_motifs` resolves that.
+    Differences from ORMA's code, made so that every atom gets exactly one motif (CONTRIBUTING.md):
+
+    - a clique spanning the whole molecule is kept (ORMA drops it before step 4, leaving e.g. benzene or naphthalene
+      without motifs);
+    - atoms without bonds (``[Na+]``, the ions of a salt) are single-atom cliques (ORMA only handles a one-atom
+      molecule);
+    - the merge is complete (ORMA's single pass could in principle leave two overlapping cliques unmerged).
+
+    Checked against a port of ORMA's function on all 33,010 ChEBI-20 molecules: the same set of cliques for 26,909;
+    ORMA gives no motif at all for 4,893; the other 1,208 differ only by the single-atom cliques of bond-less atoms.
+    As in ORMA, the atoms left in a split clique form one clique even when they are not bonded to each other.
+    Cliques are ordered by their lowest atom index, then the split-out rings in SSSR order. Fused rings share atoms;
+    :func:`assign_motifs` gives each shared atom to the first clique that holds it.
 
     Args:
         mol_or_smiles (str | rdkit.Chem.Mol): the molecule.
