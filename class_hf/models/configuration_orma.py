@@ -1,0 +1,122 @@
+"""Configuration of the ORMA backbone (:class:`~class_hf.models.orma.OrmaModel`)."""
+
+from __future__ import annotations
+
+import logging
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .sinkhorn import OT_METHODS
+
+logger = logging.getLogger(__name__)
+
+ATOM_FEATURE_MODES = ("rdkit", "mol2vec")
+SCORE_MODES = ("global", "faithful")
+MOTIF_ASSIGNMENTS = ("argmin", "argmax")
+
+
+@strict
+class OrmaConfig(PreTrainedConfig):
+    r"""Configuration of ORMA (Min, Liu et al., BIBM 2024; code DeepLearnXMU/Orma), defaults as its ``config.json``.
+
+    Args:
+        text_config (PreTrainedConfig | dict | None): config of the Hugging Face text encoder (any ``AutoModel``
+            encoder). When None, it is read from ``text_encoder_name_or_path`` when the model is built and stored here,
+            so saved checkpoints carry it.
+        text_encoder_name_or_path (str | None): Hub id or local path whose weights the text encoder is initialised
+            from when the model is built (not when it is loaded with ``from_pretrained``, whose checkpoint already
+            holds them). ORMA uses SciBERT.
+        pooling (str): sentence vector of the text encoder: ``pooler`` (ORMA: BERT's ``pooler_output``), ``cls``
+            or ``mean``.
+        multi_token_layer (int): index into the encoder's ``hidden_states`` of the multi-token representation
+            (ORMA: -2, the output of the second-to-last layer).
+        token_layer (int): index of the token representation (ORMA: -3). An index beyond the encoder's depth falls
+            back to ``hidden_states[0]`` (the embedding output), with a warning.
+        emb_dim (int): size of every representation (ORMA: 300).
+        num_gnn_layers (int): GCN layers (ORMA: 3).
+        dropout (float): dropout after every GCN layer and MLP layer (ORMA: 0.1).
+        atom_features (str): ``rdkit`` (learned embeddings of the categorical RDKit atom features) or ``mol2vec``
+            (Text2Mol's frozen 300-d mol2vec substructure vectors, as ORMA; needs the ``mol2vec_index`` graph column).
+        mol2vec_embeddings_path (str | None): ``.npz`` with ``tokens`` and ``vectors`` (Text2Mol's
+            ``token_embedding_dict.npy`` without pickle); read when the model is built with
+            ``atom_features="mol2vec"``.
+        mol2vec_vocab_size (int): rows of the mol2vec table (3,138 for Text2Mol's, ``UNK`` included).
+        mol2vec_dim (int): width of the mol2vec vectors (300).
+        max_atoms (int): atoms per molecule kept for the token-atom grain (ORMA ``num_atom``: 580); further atoms
+            still take part in the GCN.
+        max_motifs (int): motifs per molecule kept for the multi-token-motif grain (ORMA ``num_motif``: 140).
+        temperature_init (float): initial value of the learnable ``temp``; both sides of the global grain are
+            multiplied by ``exp(temp)`` (ORMA: 0.07).
+        global_weight (float): weight of the sentence-molecule loss (0.3).
+        mid_weight (float): weight of the multi-token-motif loss (0.2).
+        local_weight (float): weight of the token-atom loss (0.5).
+        ot_method (str): ``ipot`` (the proximal-point loop ORMA runs) or ``sinkhorn`` (entropic OT).
+        ot_beta (float): OT step size / regularisation (ORMA: 0.5).
+        ot_iterations (int): OT iterations (ORMA: 50).
+        motif_assignment (str): how a token picks its motif from the plan: ``argmin`` (ORMA's code) or ``argmax``.
+        epsilon (float): ORMA's numerical epsilon (1e-8).
+        score_mode (str): ``global`` (cosine of the global embeddings, the default) or ``faithful`` (ORMA's weighted
+            sum of the three grains' logits); see :class:`~class_hf.models.orma.OrmaModel`.
+        gather_across_ranks (bool): use the samples of every rank as negatives in the contrastive losses.
+    """
+
+    model_type = "class_orma"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True)}
+
+    text_config: PreTrainedConfig | dict | None = None
+    text_encoder_name_or_path: str | None = "allenai/scibert_scivocab_uncased"
+    pooling: str = "pooler"
+    multi_token_layer: int = -2
+    token_layer: int = -3
+    emb_dim: int = 300
+    num_gnn_layers: int = 3
+    dropout: float | int = 0.1
+    atom_features: str = "rdkit"
+    mol2vec_embeddings_path: str | None = None
+    mol2vec_vocab_size: int = 3138
+    mol2vec_dim: int = 300
+    max_atoms: int = 580
+    max_motifs: int = 140
+    temperature_init: float | int = 0.07
+    global_weight: float | int = 0.3
+    mid_weight: float | int = 0.2
+    local_weight: float | int = 0.5
+    ot_method: str = "ipot"
+    ot_beta: float | int = 0.5
+    ot_iterations: int = 50
+    motif_assignment: str = "argmin"
+    epsilon: float = 1e-8
+    score_mode: str = "global"
+    gather_across_ranks: bool = False
+
+    def validate_orma(self) -> None:
+        """Part of the ``@strict`` validation: checks the choices and ranges."""
+        choices = {
+            "pooling": ("pooler", "cls", "mean"),
+            "atom_features": ATOM_FEATURE_MODES,
+            "ot_method": OT_METHODS,
+            "motif_assignment": MOTIF_ASSIGNMENTS,
+            "score_mode": SCORE_MODES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
+        for name in ("emb_dim", "num_gnn_layers", "max_atoms", "max_motifs", "ot_iterations", "mol2vec_vocab_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1), got {self.dropout}.")
+        if self.ot_beta <= 0:
+            raise ValueError(f"`ot_beta` must be > 0, got {self.ot_beta}.")
+        weights = (self.global_weight, self.mid_weight, self.local_weight)
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"`global_weight`, `mid_weight`, `local_weight` must be >= 0 with a positive sum, got {weights}."
+            )
+        if self.atom_features == "mol2vec" and self.mol2vec_dim < 1:
+            raise ValueError(f"`mol2vec_dim` must be >= 1, got {self.mol2vec_dim}.")
+
+
+__all__ = ["OrmaConfig"]
