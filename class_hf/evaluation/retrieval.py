@@ -35,8 +35,10 @@ Candidate pools (name the pool in every report, e.g. with ``prefix="test_split_"
   A different CID whose molecule embeds identically (isotopes, duplicated graphs) stays in the pool and ties with
   the true molecule, as in Text2Mol's ranking over all molecules.
 
-Memory: each direction scores ``chunk_size`` queries against the whole pool at a time, so the working set is about
-``5 * chunk_size * pool_size`` bytes (float32 scores plus a boolean mask), never an ``N x pool`` matrix.
+Memory: each direction scores ``chunk_size`` queries against the whole pool at a time into one reused float32 buffer
+(``4 * chunk_size * pool_size`` bytes: 135 MB for 1,024 queries against 33,010 candidates), compared in place, plus
+a few copies of the pool (``4 * pool_size * dim`` bytes each); never an ``N x pool`` matrix. The directions run one
+after the other.
 
 Exact ties: candidates with identical embeddings always receive identical scores. Each pool is de-duplicated
 (``torch.unique`` over rows) before scoring and every unique row counts with its multiplicity, so whether two equal
@@ -95,61 +97,84 @@ def _unique_rows(pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     return unique, inverse, counts
 
 
-def _count_direction(
-    num_queries: int,
-    score_chunk: Callable[[int, int], torch.Tensor],
-    positive_column: torch.Tensor,
-    multiplicity: torch.Tensor | None,
-    num_candidates: int,
-    pool_size: int,
+def _check_scores(scores: object, expected: tuple[int, int], direction: str, start: int, stop: int) -> torch.Tensor:
+    """A custom scorer's output as a tensor of the expected shape ``[a, b]`` (as the scorer returned it)."""
+    scores = torch.as_tensor(scores)
+    if tuple(scores.shape) != expected:
+        raise ValueError(
+            f"`scorer` returned scores of shape {tuple(scores.shape)} for {direction} queries {start}..{stop - 1}, "
+            f"expected {expected}: it must map (text [a, D_t], mol [b, D_m]) to [a, b]."
+        )
+    return scores
+
+
+def _direction_counts(
+    queries: torch.Tensor,
+    partners: torch.Tensor,
+    extra: torch.Tensor | None,
+    scorer: Scorer | None,
     delta: float,
     chunk_size: int,
-    check_scores: bool,
     direction: str,
 ) -> torch.Tensor:
-    """Confusion counts of one direction.
+    """Confusion counts of one direction: ``queries[i]`` against the pool ``partners`` + ``extra``.
 
-    Args:
-        num_queries: number of queries ``N``.
-        score_chunk: ``score_chunk(a, b) -> [b - a, U]`` scores of queries ``a..b-1`` against the unique candidates.
-        positive_column: ``[N]`` column of each query's own candidate among the unique candidates.
-        multiplicity: ``[U]`` how many pool rows each unique candidate stands for, or None when all are distinct.
-        num_candidates: number of unique candidates ``U``.
-        pool_size: number of rows in the pool before de-duplication.
-        delta: margin; candidates scoring at least ``positive - delta`` are counted.
-        chunk_size: queries scored at once.
-        check_scores: check the scorer's output shape and values (custom scorers).
-        direction: ``"t2m"`` or ``"m2t"``, for error messages.
+    ``partners[i]`` is the true candidate of ``queries[i]``. For ``t2m`` the queries are texts and the candidates
+    molecules; for ``m2t`` the other way round (a custom scorer is still called as ``scorer(text, mol)``).
     """
-    counts = torch.empty(num_queries, dtype=torch.long, device=positive_column.device)
-    # Integer counts summed in floating point are exact while the total stays below the mantissa's range.
-    weights = None
-    if multiplicity is not None:
-        dtype = torch.float32 if pool_size < 2**24 else torch.float64
-        weights = multiplicity.to(dtype)
-    for start in range(0, num_queries, chunk_size):
-        stop = min(start + chunk_size, num_queries)
-        scores = score_chunk(start, stop)
-        if check_scores:
-            expected = (stop - start, num_candidates)
-            if tuple(scores.shape) != expected:
-                raise ValueError(
-                    f"`scorer` returned scores of shape {tuple(scores.shape)} for {direction} queries "
-                    f"{start}..{stop - 1}, expected {expected}: it must map (text [a, D], mol [b, D]) to [a, b]."
+    n = queries.shape[0]
+    pool = partners if extra is None else torch.cat([partners, extra])
+    pool_size = pool.shape[0]
+    if pool_size >= 2**24:
+        raise ValueError(
+            f"The {direction} pool has {pool_size:,} candidates; counts are summed exactly in float32 only below "
+            f"{2**24:,}. Rank against parts of the extras and add up the counts (minus the split-only counts)."
+        )
+    # De-duplicate before any arithmetic so that identical candidates share one score (see module docstring).
+    candidates, inverse, multiplicity = _unique_rows(pool)
+    del pool
+    positive_column = inverse[:n].clone()
+    del inverse
+    num_candidates = candidates.shape[0]
+
+    if scorer is None:
+        queries, candidates = F.normalize(queries, dim=1), F.normalize(candidates, dim=1)
+
+        def score_into(start: int, stop: int, out: torch.Tensor) -> None:
+            # Queries as rows and candidates as columns in both directions (cosine is symmetric).
+            torch.mm(queries[start:stop], candidates.T, out=out)
+
+    else:
+
+        def score_into(start: int, stop: int, out: torch.Tensor) -> None:
+            if direction == "t2m":
+                scores = _check_scores(
+                    scorer(queries[start:stop], candidates), tuple(out.shape), direction, start, stop
                 )
-            if bool(torch.isnan(scores).any()):
+            else:
+                expected = (num_candidates, stop - start)
+                scores = _check_scores(scorer(candidates, queries[start:stop]), expected, direction, start, stop).T
+            out.copy_(scores)  # never modify the scorer's own tensor; casts to float32
+            if bool(torch.isnan(out).any()):
                 raise ValueError(
                     f"`scorer` returned NaN scores for {direction} queries {start}..{stop - 1}; "
                     "a NaN score cannot be ranked, so fix the scorer or its inputs."
                 )
-        positive = scores.gather(1, positive_column[start:stop, None])
-        confused = scores >= (positive - delta)
-        if weights is None:
-            n = confused.sum(dim=1)
-        else:
-            n = torch.mv(confused.to(weights.dtype), weights).round().long()
+
+    counts = torch.empty(n, dtype=torch.long, device=queries.device)
+    buffer = torch.empty(min(chunk_size, n), num_candidates, dtype=torch.float32, device=queries.device)
+    weights = None if multiplicity is None else multiplicity.to(torch.float32)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        scores = buffer[: stop - start]
+        score_into(start, stop, scores)
+        threshold = scores.gather(1, positive_column[start:stop, None]) - delta
+        # In place: 1.0 where a candidate is confused with the true one, else 0.0. Sums of 0/1 (or of integer
+        # multiplicities) are exact in float32 below 2**24, and no second [chunk, pool] tensor is allocated.
+        confused = scores.ge_(threshold)
+        n_confused = confused.sum(dim=1) if weights is None else torch.mv(confused, weights)
         # The query's own candidate always passes (delta >= 0); duplicates of it are real confusions.
-        counts[start:stop] = n - 1
+        counts[start:stop] = n_confused.round().long() - 1
     return counts.cpu()
 
 
@@ -177,7 +202,7 @@ def confusion_counts(
         scorer: ``scorer(text [a, D_t], mol [b, D_m]) -> [a, b]`` (e.g. a backbone's ``score``), called on float32
             inputs under ``torch.no_grad()``. Default: cosine similarity (embeddings normalised once).
         delta: margin ``>= 0``; candidates within ``delta`` of the true score also count as confused.
-        chunk_size: queries scored at a time; memory is about ``5 * chunk_size * pool_size`` bytes per step.
+        chunk_size: queries scored at a time; the score buffer takes ``4 * chunk_size * pool_size`` bytes.
         extra_mol_embeds: ``[E_m, D_m]`` further candidate molecules for ``t2m`` (not containing the split's own).
         extra_text_embeds: ``[E_t, D_t]`` further candidate texts for ``m2t`` (not containing the split's own).
 
@@ -209,48 +234,19 @@ def confusion_counts(
             f"Cosine scoring needs equal dimensions, got `text_embeds` dim {texts.shape[1]} and `mol_embeds` dim "
             f"{mols.shape[1]}; project them to a shared space or pass a `scorer`."
         )
-    mol_pool, text_pool = mols, texts
-    if extra_mol_embeds is not None:
-        extra = _as_float32(extra_mol_embeds, "extra_mol_embeds", device)
-        if extra.shape[1] != mols.shape[1]:
-            raise ValueError(f"`extra_mol_embeds` has dim {extra.shape[1]}, `mol_embeds` has dim {mols.shape[1]}.")
-        mol_pool = torch.cat([mols, extra])
-    if extra_text_embeds is not None:
-        extra = _as_float32(extra_text_embeds, "extra_text_embeds", device)
-        if extra.shape[1] != texts.shape[1]:
-            raise ValueError(f"`extra_text_embeds` has dim {extra.shape[1]}, `text_embeds` has dim {texts.shape[1]}.")
-        text_pool = torch.cat([texts, extra])
+    extras = {}
+    for name, extra, own, own_name in (
+        ("extra_mol_embeds", extra_mol_embeds, mols, "mol_embeds"),
+        ("extra_text_embeds", extra_text_embeds, texts, "text_embeds"),
+    ):
+        extras[name] = None if extra is None else _as_float32(extra, name, device)
+        if extras[name] is not None and extras[name].shape[1] != own.shape[1]:
+            raise ValueError(f"`{name}` has dim {extras[name].shape[1]}, `{own_name}` has dim {own.shape[1]}.")
 
-    # De-duplicate before any arithmetic so that identical candidates share one score (see module docstring).
-    mol_unique, mol_inverse, mol_mult = _unique_rows(mol_pool)
-    text_unique, text_inverse, text_mult = _unique_rows(text_pool)
-    if scorer is None:
-        texts, mols = F.normalize(texts, dim=1), F.normalize(mols, dim=1)
-        mol_unique, text_unique = F.normalize(mol_unique, dim=1), F.normalize(text_unique, dim=1)
-
-        def t2m_scores(a: int, b: int) -> torch.Tensor:
-            return texts[a:b] @ mol_unique.T
-
-        def m2t_scores(a: int, b: int) -> torch.Tensor:
-            # Cosine is symmetric: queries as rows and candidates as columns in both directions.
-            return mols[a:b] @ text_unique.T
-
-    else:
-
-        def t2m_scores(a: int, b: int) -> torch.Tensor:
-            return torch.as_tensor(scorer(texts[a:b], mol_unique)).float()
-
-        def m2t_scores(a: int, b: int) -> torch.Tensor:
-            return torch.as_tensor(scorer(text_unique, mols[a:b])).float().T
-
-    common = {"delta": delta, "chunk_size": chunk_size, "check_scores": scorer is not None}
+    common = {"scorer": scorer, "delta": delta, "chunk_size": chunk_size}
     with torch.no_grad():
-        n_t2m = _count_direction(
-            n, t2m_scores, mol_inverse[:n], mol_mult, len(mol_unique), len(mol_pool), direction="t2m", **common
-        )
-        n_m2t = _count_direction(
-            n, m2t_scores, text_inverse[:n], text_mult, len(text_unique), len(text_pool), direction="m2t", **common
-        )
+        n_t2m = _direction_counts(texts, mols, extras["extra_mol_embeds"], direction="t2m", **common)
+        n_m2t = _direction_counts(mols, texts, extras["extra_text_embeds"], direction="m2t", **common)
     return n_t2m, n_m2t
 
 
