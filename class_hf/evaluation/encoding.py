@@ -231,7 +231,7 @@ def embed_texts(
 def embed_molecules(
     model: torch.nn.Module,
     rows: Any,
-    collator: Callable[[list[dict]], Mapping],
+    collator: Callable[[list[dict]], Any] | None = None,
     *,
     batch_size: int = 64,
     device: str | torch.device | None = None,
@@ -243,7 +243,10 @@ def embed_molecules(
         model: a backbone with ``encode_molecule(graph)``.
         rows: a ``datasets.Dataset`` or a sequence of row dicts with the graph columns of ``featurize_molecules``
             (and whatever else ``collator`` reads).
-        collator: ``collator(rows) -> {"graph": Batch, ...}``; only ``graph`` is used.
+        collator: ``collator(rows)`` returning a dict with ``graph`` (e.g. ``MoleculeTextCollator``, which also
+            needs the text column) or a ``torch_geometric`` ``Batch`` itself. Default:
+            ``class_hf.data.graphs.rows_to_batch``, which reads only the graph (and fingerprint) columns, so rows
+            without any text work.
         batch_size: molecules per forward pass.
         device: where batches are moved; defaults to the model's device.
         show_progress: show a tqdm progress bar.
@@ -251,10 +254,20 @@ def embed_molecules(
     Returns:
         ``[len(rows), D]`` float32 CPU tensor.
     """
+    if collator is None:
+        from ..data.graphs import rows_to_batch
+
+        collator = rows_to_batch
     device = _resolve_device(model, device)
+
+    def graph_batch(chunk: list[dict]) -> Mapping:
+        out = collator(chunk)
+        return out if isinstance(out, Mapping) else {"graph": out}
 
     def encode_batch(batch: Mapping) -> dict[str, torch.Tensor]:
         return {"encode_molecule": model.encode_molecule(batch["graph"].to(device))}
 
-    out = _embed_rows(model, rows, "rows", collator, ("graph",), encode_batch, batch_size, "molecules", show_progress)
+    out = _embed_rows(
+        model, rows, "rows", graph_batch, ("graph",), encode_batch, batch_size, "molecules", show_progress
+    )
     return out["encode_molecule"]
