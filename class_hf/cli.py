@@ -1,0 +1,418 @@
+"""The ``class-hf`` command line: ``prepare``, ``score`` and ``evaluate`` (more subcommands register themselves).
+
+Examples::
+
+    class-hf prepare --source /path/to/chebi20 --out data/chebi20 --fingerprints
+    class-hf score --data data/chebi20 --source fingerprint --text-encoder sentence-transformers/all-MiniLM-L6-v2 \\
+        --out data/chebi20-scored [--push-to-hub ORG/chebi20-class-difficulty]
+    class-hf evaluate --model runs/orma/checkpoint-best --data data/chebi20 --split test --pool all
+
+To add a subcommand, write ``_my_arguments(parser)`` and ``my_command(args) -> int`` and call
+``register_command("my", "one-line help", _my_arguments, my_command)`` at the bottom of this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``class-hf`` subcommand: its help line, how it declares its arguments and what it runs."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def register_command(
+    name: str,
+    help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int | None],
+) -> None:
+    """Registers a subcommand ``class-hf <name>``.
+
+    Args:
+        name (str): the subcommand's name.
+        help (str): one line shown by ``class-hf --help``.
+        add_arguments (Callable): adds the subcommand's options to its ``argparse`` parser.
+        run (Callable): runs it from the parsed arguments; returns the exit status (None means 0).
+    """
+    if name in COMMANDS:
+        raise ValueError(f"The subcommand `{name}` is already registered.")
+    COMMANDS[name] = Command(help, add_arguments, run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``class-hf`` parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="class-hf", description="CLASS curriculum training for text-molecule retrieval."
+    )
+    parser.add_argument("--log-level", default="INFO", help="Logging level (DEBUG, INFO, WARNING, ...).")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``class-hf``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in dataset cards and reports
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    status = args._run(args)
+    return 0 if status is None else int(status)
+
+
+# ------------------------------------------------------------------------------------------------------------ helpers
+def _is_saved_dataset(path: str) -> bool:
+    return os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, name)) for name in ("dataset_dict.json", "state.json", "dataset_info.json")
+    )
+
+
+def load_data(path_or_id: str):
+    """Loads a ``save_to_disk`` folder, or else ChEBI-20 files / a Hub id through ``load_chebi20``."""
+    from datasets import load_from_disk
+
+    if _is_saved_dataset(path_or_id):
+        return load_from_disk(path_or_id)
+    from .data.chebi20 import load_chebi20
+
+    return load_chebi20(path_or_id)
+
+
+def _split_of(data, split: str, what: str = "--split"):
+    from datasets import DatasetDict
+
+    if not isinstance(data, DatasetDict):
+        return data
+    if split not in data:
+        raise SystemExit(f"{what} {split!r} is not in the data; its splits are {list(data)}.")
+    return data[split]
+
+
+def _featurized(dataset, fingerprints: bool = False):
+    """Adds the graph columns when they are missing (e.g. data not run through ``class-hf prepare``)."""
+    from .data.graphs import featurize_molecules
+
+    if "x" in dataset.column_names and (not fingerprints or "fp_index" in dataset.column_names):
+        return dataset
+    logger.info("The data has no graph columns: featurizing %d molecules.", len(dataset))
+    return featurize_molecules(dataset, fingerprints=fingerprints)
+
+
+def _write_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------------------ prepare
+def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, help="ChEBI-20 folder, file or Hub dataset id (see load_chebi20).")
+    parser.add_argument("--out", required=True, help="Output folder (Dataset.save_to_disk).")
+    parser.add_argument(
+        "--resplit",
+        default=None,
+        help="Re-split all pairs by CID hash into train,validation,test fractions, e.g. 0.8,0.1,0.1.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of --resplit.")
+    parser.add_argument("--num-proc", type=int, default=None, help="Worker processes for featurization.")
+    parser.add_argument("--fingerprints", action="store_true", help="Also store sparse Morgan count fingerprints.")
+    parser.add_argument("--strict", action="store_true", help="Fail on invalid rows instead of dropping them.")
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """``class-hf prepare``: load and validate ChEBI-20, optionally re-split, featurize, ``save_to_disk``."""
+    from .data.chebi20 import load_chebi20, resplit_by_cid
+    from .data.graphs import featurize_molecules
+
+    data = load_chebi20(args.source, strict=args.strict)
+    if args.resplit:
+        try:
+            fractions = [float(v) for v in args.resplit.split(",")]
+        except ValueError:
+            raise SystemExit(f"--resplit must be comma-separated numbers such as 0.8,0.1,0.1, got {args.resplit!r}.")
+        data = resplit_by_cid(data, fractions, seed=args.seed)
+    data = featurize_molecules(data, num_proc=args.num_proc, fingerprints=args.fingerprints)
+    data.save_to_disk(args.out)
+    logger.info("Saved %s to %s", {split: len(part) for split, part in data.items()}, args.out)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------ score
+def _score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="A `class-hf prepare` folder, ChEBI-20 files or a Hub id.")
+    parser.add_argument(
+        "--source",
+        default="fingerprint",
+        help="Scorer: fingerprint, warmup, or model:<path-or-hub-id> (a trained class-hf checkpoint).",
+    )
+    parser.add_argument(
+        "--text-encoder",
+        default=None,
+        help="Text encoder (name or path) of the fingerprint scorer / warm-up backbone.",
+    )
+    parser.add_argument("--model", default=None, help="Backbone checkpoint to warm up (default: a dual encoder).")
+    parser.add_argument("--out", required=True, help="Output folder (save_to_disk), with a README.md dataset card.")
+    parser.add_argument("--split", default="train", help="The split to score.")
+    parser.add_argument("--eval-split", default=None, help="Held-out split to report the scorer's MRR on.")
+    parser.add_argument("--push-to-hub", default=None, metavar="ORG/NAME", help="Also push the result to the Hub.")
+    parser.add_argument("--private", action="store_true", help="Make the pushed dataset private.")
+    parser.add_argument("--delta", type=float, default=0.0, help="Margin of the confusion test.")
+    parser.add_argument("--chunk-size", type=int, default=1024, help="Rows per similarity chunk.")
+    parser.add_argument("--batch-size", type=int, default=64, help="Encoding and warm-up batch size.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup-fraction", type=float, default=0.25)
+    parser.add_argument("--warmup-epochs", type=float, default=1.0)
+    parser.add_argument("--warmup-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--fingerprint-max-epochs", type=int, default=200, help="Epoch cap of the fingerprint scorer.")
+    parser.add_argument("--fingerprint-patience", type=int, default=10, help="Early-stopping patience (epochs).")
+    parser.add_argument("--projection-dim", type=int, default=256, help="Shared space of the fingerprint scorer.")
+
+
+def _backbone_for_warmup(args: argparse.Namespace):
+    from transformers import AutoModel
+
+    from . import models  # noqa: F401  (registers the class_hf backbones with AutoModel)
+
+    if args.model:
+        return AutoModel.from_pretrained(args.model)
+    if not args.text_encoder:
+        raise SystemExit("--source warmup needs --model (a backbone checkpoint) or --text-encoder.")
+    from .models.configuration_dual_encoder import DualEncoderConfig
+    from .models.dual_encoder import DualEncoderModel
+
+    return DualEncoderModel(DualEncoderConfig(text_encoder_name_or_path=args.text_encoder))
+
+
+def _tokenizer_for(args: argparse.Namespace):
+    from transformers import AutoTokenizer
+
+    name = (
+        args.text_encoder or args.model or (args.source.split(":", 1)[1] if args.source.startswith("model:") else None)
+    )
+    return AutoTokenizer.from_pretrained(name) if name else None
+
+
+def dataset_card_text(info: dict[str, Any], *, split: str, command: str) -> str:
+    """Markdown body of the dataset card of a scored dataset: which scorer, its cost and quality."""
+    quality = {k: v for k, v in info.items() if k.endswith("_mrr") or k in ("zero_confusion_share", "mean_confusing")}
+    lines = [
+        "# CLASS difficulty scores",
+        "",
+        f"The `{split}` split carries the CLASS curriculum columns `n_confusing_t2m`, `n_confusing_m2t` (int64: how "
+        "many other molecules / texts score at least as high as the true partner) and `difficulty` (float32, the "
+        "percentile rank of their sum in [0, 1], ties sharing their average rank).",
+        "",
+        f"- scored by: `{info.get('source')}`"
+        + (f" (text encoder `{info['fingerprint_text_encoder']}`)" if "fingerprint_text_encoder" in info else ""),
+        f"- pairs: {info.get('num_pairs')}; scoring time: {info.get('seconds', float('nan')):.1f} s",
+    ]
+    lines += [f"- {key}: {value:.4f}" for key, value in sorted(quality.items())]
+    lines += ["", "Produced with class-hf:", "", "```", command, "```", ""]
+    return "\n".join(lines)
+
+
+def _push_with_card(data, repo_id: str, card_text: str, private: bool) -> None:
+    from huggingface_hub import DatasetCard
+
+    data.push_to_hub(repo_id, private=private or None)
+    # datasets wrote a card whose YAML header describes the files; keep it and put our text in front of its body.
+    card = DatasetCard.load(repo_id, repo_type="dataset")
+    card.text = card_text + "\n" + card.text
+    card.push_to_hub(repo_id, repo_type="dataset")
+    logger.info("Pushed the scored dataset and its card to %s", repo_id)
+
+
+def score(args: argparse.Namespace) -> int:
+    """``class-hf score``: adds the difficulty columns to one split and saves (and optionally pushes) the data."""
+    from datasets import DatasetDict
+
+    from .curriculum.difficulty import compute_difficulty
+
+    data = load_data(args.data)
+    dataset = _split_of(data, args.split)
+    eval_dataset = _split_of(data, args.eval_split, "--eval-split") if args.eval_split else None
+    tokenizer = _tokenizer_for(args)
+    model = None
+    if args.source == "warmup" or args.source.startswith("model:"):
+        dataset = _featurized(dataset)
+        eval_dataset = _featurized(eval_dataset) if eval_dataset is not None else None
+        if args.source == "warmup":
+            model = _backbone_for_warmup(args)
+    elif args.source == "fingerprint" and not args.text_encoder:
+        raise SystemExit("--source fingerprint needs --text-encoder (a Hub id or a local folder).")
+    scored, info = compute_difficulty(
+        dataset,
+        args.source,
+        model=model,
+        tokenizer=tokenizer,
+        text_encoder=args.text_encoder if args.source == "fingerprint" else None,
+        seed=args.seed,
+        delta=args.delta,
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        warmup_fraction=args.warmup_fraction,
+        warmup_epochs=args.warmup_epochs,
+        warmup_learning_rate=args.warmup_learning_rate,
+        eval_dataset=eval_dataset,
+        fingerprint_kwargs={
+            "max_epochs": args.fingerprint_max_epochs,
+            "patience": args.fingerprint_patience,
+            "projection_dim": args.projection_dim,
+        },
+    )
+    if isinstance(data, DatasetDict):
+        data = DatasetDict({**data, args.split: scored})
+    else:
+        data = scored
+    data.save_to_disk(args.out)
+    command = "class-hf " + " ".join(args.argv)
+    card = dataset_card_text(info, split=args.split, command=command)
+    with open(os.path.join(args.out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(card)
+    with open(os.path.join(args.out, "difficulty_info.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, default=str)
+    if args.push_to_hub:
+        _push_with_card(data, args.push_to_hub, card, args.private)
+    _write_json(info)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------ evaluate
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="A class-hf checkpoint (folder or Hub id).")
+    parser.add_argument("--data", required=True, help="A `class-hf prepare` folder, ChEBI-20 files or a Hub id.")
+    parser.add_argument("--split", default="test", help="The split to evaluate.")
+    parser.add_argument(
+        "--pool",
+        choices=("split", "all"),
+        default="split",
+        help="Candidates: the split only (ORMA), or all molecules/texts of every split (Text2Mol, AMAN).",
+    )
+    parser.add_argument(
+        "--pool-molecules",
+        default=None,
+        metavar="TSV",
+        help="With --pool all: a CID/SMILES table (e.g. cid_split_smiles.tsv) of further candidate molecules.",
+    )
+    parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file.")
+
+
+def _graph_batch(rows: list[dict], fingerprint_dim: int) -> dict:
+    from .data.graphs import rows_to_batch
+
+    return {"graph": rows_to_batch(rows, fingerprint_dim=fingerprint_dim)}
+
+
+def _pool_molecules(path: str, exclude: set[str]):
+    """Rows ``{cid, smiles}`` of a CID/SMILES table (backslashes un-doubled), without the CIDs in ``exclude``."""
+    import csv
+
+    from datasets import Dataset
+
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        fields = {name.lower(): name for name in reader.fieldnames or []}
+        if "cid" not in fields or "smiles" not in fields:
+            raise SystemExit(f"--pool-molecules {path} needs CID and SMILES columns, found {reader.fieldnames}.")
+        rows = {}
+        for row in reader:
+            cid = row[fields["cid"]].strip()
+            if cid not in exclude and cid not in rows:
+                rows[cid] = row[fields["smiles"]].replace("\\\\", "\\")
+    logger.info("%d further candidate molecules from %s.", len(rows), path)
+    return Dataset.from_dict({"cid": list(rows), "smiles": list(rows.values())})
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """``class-hf evaluate``: retrieval metrics of a checkpoint on one split, both directions, the chosen pool."""
+    import torch
+    from datasets import DatasetDict, concatenate_datasets
+    from transformers import AutoModel, AutoTokenizer
+
+    from . import models  # noqa: F401  (registers the class_hf backbones with AutoModel)
+    from .curriculum.difficulty import collator_for_model
+    from .evaluation.encoding import embed_molecules, embed_pairs
+    from .evaluation.retrieval import retrieval_metrics
+
+    start = time.perf_counter()
+    model = AutoModel.from_pretrained(args.model).eval()
+    collator = collator_for_model(AutoTokenizer.from_pretrained(args.tokenizer or args.model), model)
+    data = load_data(args.data)
+    dataset = _featurized(_split_of(data, args.split))
+    text_embeds, mol_embeds = embed_pairs(model, dataset, collator, batch_size=args.batch_size)
+    extra_text = extra_mol = None
+    if args.pool == "all":
+        split_cids = set(dataset["cid"])
+        others = [part for name, part in data.items() if name != args.split] if isinstance(data, DatasetDict) else []
+        known = set(split_cids)
+        if others:
+            other = concatenate_datasets([o.select_columns(["cid", "smiles", "description"]) for o in others])
+            other = other.filter(lambda cid: cid not in split_cids, input_columns="cid")
+            extra_text, extra_mol = embed_pairs(model, _featurized(other), collator, batch_size=args.batch_size)
+            known |= set(other["cid"])
+        if args.pool_molecules:
+            pool = _pool_molecules(args.pool_molecules, known)
+            if len(pool):
+                # Molecules without texts: collate their graphs only.
+                graphs_only = functools.partial(_graph_batch, fingerprint_dim=collator.fingerprint_dim)
+                pool_mol = embed_molecules(model, _featurized(pool), graphs_only, batch_size=args.batch_size)
+                extra_mol = pool_mol if extra_mol is None else torch.cat([extra_mol, pool_mol])
+        if extra_mol is None:
+            raise SystemExit("--pool all needs other splits in --data or a --pool-molecules table.")
+    elif args.pool_molecules:
+        raise SystemExit("--pool-molecules only applies with --pool all.")
+    metrics = retrieval_metrics(
+        text_embeds,
+        mol_embeds,
+        scorer=getattr(model, "score", None),
+        extra_mol_embeds=extra_mol,
+        extra_text_embeds=extra_text,
+        chunk_size=args.chunk_size,
+        prefix=f"{args.split}_{args.pool}_",
+    )
+    result = {
+        "model": args.model,
+        "split": args.split,
+        "pool": args.pool,
+        "num_queries": len(dataset),
+        "num_candidate_molecules": len(dataset) + (0 if extra_mol is None else len(extra_mol)),
+        "num_candidate_texts": len(dataset) + (0 if extra_text is None else len(extra_text)),
+        "seconds": time.perf_counter() - start,
+        "metrics": metrics,
+    }
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    _write_json(result)
+    return 0
+
+
+register_command("prepare", "Load, validate, (re-split,) featurize and save ChEBI-20.", _prepare_arguments, prepare)
+register_command("score", "Add CLASS difficulty columns to a split (save, optionally push).", _score_arguments, score)
+register_command("evaluate", "Retrieval metrics of a checkpoint on a split.", _evaluate_arguments, evaluate)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
