@@ -319,12 +319,6 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file.")
 
 
-def _graph_batch(rows: list[dict], fingerprint_dim: int) -> dict:
-    from .data.graphs import rows_to_batch
-
-    return {"graph": rows_to_batch(rows, fingerprint_dim=fingerprint_dim)}
-
-
 def _pool_molecules(path: str, exclude: set[str]):
     """Rows ``{cid, smiles}`` of a CID/SMILES table (backslashes un-doubled), without the CIDs in ``exclude``."""
     import csv
@@ -353,6 +347,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from . import models  # noqa: F401  (registers the class_hf backbones with AutoModel)
     from .curriculum.difficulty import collator_for_model
+    from .data.graphs import rows_to_batch
     from .evaluation.encoding import embed_molecules, embed_pairs
     from .evaluation.retrieval import retrieval_metrics
 
@@ -376,7 +371,7 @@ def evaluate(args: argparse.Namespace) -> int:
             pool = _pool_molecules(args.pool_molecules, known)
             if len(pool):
                 # Molecules without texts: collate their graphs only.
-                graphs_only = functools.partial(_graph_batch, fingerprint_dim=collator.fingerprint_dim)
+                graphs_only = functools.partial(rows_to_batch, fingerprint_dim=collator.fingerprint_dim)
                 pool_mol = embed_molecules(model, _featurized(pool), graphs_only, batch_size=args.batch_size)
                 extra_mol = pool_mol if extra_mol is None else torch.cat([extra_mol, pool_mol])
         if extra_mol is None:

@@ -338,6 +338,9 @@ def test_warmup_scores_with_a_trained_copy_and_leaves_the_model_alone(featurized
     model = make_backbone(tiny_tokenizer)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     untrained = score_with_model(model, featurized, collator, show_progress=False)
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
     scored, info = compute_difficulty(
         featurized,
         "warmup",
@@ -350,6 +353,7 @@ def test_warmup_scores_with_a_trained_copy_and_leaves_the_model_alone(featurized
     )
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), f"warm-up changed the backbone's {name}"
+    torch.testing.assert_close(torch.rand(3), expected_draw)  # the global RNG is left as it was
     assert info["source"] == "warmup" and info["seconds"] >= info["warmup_seconds"] > 0
     assert info["warmup_pairs"] == math.ceil(0.25 * 96)
     assert 0 < info["eval_t2m_mrr"] <= 1 and 0 <= info["zero_confusion_share"] <= 1

@@ -25,6 +25,7 @@ import copy
 import inspect
 import logging
 import math
+import random
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -356,14 +357,17 @@ def warm_up_copy(
         raise ValueError(f"`warmup_fraction` must lie in (0, 1], got {fraction}.")
     if epochs <= 0:
         raise ValueError(f"`warmup_epochs` must be positive, got {epochs}.")
-    num = max(2, math.ceil(fraction * len(dataset)))
     if len(dataset) < 2:
         raise ValueError(f"The warm-up needs at least 2 pairs (a contrastive batch), the dataset has {len(dataset)}.")
+    num = min(max(2, math.ceil(fraction * len(dataset))), len(dataset))
     rng = np.random.default_rng(seed)
-    subset = dataset.select(np.sort(rng.choice(len(dataset), size=min(num, len(dataset)), replace=False)))
+    subset = dataset.select(np.sort(rng.choice(len(dataset), size=num, replace=False)))
     warm = copy.deepcopy(model)
     warm.train()
-    with tempfile.TemporaryDirectory(prefix="class_hf_warmup_") as tmp:
+    # The Trainer seeds the global RNGs; restore them so that the caller's training is not affected.
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with tempfile.TemporaryDirectory(prefix="class_hf_warmup_") as tmp, torch.random.fork_rng(devices=devices):
         args = TrainingArguments(
             output_dir=tmp,
             num_train_epochs=epochs,
@@ -382,6 +386,8 @@ def warm_up_copy(
         trainer.train()
         warm = trainer.model
         del trainer
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
     warm.eval()
     return warm, len(subset)
 
