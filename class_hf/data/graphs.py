@@ -102,24 +102,35 @@ def rdkit_logs_muted() -> Iterator[None]:
         yield
 
 
-def _parse_smiles(smiles: str):
-    """Parses one SMILES with RDKit (logs muted); raises ``ValueError`` naming the SMILES and RDKit's reason."""
+@functools.cache
+def _rdkit() -> tuple[Any, Any]:
+    """RDKit's ``Chem`` and ``BRICS`` modules, imported on first use (an import statement per molecule is costly)."""
     from rdkit import Chem
+    from rdkit.Chem import BRICS
+
+    return Chem, BRICS
+
+
+def _parse_smiles(smiles: str):
+    """Parses one SMILES with RDKit; raises ``ValueError`` naming the SMILES and RDKit's reason.
+
+    Call it inside :func:`rdkit_logs_muted` (once per batch: entering it costs more than parsing a small molecule).
+    """
+    Chem, _ = _rdkit()
 
     if not isinstance(smiles, str) or not smiles.strip():
         raise ValueError(f"Expected a non-empty SMILES string, got {smiles!r}.")
-    with rdkit_logs_muted():
-        mol = Chem.MolFromSmiles(smiles)
-        if mol is not None:
-            return mol
-        # Find out why, for the error message: a syntax error, or a chemistry (sanitization) error.
-        raw = Chem.MolFromSmiles(smiles, sanitize=False)
-        reason = "it is not valid SMILES syntax"
-        if raw is not None:
-            try:
-                Chem.SanitizeMol(raw)
-            except Exception as err:  # RDKit raises several exception types here
-                reason = f"RDKit could not sanitize it ({err})"
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is not None:
+        return mol
+    # Find out why, for the error message: a syntax error, or a chemistry (sanitization) error.
+    raw = Chem.MolFromSmiles(smiles, sanitize=False)
+    reason = "it is not valid SMILES syntax"
+    if raw is not None:
+        try:
+            Chem.SanitizeMol(raw)
+        except Exception as err:  # RDKit raises several exception types here
+            reason = f"RDKit could not sanitize it ({err})"
     raise ValueError(f"Could not parse SMILES {smiles!r}: {reason}. Fix or remove this molecule.")
 
 
@@ -178,14 +189,14 @@ def _fingerprint_generator():
 
 
 def _brics_bonds(mol) -> set[tuple[int, int]]:
-    from rdkit.Chem import BRICS
+    _, BRICS = _rdkit()
 
     return {(min(a, b), max(a, b)) for (a, b), _ in BRICS.FindBRICSBonds(mol)}
 
 
 def _motif_cliques(mol, bonds: list[tuple[int, int]]) -> list[list[int]]:
     """ORMA's motif cliques for ``mol`` given its bonds as ``(begin, end)`` atom pairs (see motif_decomposition)."""
-    from rdkit import Chem
+    Chem, _ = _rdkit()
 
     n = mol.GetNumAtoms()
     brics = _brics_bonds(mol) if bonds else set()
@@ -296,9 +307,9 @@ def motif_decomposition(mol_or_smiles) -> list[list[int]]:
     Returns:
         list[list[int]]: atom indices of each clique; together they cover every atom.
     """
-    mol = _parse_smiles(mol_or_smiles) if isinstance(mol_or_smiles, str) else mol_or_smiles
-    bonds = [(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()) for bond in mol.GetBonds()]
     with rdkit_logs_muted():
+        mol = _parse_smiles(mol_or_smiles) if isinstance(mol_or_smiles, str) else mol_or_smiles
+        bonds = [(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()) for bond in mol.GetBonds()]
         return _motif_cliques(mol, bonds)
 
 
@@ -420,7 +431,9 @@ def smiles_to_graph(smiles: str) -> dict:
         >>> graph["num_nodes"], len(graph["edge_index"][0]), graph["num_motifs"]
         (3, 4, 1)
     """
-    graph = _graphs_from_mols([_parse_smiles(smiles)])
+    with rdkit_logs_muted():
+        mol = _parse_smiles(smiles)
+    graph = _graphs_from_mols([mol])
     return {key: values[0] for key, values in graph.items()}
 
 
@@ -434,15 +447,16 @@ def _featurize_batch(
     """``Dataset.map`` function: parses the batch's SMILES and adds the graph columns."""
     mols = []
     cids = batch.get("cid")
-    for position, (index, smiles) in enumerate(zip(indices, batch[smiles_column], strict=True)):
-        try:
-            mols.append(_parse_smiles(smiles))
-        except ValueError as err:
-            label = _row_label(index, cids[position] if cids is not None else None)
-            raise ValueError(
-                f"Cannot featurize {label}: {err} Featurization runs after validation (load_chebi20), so this row "
-                "should not be here: validate the dataset first or drop the row."
-            ) from err
+    with rdkit_logs_muted():
+        for position, (index, smiles) in enumerate(zip(indices, batch[smiles_column], strict=True)):
+            try:
+                mols.append(_parse_smiles(smiles))
+            except ValueError as err:
+                label = _row_label(index, cids[position] if cids is not None else None)
+                raise ValueError(
+                    f"Cannot featurize {label}: {err} Featurization runs after validation (load_chebi20), so this "
+                    "row should not be here: validate the dataset first or drop the row."
+                ) from err
     return _graphs_from_mols(mols, fingerprints=fingerprints)
 
 
@@ -576,12 +590,12 @@ def fingerprint_matrix(
 
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=FINGERPRINT_RADIUS, fpSize=dim)
     out = np.zeros((len(smiles), dim), dtype=np.float32)
-    for row, text in enumerate(smiles):
-        try:
-            mol = _parse_smiles(text)
-        except ValueError as err:
-            raise ValueError(f"Cannot fingerprint row {row}: {err}") from err
-        with rdkit_logs_muted():
+    with rdkit_logs_muted():
+        for row, text in enumerate(smiles):
+            try:
+                mol = _parse_smiles(text)
+            except ValueError as err:
+                raise ValueError(f"Cannot fingerprint row {row}: {err}") from err
             for bit, count in generator.GetCountFingerprint(mol).GetNonzeroElements().items():
                 out[row, bit] = np.log1p(count)
     return out
