@@ -101,13 +101,19 @@ def test_columns_property(collator):
         "edge_attr",
         "atom2motif",
         "num_motifs",
-        "num_nodes",
         "fp_index",
         "fp_count",
         "sample_idx",
         "difficulty",
     ]
     assert MoleculeTextCollator(collator.tokenizer, text_column="text").columns[0] == "text"
+
+
+def test_collates_only_its_columns(collator, rows):
+    # A trainer keeps exactly `collator.columns`; the rows must still collate.
+    kept = [{k: v for k, v in row.items() if k in collator.columns} for row in rows]
+    assert "num_nodes" not in kept[0] and "smiles" not in kept[0]
+    assert collator(kept)["graph"].num_nodes == 16
 
 
 def test_missing_column_names_column_and_row(collator, rows):

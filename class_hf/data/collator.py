@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .graphs import FINGERPRINT_COLUMNS, FINGERPRINT_DIM, GRAPH_COLUMNS, rows_to_batch
+from .graphs import BATCH_COLUMNS, FINGERPRINT_COLUMNS, FINGERPRINT_DIM, rows_to_batch
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +69,10 @@ class MoleculeTextCollator:
     def columns(self) -> list[str]:
         """Dataset columns the collator reads; a trainer should keep exactly these.
 
-        The text column and the graph columns are required; the fingerprint columns, ``sample_idx`` and
-        ``difficulty`` are read when present.
+        The text column and the graph columns (``num_nodes`` aside: ``x`` implies it) are required; the fingerprint
+        columns, ``sample_idx`` and ``difficulty`` are read when present.
         """
-        return [self.text_column, *GRAPH_COLUMNS, *FINGERPRINT_COLUMNS, *OPTIONAL_COLUMNS]
+        return [self.text_column, *BATCH_COLUMNS, *FINGERPRINT_COLUMNS, *OPTIONAL_COLUMNS]
 
     def _texts(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
         texts = []

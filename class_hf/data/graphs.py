@@ -59,6 +59,8 @@ FINGERPRINT_RADIUS = 2
 FINGERPRINT_DIM = 2048
 
 GRAPH_COLUMNS: tuple[str, ...] = ("x", "edge_index", "edge_attr", "atom2motif", "num_motifs", "num_nodes")
+# The graph columns that rows_to_batch reads (num_nodes is implied by x).
+BATCH_COLUMNS: tuple[str, ...] = ("x", "edge_index", "edge_attr", "atom2motif", "num_motifs")
 FINGERPRINT_COLUMNS: tuple[str, ...] = ("fp_index", "fp_count")
 
 
