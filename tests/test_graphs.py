@@ -20,6 +20,7 @@ from class_hf.data.graphs import (
     fingerprint_matrix,
     graph_features,
     motif_decomposition,
+    parse_smiles,
     rdkit_logs_muted,
     smiles_to_graph,
 )
@@ -181,6 +182,16 @@ def test_unparsable_smiles_raises_naming_it(smiles):
 def test_empty_smiles_raises():
     with pytest.raises(ValueError, match="non-empty SMILES"):
         smiles_to_graph("")
+
+
+def test_parse_smiles_mutes_rdkit_log(capfd):
+    assert parse_smiles("CCO").GetNumAtoms() == 3
+    capfd.readouterr()
+    with pytest.raises(ValueError, match="Could not parse SMILES 'C1CC'"):
+        parse_smiles("C1CC")
+    assert "SMILES Parse Error" not in capfd.readouterr().err
+    Chem.MolFromSmiles("C1CC")  # control: outside the context manager RDKit still logs
+    assert "SMILES Parse Error" in capfd.readouterr().err
 
 
 def test_rdkit_log_state_restored():

@@ -113,10 +113,11 @@ def _rdkit() -> tuple[Any, Any]:
     return Chem, BRICS
 
 
-def _parse_smiles(smiles: str):
-    """Parses one SMILES with RDKit; raises ``ValueError`` naming the SMILES and RDKit's reason.
+def _mol_from_smiles(smiles: str):
+    """:func:`parse_smiles` without muting RDKit's log.
 
-    Call it inside :func:`rdkit_logs_muted` (once per batch: entering it costs more than parsing a small molecule).
+    Call it inside :func:`rdkit_logs_muted`, entered once per batch: entering it costs more than parsing a small
+    molecule.
     """
     Chem, _ = _rdkit()
 
@@ -165,6 +166,27 @@ class _Encoder:
         inside = (offset >= 0) & (offset < self.size)
         looked_up = self.table[np.where(inside, offset, 0) + self.base]
         return np.where(inside, looked_up, self.other)
+
+
+def parse_smiles(smiles: str):
+    """Parses one SMILES with RDKit, its log muted.
+
+    Args:
+        smiles (str): the SMILES.
+
+    Returns:
+        rdkit.Chem.Mol: the sanitized molecule.
+
+    Raises:
+        ValueError: if ``smiles`` is empty or RDKit cannot parse or sanitize it; the message names the SMILES and
+            RDKit's reason.
+    """
+    with rdkit_logs_muted():
+        return _mol_from_smiles(smiles)
+
+
+# Former private name, still imported by class_hf/search/index.py; new code should call parse_smiles.
+_parse_smiles = parse_smiles
 
 
 @functools.cache
@@ -310,7 +332,7 @@ def motif_decomposition(mol_or_smiles) -> list[list[int]]:
         list[list[int]]: atom indices of each clique; together they cover every atom.
     """
     with rdkit_logs_muted():
-        mol = _parse_smiles(mol_or_smiles) if isinstance(mol_or_smiles, str) else mol_or_smiles
+        mol = _mol_from_smiles(mol_or_smiles) if isinstance(mol_or_smiles, str) else mol_or_smiles
         bonds = [(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()) for bond in mol.GetBonds()]
         return _motif_cliques(mol, bonds)
 
@@ -433,9 +455,7 @@ def smiles_to_graph(smiles: str) -> dict:
         >>> graph["num_nodes"], len(graph["edge_index"][0]), graph["num_motifs"]
         (3, 4, 1)
     """
-    with rdkit_logs_muted():
-        mol = _parse_smiles(smiles)
-    graph = _graphs_from_mols([mol])
+    graph = _graphs_from_mols([parse_smiles(smiles)])
     return {key: values[0] for key, values in graph.items()}
 
 
@@ -452,7 +472,7 @@ def _featurize_batch(
     with rdkit_logs_muted():
         for position, (index, smiles) in enumerate(zip(indices, batch[smiles_column], strict=True)):
             try:
-                mols.append(_parse_smiles(smiles))
+                mols.append(_mol_from_smiles(smiles))
             except ValueError as err:
                 label = _row_label(index, cids[position] if cids is not None else None)
                 raise ValueError(
@@ -595,7 +615,7 @@ def fingerprint_matrix(
     with rdkit_logs_muted():
         for row, text in enumerate(smiles):
             try:
-                mol = _parse_smiles(text)
+                mol = _mol_from_smiles(text)
             except ValueError as err:
                 raise ValueError(f"Cannot fingerprint row {row}: {err}") from err
             for bit, count in generator.GetCountFingerprint(mol).GetNonzeroElements().items():
