@@ -119,8 +119,7 @@ class FingerprintScorer:
             )
         if temperature <= 0:
             raise ValueError(f"`temperature` must be positive, got {temperature}.")
-        # A list keeps the encoder out of any module tree (it must never be trained or saved with the head).
-        self._encoder = [text_encoder]
+        self.text_encoder = text_encoder  # frozen: only read, never part of the trained head
         self.tokenizer = tokenizer
         self.projection_dim = projection_dim
         self.fingerprint_dim = fingerprint_dim
@@ -145,30 +144,35 @@ class FingerprintScorer:
         """Frozen mean-pooled text-encoder states, ``float32 [len(texts), hidden]`` on ``self.device``."""
         from ..models.modules import pool_tokens
 
-        encoder = self._encoder[0]
+        encoder = self.text_encoder
         was_training = encoder.training
         encoder.eval()
         encoder_device = next(encoder.parameters()).device
+        # Batches of similar length waste little on padding: encode in length order, then restore the order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         chunks = []
         try:
-            starts = range(0, len(texts), self.encode_batch_size)
+            starts = range(0, len(order), self.encode_batch_size)
             for start in tqdm(starts, desc="Encoding texts", disable=not self.show_progress or len(starts) < 2):
                 batch = self.tokenizer(
-                    list(texts[start : start + self.encode_batch_size]),
+                    [texts[i] for i in order[start : start + self.encode_batch_size]],
                     padding=True,
                     truncation=True,
                     max_length=self.max_length,
                     return_tensors="pt",
                 ).to(encoder_device)
-                hidden = encoder(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                ).last_hidden_state
-                chunks.append(pool_tokens(hidden, batch["attention_mask"], "mean").float().to(self.device))
+                out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                chunks.append(
+                    pool_tokens(out.last_hidden_state, batch["attention_mask"], "mean").float().to(self.device)
+                )
         finally:
             encoder.train(was_training)
         if not chunks:
             return torch.empty(0, encoder.config.hidden_size, device=self.device)
-        return torch.cat(chunks)
+        sorted_features = torch.cat(chunks)
+        features = torch.empty_like(sorted_features)
+        features[torch.as_tensor(order, device=self.device)] = sorted_features
+        return features
 
     def molecule_features(self, molecules: Sequence[str] | Dataset) -> torch.Tensor:
         """``log1p`` Morgan count fingerprints (radius 2), ``float32 [N, fingerprint_dim]``.
