@@ -1,1 +1,25 @@
-"""class_hf.curriculum."""
+"""The CLASS method: difficulty, pacing, the curriculum sampler and adaptive intensity. Backbone-agnostic."""
+
+from .difficulty import add_difficulty_columns, compute_difficulty, difficulty_from_counts, score_with_model
+from .fingerprint_scorer import FingerprintScorer
+from .intensity import AdaptiveIntensity, IntensityTarget, sample_weights
+from .pacing import Pacing, PacingKind, get_pacing, planned_optimizer_steps, planned_sample_passes
+from .sampler import CurriculumOrder, CurriculumSampler
+
+__all__ = [
+    "AdaptiveIntensity",
+    "CurriculumOrder",
+    "CurriculumSampler",
+    "FingerprintScorer",
+    "IntensityTarget",
+    "Pacing",
+    "PacingKind",
+    "add_difficulty_columns",
+    "compute_difficulty",
+    "difficulty_from_counts",
+    "get_pacing",
+    "planned_optimizer_steps",
+    "planned_sample_passes",
+    "sample_weights",
+    "score_with_model",
+]
