@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import Batch, Data
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
+from class_hf.data.collator import MoleculeTextCollator
+from class_hf.data.graphs import rows_to_batch, smiles_to_graph
 from class_hf.models.orma import (
     Mol2VecIndexer,
     OrmaConfig,
@@ -34,54 +36,10 @@ TEXTS = [
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
-class _Graph(Data):
-    """A graph whose ``atom2motif`` is offset by the motifs of the graphs before it (the collator's contract)."""
-
-    def __inc__(self, key, value, *args, **kwargs):
-        if key == "atom2motif":
-            return int(self.num_motifs.sum())
-        return super().__inc__(key, value, *args, **kwargs)
-
-
-def _graph(smiles: str) -> _Graph:
-    """Hand-built graph: atomic numbers as the only feature, motifs = fragments left after breaking BRICS bonds."""
-    from rdkit import Chem
-    from rdkit.Chem import BRICS
-
-    mol = Chem.MolFromSmiles(smiles)
-    n = mol.GetNumAtoms()
-    x = torch.zeros(n, 9, dtype=torch.long)
-    x[:, 0] = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()])
-    bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
-    edges = [e for a, b in bonds for e in ((a, b), (b, a))]
-    edge_index = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T.contiguous()
-    brics = {tuple(sorted(pair)) for pair, _ in BRICS.FindBRICSBonds(mol)} if bonds else set()
-    parent = list(range(n))
-
-    def find(a):
-        while parent[a] != a:
-            a = parent[a]
-        return a
-
-    for a, b in bonds:
-        if tuple(sorted((a, b))) not in brics:
-            parent[find(a)] = find(b)
-    roots = sorted({find(a) for a in range(n)}, key=lambda r: min(i for i in range(n) if find(i) == r))
-    atom2motif = torch.tensor([roots.index(find(a)) for a in range(n)], dtype=torch.long)
-    return _Graph(
-        x=x,
-        edge_index=edge_index,
-        edge_attr=torch.zeros(edge_index.shape[1], 3, dtype=torch.long),
-        atom2motif=atom2motif,
-        num_motifs=torch.tensor(len(roots)),
-        num_nodes=n,
-    )
-
-
 def _batch(tokenizer, smiles=SMILES, texts=TEXTS) -> dict:
-    enc = tokenizer(list(texts), padding=True, return_tensors="pt")
-    graph = Batch.from_data_list([_graph(s) for s in smiles])
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "graph": graph}
+    """A batch from the real featurizer and collator."""
+    rows = [{"description": text, **smiles_to_graph(s)} for s, text in zip(smiles, texts, strict=True)]
+    return MoleculeTextCollator(tokenizer, max_length=64)(rows)  # the tiny BERT has 128 positions
 
 
 def _model(tiny_bert_config, **kwargs) -> OrmaModel:
@@ -199,6 +157,17 @@ def test_forward_backward_per_sample_loss(tiny_bert_config, tiny_tokenizer):
     assert missing == []
 
 
+def test_fixture_batch_of_32(tiny_bert_config, tiny_tokenizer, chebi20_sample_dir):
+    with open(chebi20_sample_dir / "orma_sample.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[:32]
+    model = _model(tiny_bert_config)
+    batch = _batch(tiny_tokenizer, [r["CanonicalSMILES"] for r in rows], [r["Description"] for r in rows])
+    out = model(**batch)
+    assert out.per_sample_loss.shape == (32,) and torch.isfinite(out.per_sample_loss).all()
+    out.loss.backward()
+    assert model.gcn.convs[0].lin.weight.grad.abs().sum() > 0 and model.temp.grad is not None
+
+
 def test_per_sample_loss_is_the_weighted_symmetric_infonce(tiny_bert_config, tiny_tokenizer):
     model = _model(tiny_bert_config, global_weight=0.1, mid_weight=0.6, local_weight=0.3).eval()
     batch = _batch(tiny_tokenizer)
@@ -235,7 +204,7 @@ def test_padding_does_not_change_the_loss(tiny_bert_config, tiny_tokenizer):
 def test_edge_case_molecules(tiny_bert_config, tiny_tokenizer, caplog):
     # single atom, no bonds (a salt), no BRICS bond, and one molecule larger than max_atoms / max_motifs
     smiles = ["C", "[Na+].[Cl-]", "c1ccccc1", "CCCCCCCCCCCCOc1ccc(NC(=O)CCC(=O)O)cc1"]
-    assert _graph("c1ccccc1").num_motifs == 1 and _graph("[Na+].[Cl-]").edge_index.shape == (2, 0)
+    assert smiles_to_graph("c1ccccc1")["num_motifs"] == 1 and smiles_to_graph("[Na+].[Cl-]")["edge_index"] == [[], []]
     model = _model(tiny_bert_config, max_atoms=8, max_motifs=2)
     batch = _batch(tiny_tokenizer, smiles, TEXTS[: len(smiles)])
     with caplog.at_level(logging.WARNING, logger="class_hf.models.orma"):
@@ -252,11 +221,11 @@ def test_edge_case_molecules(tiny_bert_config, tiny_tokenizer, caplog):
 
 
 def test_graph_without_motifs_links_atoms_to_the_molecule(tiny_bert_config, tiny_tokenizer):
-    graphs = [_graph("CCO"), _graph("c1ccccc1")]
-    graphs[1].atom2motif = torch.full((6,), -1)  # ignored: the molecule has no motif
-    graphs[1].num_motifs = torch.tensor(0)
+    # ORMA's own decomposition leaves e.g. benzene without motifs; such a graph (num_motifs == 0) must work too
+    rows = [smiles_to_graph("CCO"), smiles_to_graph("c1ccccc1")]
+    rows[1].update(num_motifs=0, atom2motif=[-1] * 6)  # atom2motif is ignored: the molecule has no motif
     batch = _batch(tiny_tokenizer, ["CCO", "c1ccccc1"], TEXTS[:2])
-    batch["graph"] = Batch.from_data_list(graphs)
+    batch["graph"] = rows_to_batch(rows)
     model = _model(tiny_bert_config)
     out = model(**batch)
     assert torch.isfinite(out.per_sample_loss).all()
@@ -270,7 +239,8 @@ def test_bad_graph_inputs_raise_clear_errors(tiny_bert_config, tiny_tokenizer):
     batch["graph"].atom2motif = torch.zeros_like(batch["graph"].atom2motif)  # not offset: molecule 1 -> motif 0
     with pytest.raises(ValueError, match="atom2motif` of molecule 1"):
         model(**batch)
-    batch = _batch(tiny_tokenizer, SMILES[:2], TEXTS[:3])
+    batch = _batch(tiny_tokenizer, SMILES[:2], TEXTS[:2])
+    batch.update({k: v for k, v in _batch(tiny_tokenizer, SMILES[:3], TEXTS[:3]).items() if k != "graph"})
     with pytest.raises(ValueError, match="same batch size"):
         model(**batch)
 
@@ -366,8 +336,12 @@ def test_score_blocks_drops_uneven_batches_in_faithful_mode(tiny_bert_config, ti
     torch.testing.assert_close(scores[3:, :3], model.score_pairs(blocks[1], blocks[0]))
 
 
-def test_param_groups_and_frozen_parameters(tiny_bert_config):
-    model = _model(tiny_bert_config)
+def test_param_groups_and_initialisation(tiny_bert_config):
+    model = _model(tiny_bert_config, temperature_init=0.3)
+    assert model.temp.item() == pytest.approx(0.3) and model.gcn.norm.weight.eq(1).all()
+    assert model.gcn.convs[0].bias.eq(0).all() and model.sent_norm.bias.eq(0).all()
+    bound = 1 / math.sqrt(300)  # PyTorch's default Linear init, as ORMA
+    assert model.mol_proj.weight.abs().max() <= bound and model.mol_proj.weight.std() > bound / 3
     groups = model.param_groups()
     assert groups["text_encoder"] and all(n.startswith("text_encoder.") for n in groups["text_encoder"])
     assert "temp" in groups["other"] and not any(n.startswith("text_encoder.") for n in groups["other"])
@@ -427,6 +401,8 @@ def test_mol2vec_atom_features(tiny_bert_config, tiny_tokenizer, tmp_path):
     assert mol2vec_atom_indices("CC(C)O", indexer.vocabulary) == [1, 0, 1, 0]
     dataset = Dataset.from_dict({"smiles": SMILES[:2]}).map(indexer)
     assert [len(v) for v in dataset["mol2vec_index"]] == [3, 6]
+    batched = Dataset.from_dict({"smiles": SMILES[:2]}).map(indexer, batched=True)
+    assert list(batched["mol2vec_index"]) == list(dataset["mol2vec_index"])
     with pytest.raises(ValueError, match="parse"):
         indexer({"smiles": "not a smiles"})
 

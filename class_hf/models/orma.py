@@ -207,10 +207,14 @@ class Mol2VecIndexer:
         self.vocabulary = {token: i for i, token in enumerate(tokens)}
         self.smiles_column = smiles_column
 
-    def __call__(self, row: Mapping[str, Any]) -> dict[str, list[int]]:
+    def __call__(self, row: Mapping[str, Any]) -> dict[str, list]:
+        """Indices for one row, or for a batch of rows (``Dataset.map(..., batched=True)``)."""
         if self.smiles_column not in row:
             raise ValueError(f"The row has no {self.smiles_column!r} column; set `smiles_column` (has {sorted(row)}).")
-        return {self.column: mol2vec_atom_indices(row[self.smiles_column], self.vocabulary)}
+        smiles = row[self.smiles_column]
+        if isinstance(smiles, str):
+            return {self.column: mol2vec_atom_indices(smiles, self.vocabulary)}
+        return {self.column: [mol2vec_atom_indices(s, self.vocabulary) for s in smiles]}
 
 
 # ---------------------------------------------------------------------------------------------------------------
