@@ -1,0 +1,81 @@
+"""Two-process CPU training with the curriculum, launched by ``tests/test_distributed.py``.
+
+Usage::
+
+    torchrun --nproc_per_node 2 tests/scripts/ddp_train.py OUTPUT_DIR
+
+Each rank trains the tiny backbone of ``tests/test_trainer.py`` twice (``even``: every pool divides into global
+batches; ``uneven``: it does not, so accelerate completes the last round from the start of the epoch's order) and
+writes ``OUTPUT_DIR/<config>-rank<r>.json`` with the sample indices it trained on per epoch, its optimizer steps and
+a checksum of its parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _load_test_helpers():
+    spec = importlib.util.spec_from_file_location("class_hf_test_trainer", TESTS / "test_trainer.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+def _checksum(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def main(output_dir: str) -> None:
+    torch.set_num_threads(1)
+    helpers = _load_test_helpers()
+    rank = int(os.environ.get("RANK", "0"))
+    configs = {"even": {"n": 48, "order": "easy_first"}, "uneven": {"n": 42, "order": "hard_first"}}
+    for name, config in configs.items():
+        args = helpers.make_args(
+            Path(output_dir) / name,
+            per_device_train_batch_size=3,
+            curriculum=config["order"],
+            intensity_beta=1.0,
+            gather_across_ranks=True,
+            ddp_find_unused_parameters=False,
+            logging_steps=5,
+        )
+        trainer = helpers.RecordingTrainer(
+            model=helpers.make_model(),
+            args=args,
+            train_dataset=helpers.make_pairs(config["n"]),
+            data_collator=helpers.TinyCollator(),
+        )
+        trainer.seen = {}
+        trainer.train()
+        result = {
+            "rank": rank,
+            "world_size": trainer.accelerator.num_processes,
+            "seen": {str(k): v for k, v in trainer.seen.items()},
+            "global_step": trainer.state.global_step,
+            "max_steps": trainer.state.max_steps,
+            "history": trainer.curriculum_history,
+            "checksum": _checksum(trainer.model),
+            "difficulty": [float(x) for x in trainer.difficulty],
+        }
+        with open(Path(output_dir) / f"{name}-rank{rank}.json", "w") as f:
+            json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

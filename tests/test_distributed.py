@@ -1,0 +1,76 @@
+"""Two CPU processes (torchrun, gloo): the curriculum shards across ranks and the ranks stay in sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from class_hf.curriculum.pacing import get_pacing, planned_optimizer_steps, pool_sizes
+
+SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
+    proc = subprocess.run(
+        [*command, str(out)], env=env, capture_output=True, text=True, timeout=240, cwd=SCRIPT.parents[2]
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    results = {}
+    for name in ("even", "uneven"):
+        results[name] = [json.loads((out / f"{name}-rank{r}.json").read_text()) for r in range(2)]
+    return results
+
+
+def _pools(result, order: str) -> list[list[int]]:
+    difficulty = np.asarray(result["difficulty"])
+    n = difficulty.size
+    ranked = (
+        np.argsort(difficulty, kind="stable") if order == "easy_first" else np.lexsort((np.arange(n), -difficulty))
+    )
+    return [sorted(ranked[:size].tolist()) for size in pool_sizes(n, get_pacing("staged"), 4)]
+
+
+def test_two_ranks_see_each_pool_sample_exactly_once(ddp_results):
+    ranks = ddp_results["even"]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert ranks[0]["difficulty"] == ranks[1]["difficulty"]
+    pools = _pools(ranks[0], "easy_first")
+    for epoch, pool in enumerate(pools):
+        a, b = ranks[0]["seen"][str(epoch)], ranks[1]["seen"][str(epoch)]
+        assert len(a) == len(b) == len(pool) // 2
+        assert not set(a) & set(b), f"epoch {epoch}: a sample went to both ranks"
+        assert sorted(a + b) == pool, f"epoch {epoch}: the ranks together must cover the pool exactly once"
+
+
+def test_ranks_end_with_identical_parameters_and_planned_steps(ddp_results):
+    for name, ranks in ddp_results.items():
+        assert ranks[0]["checksum"] == ranks[1]["checksum"], name
+        n = len(ranks[0]["difficulty"])
+        planned = planned_optimizer_steps(n, get_pacing("staged"), 4, batch_size=3, world_size=2)
+        for result in ranks:
+            assert result["global_step"] == result["max_steps"] == sum(planned), name
+            assert [h["optimizer_steps"] for h in result["history"]] == planned, name
+
+
+def test_uneven_pools_are_covered_and_only_padded(ddp_results):
+    ranks = ddp_results["uneven"]
+    pools = _pools(ranks[0], "hard_first")  # 42 pairs: pools 11/21/32/42, not multiples of 3 x 2
+    for epoch, pool in enumerate(pools):
+        seen = ranks[0]["seen"][str(epoch)] + ranks[1]["seen"][str(epoch)]
+        assert set(seen) == set(pool), epoch
+        batches = len(ranks[0]["seen"][str(epoch)]) // 3
+        assert len(seen) == batches * 3 * 2 == -(-len(pool) // 6) * 6, epoch  # ceil(pool / (B W)) rounds
+        extra = Counter(seen) - Counter(pool)
+        assert sum(extra.values()) == len(seen) - len(pool)  # duplicates only from accelerate's even_batches padding
+        assert [h["samples_seen"] for h in ranks[0]["history"]][epoch] == len(seen)

@@ -1,0 +1,637 @@
+"""CurriculumTrainer end to end on CPU with a user's own tiny backbone (the acceptance test of the backbone contract).
+
+``TinyBackbone`` below is written only against the contract in CONTRIBUTING.md (no class_hf model code): ``forward``
+returns ``loss``/``per_sample_loss``/embeddings, plus ``encode_text``, ``encode_molecule`` and ``score``. It trains
+under CLASS unchanged. ``tests/scripts/ddp_train.py`` imports the same pieces for the two-process test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from datasets import Dataset
+from torch import nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import global_mean_pool
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+
+from class_hf.curriculum.callback import DIFFICULTY_FILE, STATE_FILE
+from class_hf.curriculum.intensity import IntensityTarget
+from class_hf.curriculum.pacing import get_pacing, planned_optimizer_steps, planned_sample_passes, pool_sizes
+from class_hf.curriculum.sampler import CurriculumOrder
+from class_hf.models.losses import contrastive_loss
+from class_hf.models.outputs import RetrievalOutput
+from class_hf.trainer import CurriculumTrainer
+from class_hf.training_args import CurriculumTrainingArguments
+
+VOCAB, ATOM_TYPES, DIM = 40, 10, 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscription on a shared 2-core machine (10x faster here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------ a user's own backbone
+class TinyBackbone(nn.Module):
+    """Bag-of-tokens text tower and bag-of-atoms molecule tower, symmetric InfoNCE per pair.
+
+    ``aux_weight`` adds a batch-level term (a modality-gap penalty) to ``loss`` beyond the per-sample mean, like an
+    adversarial loss would.
+    """
+
+    supports_intensity = True
+
+    def __init__(self, aux_weight: float = 0.0) -> None:
+        super().__init__()
+        self.text_encoder = nn.ModuleDict({"embed": nn.Embedding(VOCAB, DIM)})
+        self.text_proj = nn.Linear(DIM, DIM)
+        self.atom_embed = nn.Embedding(ATOM_TYPES, DIM)
+        self.mol_proj = nn.Linear(DIM, DIM)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.aux_weight = aux_weight
+        self.gather_across_ranks = False
+        self.seen_intensity: list[float | None] = []
+
+    def encode_text(self, input_ids, attention_mask):
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (self.text_encoder["embed"](input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return F.normalize(self.text_proj(pooled), dim=-1)
+
+    def encode_molecule(self, graph):
+        graph = graph.to(self.logit_scale.device)
+        pooled = global_mean_pool(self.atom_embed(graph.x.view(-1)), graph.batch, size=graph.num_graphs)
+        return F.normalize(self.mol_proj(pooled), dim=-1)
+
+    def score(self, text_embeds, mol_embeds):
+        return text_embeds @ mol_embeds.T
+
+    def forward(self, input_ids, attention_mask, graph, intensity=None, **kwargs):
+        self.seen_intensity.append(intensity)
+        text, mol = self.encode_text(input_ids, attention_mask), self.encode_molecule(graph)
+        scale = self.logit_scale.exp() * (1.0 if intensity is None else intensity)
+        losses = contrastive_loss(text, mol, scale, gather_across_ranks=self.gather_across_ranks)
+        per_sample = losses["per_sample_loss"]
+        loss = per_sample.mean()
+        if self.aux_weight:
+            loss = loss + self.aux_weight * (text.mean(0) - mol.mean(0)).pow(2).sum()
+        return RetrievalOutput(
+            loss=loss,
+            per_sample_loss=per_sample,
+            text_embeds=text,
+            mol_embeds=mol,
+            loss_components={"t2m": losses["t2m"].mean().detach(), "m2t": losses["m2t"].mean().detach()},
+        )
+
+
+@dataclass
+class TinyCollator:
+    """rows -> {input_ids, attention_mask, graph, sample_idx, difficulty}; records the columns it was given."""
+
+    columns: tuple[str, ...] = ("input_ids", "atoms", "sample_idx", "difficulty")
+    seen_columns: set = field(default_factory=set)
+
+    def __call__(self, rows):
+        self.seen_columns.update(rows[0].keys())
+        length = max(len(r["input_ids"]) for r in rows)
+        ids = torch.zeros(len(rows), length, dtype=torch.long)
+        mask = torch.zeros(len(rows), length, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+            mask[i, : len(r["input_ids"])] = 1
+        graphs = [
+            Data(x=torch.tensor(r["atoms"]).view(-1, 1), edge_index=torch.empty(2, 0, dtype=torch.long)) for r in rows
+        ]
+        batch = {"input_ids": ids, "attention_mask": mask, "graph": Batch.from_data_list(graphs)}
+        if "sample_idx" in rows[0]:
+            batch["sample_idx"] = torch.tensor([r["sample_idx"] for r in rows])
+        if "difficulty" in rows[0]:
+            batch["difficulty"] = torch.tensor([r["difficulty"] for r in rows], dtype=torch.float32)
+        return batch
+
+
+def make_pairs(n: int = 40, seed: int = 0, difficulty: bool = True) -> Dataset:
+    """Synthetic pairs: a molecule's atoms are a function of its text's tokens, plus a junk column."""
+    rng = np.random.default_rng(seed)
+    rows = {"input_ids": [], "atoms": [], "junk": []}
+    for _ in range(n):
+        tokens = rng.integers(1, VOCAB, size=int(rng.integers(3, 7))).tolist()
+        rows["input_ids"].append(tokens)
+        rows["atoms"].append([t % ATOM_TYPES for t in tokens[:4]])
+        rows["junk"].append("x")
+    if difficulty:
+        rows["difficulty"] = rng.random(n).astype(np.float32).tolist()
+    return Dataset.from_dict(rows)
+
+
+def make_model(seed: int = 0, **kwargs) -> TinyBackbone:
+    torch.manual_seed(seed)
+    return TinyBackbone(**kwargs)
+
+
+TRAINING_ARGS = dict(
+    per_device_train_batch_size=4,
+    per_device_eval_batch_size=16,
+    num_train_epochs=4,
+    learning_rate=1e-2,
+    lr_scheduler_type="linear",
+    optim="adamw_torch",
+    logging_steps=1,
+    save_strategy="no",
+    eval_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    seed=0,
+    disable_tqdm=True,
+    dataloader_pin_memory=False,
+)
+
+
+def make_args(output_dir, **overrides) -> CurriculumTrainingArguments:
+    values = {**TRAINING_ARGS, "difficulty_source": "precomputed", **overrides}
+    return CurriculumTrainingArguments(output_dir=str(output_dir), **values)
+
+
+class RecordingTrainer(CurriculumTrainer):
+    """Records the sample indices of every training batch, per epoch."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.seen.setdefault(self._epoch, []).extend(inputs["sample_idx"].tolist())
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def recording_trainer(args, train, model=None, **kwargs) -> RecordingTrainer:
+    trainer = RecordingTrainer(
+        model=model or make_model(), args=args, train_dataset=train, data_collator=TinyCollator(), **kwargs
+    )
+    trainer.seen = {}
+    return trainer
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------------------- arguments
+def test_arguments_parse_from_cli_and_yaml(tmp_path):
+    parser = HfArgumentParser(CurriculumTrainingArguments)
+    (args,) = parser.parse_args_into_dataclasses(
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--curriculum",
+            "random_subset",
+            "--pacing",
+            "root",
+            "--pacing_root_degree",
+            "3",
+            "--pacing_fractions",
+            "0.5",
+            "1.0",
+            "--intensity_target",
+            "temperature",
+            "--difficulty_refresh",
+            "--difficulty_source",
+            "model:some/checkpoint",
+            "--use_cpu",
+        ]
+    )
+    assert args.curriculum == CurriculumOrder.RANDOM_SUBSET and args.pacing.value == "root"
+    assert args.pacing_root_degree == 3.0 and args.pacing_fractions == [0.5, 1.0]
+    assert args.intensity_target == IntensityTarget.TEMPERATURE and args.difficulty_refresh is True
+    assert args.difficulty_source == "model:some/checkpoint" and args.report_to in ("none", [], ["none"])
+
+    config = {
+        "output_dir": str(tmp_path),
+        "curriculum": "hard_first",
+        "pacing": "staged",
+        "pacing_stages": 3,
+        "intensity_beta": 0.5,
+        "intensity_gamma_min": 0.25,
+        "text_encoder_learning_rate": 3e-5,
+        "num_train_epochs": 6,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    (from_yaml,) = parser.parse_yaml_file(str(path))
+    assert from_yaml.curriculum == CurriculumOrder.HARD_FIRST and from_yaml.pacing_stages == 3
+    assert from_yaml.intensity_beta == 0.5 and from_yaml.text_encoder_learning_rate == 3e-5
+
+    as_dict = json.loads(from_yaml.to_json_string())
+    assert as_dict["curriculum"] == "hard_first" and as_dict["pacing"] == "staged"
+    assert as_dict["intensity_target"] == "lr" and as_dict["difficulty_column"] == "difficulty"
+    custom = make_args(tmp_path, pacing=lambda e, n: 1.0)
+    assert custom.to_dict()["pacing"].startswith("custom:")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field_name"),
+    [
+        ({"pacing_start_fraction": 0.0}, "pacing_start_fraction"),
+        ({"num_train_epochs": 2.5}, "num_train_epochs"),
+        ({"difficulty_source": "oracle"}, "difficulty_source"),
+        ({"curriculum": "shortest_first"}, "curriculum"),
+        ({"intensity_target": "everything"}, "intensity_target"),
+        ({"train_sampling_strategy": "sequential"}, "train_sampling_strategy"),
+        ({"pacing_fractions": [0.5, 0.9]}, "pacing_fractions"),
+        ({"intensity_gamma_max": 0.0}, "intensity_gamma"),
+    ],
+)
+def test_arguments_validation_names_the_field(tmp_path, overrides, field_name):
+    with pytest.raises(ValueError, match=field_name):
+        make_args(tmp_path, **overrides)
+
+
+def test_fractional_epochs_allowed_without_curriculum(tmp_path):
+    assert make_args(tmp_path, curriculum="none", num_train_epochs=2.5).num_train_epochs == 2.5
+
+
+# ------------------------------------------------------------------------------------------- steps and schedule
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_schedule_spans_exactly_the_curriculum_steps(tmp_path, accumulation):
+    n, epochs, batch = 42, 4, 4
+    args = make_args(tmp_path, gradient_accumulation_steps=accumulation)
+    trainer = recording_trainer(args, make_pairs(n))
+    trainer.train()
+
+    pacing = get_pacing("staged")
+    planned = planned_optimizer_steps(n, pacing, epochs, batch, gradient_accumulation_steps=accumulation)
+    # pools 11/21/32/42 -> batches 3/6/8/11 -> GA 2: 2/3/4/6 updates
+    assert planned == ([3, 6, 8, 11] if accumulation == 1 else [2, 3, 4, 6])
+    assert trainer.state.global_step == trainer.state.max_steps == sum(planned)
+    assert [r["optimizer_steps"] for r in trainer.curriculum_history] == planned
+    assert [r["planned_optimizer_steps"] for r in trainer.curriculum_history] == planned
+    assert trainer.lr_scheduler.last_epoch == sum(planned)
+    assert trainer.lr_scheduler.get_last_lr()[0] == 0.0  # the linear schedule ended exactly at the last step
+
+    # Every logged LR is the linear schedule times gamma of the step's epoch (0.5 -> 1.0 over four stages).
+    total, cumulative = sum(planned), np.cumsum(planned)
+    logged = [(h["step"], h["learning_rate"]) for h in trainer.state.log_history if "learning_rate" in h]
+    assert len(logged) == total
+    for step, lr in logged:
+        epoch = int(np.searchsorted(cumulative, step - 1, side="right"))
+        expected = 1e-2 * (1 - (step - 1) / total) * (0.5 + 0.5 * epoch / 3)
+        assert lr == pytest.approx(expected, rel=1e-6), step
+
+    # Sample passes: each epoch saw exactly its pool, once.
+    sizes = pool_sizes(n, pacing, epochs)
+    easy_to_hard = np.argsort(np.asarray(make_pairs(n)["difficulty"]), kind="stable")
+    for epoch, size in enumerate(sizes):
+        assert sorted(trainer.seen[epoch]) == sorted(easy_to_hard[:size].tolist())
+    assert sum(len(v) for v in trainer.seen.values()) == planned_sample_passes(n, pacing, epochs) == 106
+    assert [r["samples_seen"] for r in trainer.curriculum_history] == sizes
+    summary = trainer.curriculum_summary()
+    assert summary["samples_seen"] == summary["planned_sample_passes"] == 106
+    assert summary["sample_pass_saving"] == pytest.approx(1 - 106 / 168)
+    # Curriculum state in the logs.
+    train_logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["curriculum/stage"] for h in train_logs][:: max(1, len(train_logs) - 1)] == [0, 3]
+    assert train_logs[-1]["curriculum/samples_seen"] == 106 and train_logs[-1]["intensity/gamma"] == 1.0
+    assert {"loss/t2m", "loss/m2t", "intensity/mean_weight", "loss/retrieval"} <= set(train_logs[-1])
+    assert train_logs[0]["intensity/mean_weight"] == 1.0 and train_logs[-1]["intensity/mean_weight"] > 1.0
+
+
+def test_max_steps_truncates_the_planned_curriculum(tmp_path):
+    trainer = recording_trainer(make_args(tmp_path, max_steps=10), make_pairs(40))  # planned 3/5/8/10 steps
+    trainer.train()
+    assert trainer.state.global_step == trainer.state.max_steps == 10
+    assert trainer.lr_scheduler.get_last_lr()[0] == 0.0
+    assert [r["optimizer_steps"] for r in trainer.curriculum_history] == [3, 5, 2]
+    assert [len(trainer.seen[e]) for e in range(3)] == [10, 20, 8]
+
+
+def test_collator_columns_kept_and_junk_dropped(tmp_path):
+    collator = TinyCollator()
+    trainer = CurriculumTrainer(
+        model=make_model(),
+        args=make_args(tmp_path, num_train_epochs=1),
+        train_dataset=make_pairs(),
+        data_collator=collator,
+    )
+    trainer.train()
+    assert collator.seen_columns == {"input_ids", "atoms", "sample_idx", "difficulty"}
+    assert trainer.train_dataset["sample_idx"][:5] == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------------------------------------- intensity
+@pytest.mark.parametrize("aux_weight", [0.0, 0.3])
+def test_intensity_weights_reach_the_gradient(tmp_path, aux_weight):
+    train = make_pairs(24)
+    args = make_args(tmp_path, intensity_beta=2.0, intensity_target="none")
+    trainer = CurriculumTrainer(
+        model=make_model(aux_weight=aux_weight), args=args, train_dataset=train, data_collator=TinyCollator()
+    )
+    trainer.train()  # leaves the trainer in its last epoch: progress 1
+    model = trainer.model
+    model.train()
+    batch = TinyCollator()([trainer.train_dataset[i] for i in (3, 0, 7, 11, 5, 20)])
+
+    model.zero_grad()
+    trainer.compute_loss(model, dict(batch)).backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    model.zero_grad()
+    out = model(batch["input_ids"], batch["attention_mask"], batch["graph"])
+    d = torch.tensor(np.asarray(train["difficulty"], dtype=np.float32))[batch["sample_idx"]]
+    w = 1 + 2.0 * 1.0 * d
+    manual = (w * out.per_sample_loss).sum() / w.sum() + (out.loss - out.per_sample_loss.mean())
+    manual.backward()
+    for name, param in model.named_parameters():
+        assert torch.allclose(got[name], param.grad, atol=1e-6), name
+
+    model.zero_grad()
+    model(batch["input_ids"], batch["attention_mask"], batch["graph"]).loss.backward()
+    assert not torch.allclose(got["text_proj.weight"], model.text_proj.weight.grad)
+
+
+def test_intensity_targets_loss_and_temperature(tmp_path):
+    train = make_pairs(24)
+    trainer = CurriculumTrainer(
+        model=make_model(),
+        args=make_args(tmp_path, intensity_beta=0.0, intensity_target="loss", intensity_gamma_max=3.0),
+        train_dataset=train,
+        data_collator=TinyCollator(),
+    )
+    trainer.train()
+    model = trainer.model
+    model.train()
+    batch = TinyCollator()([trainer.train_dataset[i] for i in range(6)])
+    plain = model(batch["input_ids"], batch["attention_mask"], batch["graph"]).loss
+    assert trainer.compute_loss(model, dict(batch)).item() == pytest.approx(3.0 * plain.item(), rel=1e-6)
+    model.eval()
+    assert trainer.compute_loss(model, dict(batch)).item() == pytest.approx(plain.item(), rel=1e-6)
+
+    temp = CurriculumTrainer(
+        model=make_model(),
+        args=make_args(tmp_path, intensity_target="temperature", intensity_gamma_min=0.5, intensity_gamma_max=2.0),
+        train_dataset=train,
+        data_collator=TinyCollator(),
+    )
+    temp.train()
+    seen = [v for v in temp.model.seen_intensity if v is not None]
+    assert seen[0] == pytest.approx(0.5) and seen[-1] == pytest.approx(2.0)
+    assert sorted(set(round(v, 6) for v in seen)) == [0.5, 1.0, 1.5, 2.0]
+
+    class Plain(TinyBackbone):
+        supports_intensity = False
+
+    with pytest.raises(ValueError, match="supports_intensity"):
+        CurriculumTrainer(
+            model=Plain(), args=make_args(tmp_path, intensity_target="margin"), data_collator=TinyCollator()
+        )
+
+
+def test_text_encoder_learning_rate_param_groups(tmp_path):
+    trainer = CurriculumTrainer(
+        model=make_model(),
+        args=make_args(tmp_path, text_encoder_learning_rate=1e-4, intensity_target="none"),
+        train_dataset=make_pairs(),
+        data_collator=TinyCollator(),
+    )
+    optimizer = trainer.create_optimizer()
+    text = {id(p) for p in trainer.model.text_encoder.parameters()}
+    for group in optimizer.param_groups:
+        in_text = {id(p) in text for p in group["params"]}
+        assert len(in_text) == 1
+        assert group["lr"] == (1e-4 if in_text == {True} else 1e-2)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))
+
+
+# --------------------------------------------------------------------------------------------------- baseline
+def test_curriculum_none_and_intensity_off_is_a_plain_trainer(tmp_path):
+    train = make_pairs(30)
+    ours = CurriculumTrainer(
+        model=make_model(),
+        args=make_args(
+            tmp_path / "a", num_train_epochs=2, curriculum="none", intensity_target="none", intensity_beta=0.0
+        ),
+        train_dataset=train,
+        data_collator=TinyCollator(),
+    )
+    ours.train()
+    plain = Trainer(
+        model=make_model(),
+        args=TrainingArguments(
+            output_dir=str(tmp_path / "b"), remove_unused_columns=False, **{**TRAINING_ARGS, "num_train_epochs": 2}
+        ),
+        train_dataset=train,
+        data_collator=TinyCollator(),
+    )
+    plain.train()
+    assert ours.state.global_step == plain.state.global_step == 16
+    for (name, a), b in zip(ours.model.state_dict().items(), plain.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r["samples_seen"] for r in ours.curriculum_history] == [30, 30]
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+class StopAt(TrainerCallback):
+    """Interrupts training (with a save) at a given epoch end or optimizer step."""
+
+    def __init__(self, epoch: int | None = None, step: int | None = None) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.epoch is not None and round(state.epoch) >= self.epoch:
+            control.should_training_stop = control.should_save = True
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.step is not None and state.global_step >= self.step:
+            control.should_training_stop = control.should_save = True
+        return control
+
+
+@pytest.mark.parametrize(("stop", "checkpoint_step"), [({"epoch": 2}, 8), ({"step": 12}, 12)])
+def test_kill_free_resume_matches_an_uninterrupted_run(tmp_path, stop, checkpoint_step):
+    train = make_pairs(40)
+    overrides = dict(intensity_beta=1.0, gradient_accumulation_steps=1, save_strategy="no")
+    # pools 10/20/30/40, batches 3/5/8/10: epoch ends at steps 3, 8, 16, 26; step 12 lies inside epoch 2.
+    full = recording_trainer(make_args(tmp_path / "full", **overrides), train)
+    full.train()
+
+    first = recording_trainer(make_args(tmp_path / "run", **overrides), train, callbacks=[StopAt(**stop)])
+    first.train()
+    assert first.state.global_step == checkpoint_step
+    checkpoint = tmp_path / "run" / f"checkpoint-{checkpoint_step}"
+    assert (checkpoint / STATE_FILE).is_file() and (checkpoint / DIFFICULTY_FILE).is_file()
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    assert state["sampler"]["seed"] == 0 and state["sampler"]["num_samples"] == 40
+
+    resumed = recording_trainer(make_args(tmp_path / "run", **overrides), train, model=make_model(seed=123))
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == full.state.global_step == 26
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    # The resumed run saw exactly the rest of what the uninterrupted run saw.
+    for epoch, indices in full.seen.items():
+        before = first.seen.get(epoch, [])
+        after = resumed.seen.get(epoch, [])
+        assert before + after == indices, epoch
+    assert [r["samples_seen"] for r in resumed.curriculum_history] == [10, 20, 30, 40]
+    assert [r["optimizer_steps"] for r in resumed.curriculum_history] == [3, 5, 8, 10]
+
+
+def test_resume_with_other_curriculum_is_refused(tmp_path):
+    train = make_pairs(40)
+    first = recording_trainer(make_args(tmp_path, save_strategy="epoch"), train, callbacks=[StopAt(epoch=1)])
+    first.train()
+    other = recording_trainer(make_args(tmp_path, curriculum="hard_first"), train)
+    with pytest.raises(ValueError, match="order"):
+        other.train(resume_from_checkpoint=True)
+
+
+# ------------------------------------------------------------------------------------------------ difficulty
+def test_precomputed_without_column_is_an_error(tmp_path):
+    trainer = CurriculumTrainer(
+        model=make_model(),
+        args=make_args(tmp_path, difficulty_source="precomputed", difficulty_column="hardness"),
+        train_dataset=make_pairs(),
+        data_collator=TinyCollator(),
+    )
+    with pytest.raises(ValueError, match="hardness"):
+        trainer.train()
+
+
+def test_missing_difficulty_is_scored_before_training(tmp_path):
+    pytest.importorskip("class_hf.curriculum.difficulty")
+    trainer = recording_trainer(
+        make_args(tmp_path, difficulty_source="warmup", difficulty_warmup_epochs=1, num_train_epochs=2),
+        make_pairs(32, difficulty=False),
+    )
+    trainer.train()
+    assert trainer.scoring_info["source"] == "warmup" and trainer.scoring_info["seconds"] > 0
+    assert {"n_confusing_t2m", "n_confusing_m2t", "difficulty"} <= set(trainer.train_dataset.column_names)
+    difficulty = np.asarray(trainer.train_dataset["difficulty"])
+    assert np.array_equal(trainer.difficulty, difficulty)
+    first_pool = sorted(trainer.seen[0])
+    assert first_pool == sorted(np.argsort(difficulty, kind="stable")[: len(first_pool)].tolist())
+    assert trainer.curriculum_summary()["scoring_seconds"] == pytest.approx(trainer.scoring_info["seconds"])
+    assert any("curriculum/scoring_seconds" in h for h in trainer.state.log_history)
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def test_evaluate_reports_loss_and_retrieval_metrics(tmp_path):
+    train, evaluation = make_pairs(40), make_pairs(20, seed=1)
+    args = make_args(
+        tmp_path,
+        per_device_eval_batch_size=32,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        metric_for_best_model="eval_t2m_mrr",
+        load_best_model_at_end=True,
+        save_total_limit=2,
+    )
+    trainer = CurriculumTrainer(
+        model=make_model(), args=args, train_dataset=train, eval_dataset=evaluation, data_collator=TinyCollator()
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    for key in ("eval_loss", "eval_t2m_mrr", "eval_m2t_mrr", "eval_mrr", "eval_t2m_hits@1", "eval_m2t_hits@10"):
+        assert key in metrics, key
+    assert metrics["eval_mrr"] == pytest.approx((metrics["eval_t2m_mrr"] + metrics["eval_m2t_mrr"]) / 2)
+
+    model = trainer.model.eval()
+    batch = TinyCollator()([evaluation[i] for i in range(len(evaluation))])
+    with torch.no_grad():
+        text = model.encode_text(batch["input_ids"], batch["attention_mask"])
+        mol = model.encode_molecule(batch["graph"])
+        scores = text @ mol.T
+        expected_loss = model(batch["input_ids"], batch["attention_mask"], batch["graph"]).loss.item()
+    ranks = (scores >= scores.diag().unsqueeze(1)).sum(1)  # ties count against the query
+    assert metrics["eval_t2m_mrr"] == pytest.approx((1.0 / ranks.float()).mean().item(), rel=1e-5)
+    assert metrics["eval_loss"] == pytest.approx(expected_loss, rel=1e-4)  # one eval batch holds all 20 pairs
+
+    assert trainer.state.best_metric is not None and trainer.state.best_model_checkpoint is not None
+    assert sum(r["eval_seconds"] for r in trainer.curriculum_history) > 0
+    assert os.path.isfile(os.path.join(trainer.state.best_model_checkpoint, STATE_FILE))
+
+
+def test_difficulty_refresh_at_stage_boundaries_and_resume(tmp_path):
+    pytest.importorskip("class_hf.curriculum.difficulty")
+
+    class SnapshotTrainer(RecordingTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:
+                self.snapshots.setdefault(self._epoch, self.difficulty.copy())
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def make(output_dir, **kwargs):
+        args = make_args(output_dir, difficulty_refresh=True)
+        trainer = SnapshotTrainer(
+            model=make_model(), args=args, train_dataset=train, data_collator=TinyCollator(), **kwargs
+        )
+        trainer.seen, trainer.snapshots = {}, {}
+        return trainer
+
+    train = make_pairs(40)
+    full = make(tmp_path / "full")
+    full.train()
+    column = np.asarray(train["difficulty"], dtype=np.float64)
+    assert np.array_equal(full.snapshots[0], column)
+    sizes = pool_sizes(40, get_pacing("staged"), 4)
+    for epoch in range(4):
+        if epoch:
+            assert not np.array_equal(full.snapshots[epoch], full.snapshots[epoch - 1]), epoch  # re-scored
+            assert full.curriculum_history[epoch]["scoring_seconds"] > 0
+        ranked = np.argsort(full.snapshots[epoch], kind="stable")[: sizes[epoch]]
+        assert sorted(full.seen[epoch]) == sorted(ranked.tolist()), epoch
+    assert full.curriculum_history[0]["scoring_seconds"] == 0
+
+    # Stopped inside epoch 2 (after its refresh), resumed: no second refresh, same weights as the full run.
+    first = make(tmp_path / "run", callbacks=[StopAt(step=12)])
+    first.train()
+    resumed = make(tmp_path / "run")
+    resumed.train(resume_from_checkpoint=True)
+    assert np.array_equal(resumed.snapshots[2], full.snapshots[2])
+    assert resumed.curriculum_history[2]["scoring_seconds"] > 0  # carried over from the interrupted run
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_dual_encoder_with_the_real_collator(tmp_path, chebi20_sample_dir, tiny_tokenizer, tiny_bert_config):
+    """The shipped pieces together: ChEBI-20 rows, featurization, MoleculeTextCollator, DualEncoderModel."""
+    from class_hf.data import MoleculeTextCollator, featurize_molecules, load_chebi20
+    from class_hf.models.dual_encoder import DualEncoderConfig, DualEncoderModel
+
+    pairs = load_chebi20(chebi20_sample_dir / "orma_sample.csv", splits="test")["test"].select(range(48))
+    pairs = featurize_molecules(pairs, desc=None)
+    rng = np.random.default_rng(0)
+    train = pairs.select(range(32)).add_column("difficulty", rng.random(32).astype(np.float32).tolist())
+    evaluation = pairs.select(range(32, 48))
+    torch.manual_seed(0)
+    config = DualEncoderConfig(text_config=tiny_bert_config, gnn_hidden_size=16, gnn_num_layers=2, projection_dim=8)
+    args = make_args(
+        tmp_path,
+        num_train_epochs=2,
+        eval_strategy="epoch",
+        intensity_target="temperature",
+        text_encoder_learning_rate=1e-4,
+        gather_across_ranks=True,
+    )
+    trainer = CurriculumTrainer(
+        model=DualEncoderModel(config),
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=MoleculeTextCollator(tiny_tokenizer, max_length=64),
+    )
+    trainer.train()
+    assert trainer.model.config.gather_across_ranks is True
+    assert trainer.state.global_step == sum(planned_optimizer_steps(32, get_pacing("staged"), 2, batch_size=4))
+    assert [r["samples_seen"] for r in trainer.curriculum_history] == [8, 32]
+    evals = [h for h in trainer.state.log_history if "eval_t2m_mrr" in h]
+    assert len(evals) == 2 and all(0 < h["eval_mrr"] <= 1 for h in evals)
