@@ -409,5 +409,155 @@ register_command("score", "Add CLASS difficulty columns to a split (save, option
 register_command("evaluate", "Retrieval metrics of a checkpoint on a split.", _evaluate_arguments, evaluate)
 
 
+# ------------------------------------------------------------------------------------------------------------ search
+def _index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="A class-hf checkpoint (folder or Hub id) to encode with.")
+    parser.add_argument(
+        "--molecules",
+        required=True,
+        help="The library: CSV/TSV/SDF/parquet file (a smiles column, optional cid/name/description), a "
+        "`save_to_disk` folder or a ChEBI-20 folder.",
+    )
+    parser.add_argument("--out", required=True, help="Output folder of the index.")
+    parser.add_argument("--texts", action="store_true", help="Also index the descriptions (for --smiles searches).")
+    parser.add_argument("--split", default=None, help="Only this split of a dataset with splits.")
+    parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
+    parser.add_argument("--revision", default=None, help="Hub revision of --model.")
+    parser.add_argument("--device", default=None, help="Device to encode on (default: CPU).")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--chunk-size", type=int, default=4096, help="Molecules featurized and encoded at a time.")
+    parser.add_argument("--num-proc", type=int, default=None, help="Worker processes for featurization.")
+
+
+def index_command(args: argparse.Namespace) -> int:
+    """``class-hf index``: encode a molecule library into an index folder."""
+    from .search.index import MoleculeIndex, load_backbone
+
+    model, tokenizer = load_backbone(args.model, revision=args.revision, tokenizer=args.tokenizer, device=args.device)
+    index = MoleculeIndex.build(
+        model,
+        args.molecules,
+        tokenizer,
+        texts=args.texts,
+        split=args.split,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        model_name_or_path=args.model,
+        revision=args.revision,
+        num_proc=args.num_proc,
+    )
+    index.save(args.out)
+    keys = ("num_input_rows", "num_molecules", "num_texts", "num_skipped", "embedding_dim", "build_seconds")
+    _write_json({"index": args.out, **{key: index.info[key] for key in keys}})
+    return 0
+
+
+def _search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("query", nargs="?", default=None, help="A description of the molecules to find.")
+    parser.add_argument("--index", required=True, help="An index folder from `class-hf index`.")
+    parser.add_argument("--smiles", default=None, help="Find descriptions of this molecule (needs --texts).")
+    parser.add_argument("-k", "--top-k", dest="k", type=int, default=10, help="Number of results.")
+    parser.add_argument("--truth-cid", default=None, help="CID of the known answer: highlighted, its rank reported.")
+    parser.add_argument("--html", default=None, metavar="REPORT.html", help="Also write a page with structures.")
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    parser.add_argument("--model", default=None, help="Use this checkpoint instead of the one the index records.")
+    parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the model's).")
+
+
+def search_command(args: argparse.Namespace) -> int:
+    """``class-hf search``: top-k molecules for a description (or descriptions for ``--smiles``)."""
+    from .search.index import MoleculeIndex, load_backbone
+    from .search.report import format_table, render_search_html
+
+    if (args.query is None) == (args.smiles is None):
+        raise SystemExit('Give a description to search for ("...") or --smiles SMILES, not both and not neither.')
+    model = tokenizer = None
+    if args.model:
+        model, tokenizer = load_backbone(args.model, tokenizer=args.tokenizer)
+    index = MoleculeIndex.load(args.index, model=model, tokenizer=tokenizer)
+    direction = "t2m" if args.smiles is None else "m2t"
+    start = time.perf_counter()
+    try:
+        results, truth = index.search_with_truth(args.query, smiles=args.smiles, k=args.k, truth_cid=args.truth_cid)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    seconds = time.perf_counter() - start
+    query = args.query if direction == "t2m" else args.smiles
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(render_search_html(query, results, direction=direction, truth=truth, info=index.info))
+        logger.info("Wrote %s", args.html)
+    if args.json:
+        _write_json(
+            {
+                "query": query,
+                "direction": direction,
+                "k": args.k,
+                "seconds": seconds,
+                "results": [r.to_dict() for r in results],
+                "truth": truth.to_dict() if truth is not None else None,
+            }
+        )
+    else:
+        sys.stdout.write(format_table(results, direction=direction, truth=truth))
+    return 0
+
+
+def _cases_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="A class-hf checkpoint (folder or Hub id).")
+    parser.add_argument("--data", required=True, help="A `class-hf prepare` folder, ChEBI-20 files or a Hub id.")
+    parser.add_argument("--split", default="test", help="The labelled split whose pairs are the queries.")
+    parser.add_argument("--n", type=int, default=10, help="Successes and failures to show (each).")
+    parser.add_argument("-k", "--top-k", dest="k", type=int, default=3, help="Candidates shown per query.")
+    parser.add_argument("--direction", choices=("t2m", "m2t"), default="t2m", help="text->molecule or molecule->text.")
+    parser.add_argument(
+        "--order",
+        choices=("random", "margin"),
+        default="random",
+        help="Which successes: a seeded random sample, or those with the largest lead over the runner-up.",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--html", default=None, metavar="CASES.html", help="Write the side-by-side page here.")
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of text.")
+    parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
+    parser.add_argument("--batch-size", type=int, default=64)
+
+
+def cases_command(args: argparse.Namespace) -> int:
+    """``class-hf cases``: queries the model ranks first and those it fails, as text, JSON or an HTML page."""
+    from .search.cases import find_cases, format_cases, render_cases_html
+    from .search.index import load_backbone
+
+    model, tokenizer = load_backbone(args.model, tokenizer=args.tokenizer)
+    dataset = _split_of(load_data(args.data), args.split)
+    study = find_cases(
+        model,
+        dataset,
+        tokenizer,
+        n=args.n,
+        k=args.k,
+        direction=args.direction,
+        success_order=args.order,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        model_name_or_path=args.model,
+        split=args.split,
+    )
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(render_cases_html(study))
+        logger.info("Wrote %s", args.html)
+    if args.json:
+        _write_json(study.to_dict())
+    else:
+        sys.stdout.write(format_cases(study))
+    return 0
+
+
+register_command("index", "Encode a molecule library into a search index.", _index_arguments, index_command)
+register_command("search", "Search an index with a description (or --smiles).", _search_arguments, search_command)
+register_command("cases", "Successes and failures of a model on a labelled split.", _cases_arguments, cases_command)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,906 @@
+"""Search a molecule library with a trained retrieval model: ``MoleculeIndex``.
+
+An index holds the embeddings of every molecule of a library (and, optionally, of their descriptions), encoded once
+by a backbone that follows the backbone contract (``encode_text``, ``encode_molecule``, ``score``; see
+``CONTRIBUTING.md``), together with the rows' metadata and a reference to the model:
+
+- text -> molecule: :meth:`MoleculeIndex.search` encodes a description and ranks the library's molecules;
+- molecule -> text: ``search(smiles=...)`` encodes a molecule and ranks the library's descriptions (the index must be
+  built with ``texts=True``).
+
+On disk an index is a folder with ``embeddings.safetensors`` (``molecules [N, D]``; with texts also ``texts [M, D]``
+and ``text_rows [M]``, the metadata row of each text), ``rows.parquet`` (``row``, ``line``, ``smiles``, ``cid``,
+``name``, ``description``, ``split`` of every indexed molecule) and ``index.json`` (the model's path or Hub id and
+revision, the embedding size, the counts, and every skipped input row with the reason).
+
+Scores are the model's own ``score(text_embeds, mol_embeds)`` (cosine for the class-hf backbones), computed against
+the stored embeddings ``candidate_chunk`` candidates at a time, so memory stays bounded whatever the library size:
+``4 * query_chunk * candidate_chunk`` bytes of scores (16 MiB by default) plus the embeddings themselves.
+
+Example::
+
+    >>> index = MoleculeIndex.build("runs/dual/checkpoint-best", "molecules.csv", texts=True)
+    >>> index.save("indexes/chebi20")
+    >>> index = MoleculeIndex.load("indexes/chebi20")           # reloads the model from the recorded path
+    >>> for hit in index.search("The molecule is a monocarboxylic acid anion ...", k=5):
+    ...     print(hit.rank, round(hit.score, 3), hit.cid, hit.name)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import importlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .library import LIBRARY_COLUMNS, read_molecules
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MoleculeIndex",
+    "SearchResult",
+    "featurize_for_model",
+    "load_backbone",
+    "model_reference",
+    "molecule_collator",
+    "top_k",
+]
+
+INDEX_FORMAT = "class-hf-molecule-index"
+INDEX_FORMAT_VERSION = 1
+EMBEDDINGS_FILE = "embeddings.safetensors"
+ROWS_FILE = "rows.parquet"
+INFO_FILE = "index.json"
+DIRECTIONS = ("t2m", "m2t")
+
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One retrieved candidate.
+
+    Attributes:
+        rank (int): 1-based rank (ties count against the query, as in the retrieval metrics).
+        score (float): the model's score of the query with this candidate (cosine for the class-hf backbones).
+        cid (str | None): the candidate's CID (or other identifier) from the library.
+        smiles (str | None): the candidate molecule (for a text candidate: the molecule it describes).
+        name (str | None): the molecule's name or title, when the library has one.
+        description (str | None): the library's description of the molecule.
+        row (int): the candidate's 0-based data row in the library source.
+        is_truth (bool): the candidate is the query's ground truth (``truth_cid``).
+    """
+
+    rank: int
+    score: float
+    cid: str | None
+    smiles: str | None
+    name: str | None
+    description: str | None
+    row: int
+    is_truth: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------- models
+_SNAPSHOT = re.compile(r"/snapshots/([^/]+)/")
+
+
+def _register_backbones() -> None:
+    """Imports the class-hf backbones so that ``AutoModel`` knows their ``model_type``."""
+    for name in ("dual_encoder", "orma", "aman"):
+        try:
+            importlib.import_module(f"class_hf.models.{name}")
+        except ImportError as err:  # a backbone module that is not installed cannot be the index's model anyway
+            logger.debug("Backbone module class_hf.models.%s not importable: %s", name, err)
+
+
+def model_reference(model: Any, name_or_path: str | None = None, revision: str | None = None) -> dict[str, Any]:
+    """What to record about a model so that it can be reloaded: its local path or Hub id and its revision.
+
+    Args:
+        model: the backbone (its ``name_or_path`` is used when ``name_or_path`` is None).
+        name_or_path (str | None): overrides the model's own ``name_or_path``.
+        revision (str | None): the revision it was loaded with, if any.
+
+    Returns:
+        dict: ``name_or_path`` (an absolute path for local folders, else the Hub id; None for a model built in
+        memory), ``revision`` (the commit hash when the model came from the Hub cache, else ``revision`` or None),
+        ``class`` and ``model_type``.
+    """
+    name = name_or_path or getattr(model, "name_or_path", None) or None
+    config = getattr(model, "config", None)
+    reference = {
+        "name_or_path": None,
+        "revision": revision,
+        "class": type(model).__name__,
+        "model_type": getattr(config, "model_type", None),
+    }
+    if name is None:
+        return reference
+    name = str(name)
+    if os.path.isdir(name):
+        resolved = Path(name).resolve().as_posix() + "/"
+        match = _SNAPSHOT.search(resolved) if "/models--" in resolved else None
+        reference.update(name_or_path=str(Path(name).resolve()), revision=match.group(1) if match else revision)
+        return reference
+    from huggingface_hub import try_to_load_from_cache
+
+    reference["name_or_path"] = name
+    try:
+        cached = try_to_load_from_cache(name, "config.json", revision=revision)
+    except Exception as err:  # an id that is not a valid repo name: keep what we were given
+        logger.debug("No Hub cache entry for %s: %s", name, err)
+        cached = None
+    if isinstance(cached, str):
+        match = _SNAPSHOT.search(Path(cached).as_posix())
+        reference["revision"] = match.group(1) if match else revision
+    return reference
+
+
+def load_backbone(
+    name_or_path: str, *, revision: str | None = None, tokenizer: str | None = None, device: str | None = None
+) -> tuple[torch.nn.Module, Any]:
+    """Loads a class-hf checkpoint and its tokenizer (``AutoModel`` / ``AutoTokenizer``), in eval mode.
+
+    Args:
+        name_or_path (str): checkpoint folder or Hub id.
+        revision (str | None): Hub revision (commit hash, branch or tag).
+        tokenizer (str | None): the tokenizer's folder or Hub id when it is not saved with the model.
+        device (str | None): where to put the model (default: CPU).
+
+    Returns:
+        tuple: ``(model, tokenizer)``.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    _register_backbones()
+    try:
+        model = AutoModel.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as err:
+        raise OSError(
+            f"Could not load the model {name_or_path!r}" + (f" at revision {revision}" if revision else "") + f": "
+            f"{err}. Pass a class-hf checkpoint folder (with config.json and model.safetensors) or a Hub id that is "
+            "in the local cache."
+        ) from err
+    tokenizer_path = tokenizer or name_or_path
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer_path, revision=revision if tokenizer is None else None)
+    except (OSError, ValueError) as err:
+        raise OSError(
+            f"Could not load a tokenizer from {tokenizer_path!r}: {err}. Save the tokenizer next to the model "
+            "(tokenizer.save_pretrained(checkpoint)) or pass its path with `tokenizer` / --tokenizer."
+        ) from err
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), tok
+
+
+# ---------------------------------------------------------------------------------------------- featurization
+def _molecule_options(model: torch.nn.Module) -> tuple[bool, int, str | None]:
+    """``(fingerprints, fingerprint_dim, mol2vec_embeddings_path)`` the model's molecule tower needs."""
+    from ..data.graphs import FINGERPRINT_DIM
+
+    config = getattr(model, "config", None)
+    fingerprints = bool(getattr(config, "use_fingerprint", False))
+    fingerprint_dim = int(getattr(config, "fingerprint_dim", FINGERPRINT_DIM) or FINGERPRINT_DIM)
+    mol2vec = (
+        getattr(config, "mol2vec_embeddings_path", None)
+        if getattr(config, "atom_features", None) == "mol2vec"
+        else None
+    )
+    if getattr(config, "atom_features", None) == "mol2vec" and not mol2vec:
+        raise ValueError(
+            "The model uses mol2vec atom features but its config has no `mol2vec_embeddings_path`; set it to the .npz "
+            "the model was trained with so that molecules can be featurized the same way."
+        )
+    return fingerprints, fingerprint_dim, mol2vec
+
+
+@contextlib.contextmanager
+def _datasets_bars_off() -> Iterator[None]:
+    """No per-chunk ``datasets`` progress bars (the index shows one bar for the whole library)."""
+    from datasets.utils import logging as ds_logging
+
+    enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            ds_logging.enable_progress_bar()
+
+
+def featurize_for_model(smiles: Sequence[str], model: torch.nn.Module, *, num_proc: int | None = None):
+    """Graph columns (plus fingerprints / mol2vec indices when the model needs them) of already-valid SMILES.
+
+    Args:
+        smiles (Sequence[str]): RDKit-parsable SMILES.
+        model (torch.nn.Module): the backbone; its config decides ``fingerprints`` (``use_fingerprint``) and the
+            ``mol2vec_index`` column (``atom_features="mol2vec"``).
+        num_proc (int | None): worker processes of ``Dataset.map``.
+
+    Returns:
+        datasets.Dataset: ``smiles`` and the columns of :func:`~class_hf.data.graphs.featurize_molecules`.
+    """
+    from datasets import Dataset
+
+    from ..data.graphs import featurize_molecules
+
+    fingerprints, _, mol2vec = _molecule_options(model)
+    with _datasets_bars_off():
+        dataset = featurize_molecules(
+            Dataset.from_dict({"smiles": list(smiles)}), fingerprints=fingerprints, num_proc=num_proc, desc=None
+        )
+        if mol2vec:
+            from ..models.orma import Mol2VecIndexer
+
+            dataset = dataset.map(Mol2VecIndexer(mol2vec), num_proc=num_proc)
+    return dataset
+
+
+def _graph_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int):
+    from ..data.graphs import rows_to_batch
+
+    batch = rows_to_batch(rows, fingerprint_dim=fingerprint_dim)
+    if rows and "mol2vec_index" in rows[0]:
+        batch.mol2vec_index = torch.cat([torch.as_tensor(row["mol2vec_index"], dtype=torch.long) for row in rows])
+    return batch
+
+
+def molecule_collator(model: torch.nn.Module) -> Callable[[Sequence[Mapping[str, Any]]], Any]:
+    """Rows of :func:`featurize_for_model` -> the graph ``Batch`` the model's ``encode_molecule`` takes."""
+    _, fingerprint_dim, _ = _molecule_options(model)
+    return functools.partial(_graph_batch, fingerprint_dim=fingerprint_dim)
+
+
+def _text_max_length(tokenizer: Any, model: torch.nn.Module, max_length: int) -> int:
+    from ..curriculum.difficulty import collator_for_model
+
+    return collator_for_model(tokenizer, model, max_length=max_length).max_length
+
+
+# ---------------------------------------------------------------------------------------------------- scoring
+def _default_score(text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(text_embeds, dim=-1) @ torch.nn.functional.normalize(mol_embeds, dim=-1).T
+
+
+def _block_scores(scorer: Scorer, queries: torch.Tensor, candidates: torch.Tensor, direction: str) -> torch.Tensor:
+    """``[q, c]`` scores; the scorer is always called as ``scorer(texts, molecules)``."""
+    scores = scorer(queries, candidates) if direction == "t2m" else scorer(candidates, queries).T
+    expected = (queries.shape[0], candidates.shape[0])
+    if tuple(scores.shape) != expected:
+        raise ValueError(
+            f"The model's `score` returned shape {tuple(scores.shape)} where {expected} was expected; it must map "
+            "(text [a, D], molecules [b, D]) to [a, b]."
+        )
+    return scores.float()
+
+
+def top_k(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+    *,
+    scorer: Scorer | None = None,
+    direction: str = "t2m",
+    truth: torch.Tensor | None = None,
+    query_chunk: int = 256,
+    candidate_chunk: int = 16384,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The ``k`` best candidates of every query, and optionally the rank and score of each query's true candidate.
+
+    Scores are computed ``query_chunk x candidate_chunk`` at a time (never a full ``[queries, candidates]`` matrix).
+    The rank of the truth is ``1 + #{j != truth : s_j >= s_truth}``, so ties count against the query, as in
+    :func:`class_hf.evaluation.retrieval.ranks`.
+
+    Args:
+        queries (torch.Tensor): ``[Q, D]`` query embeddings (texts for ``t2m``, molecules for ``m2t``).
+        candidates (torch.Tensor): ``[C, D]`` candidate embeddings.
+        k (int): how many candidates to keep (at most ``C``).
+        scorer (Scorer | None): ``scorer(text_embeds, mol_embeds) -> [a, b]``, e.g. the model's ``score``; cosine
+            when None.
+        direction (str): ``t2m`` (queries are texts) or ``m2t`` (queries are molecules).
+        truth (torch.Tensor | None): ``[Q]`` index of each query's true candidate, ``-1`` when it has none.
+        query_chunk (int): queries scored at a time.
+        candidate_chunk (int): candidates scored at a time.
+
+    Returns:
+        tuple: ``top_scores [Q, k]``, ``top_indices [Q, k]`` (best first), and with ``truth`` the ``truth_rank [Q]``
+        (0 where a query has no truth) and ``truth_score [Q]`` (NaN there); otherwise None, None.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}.")
+    scorer = scorer or _default_score
+    num_queries, num_candidates = queries.shape[0], candidates.shape[0]
+    k = min(k, num_candidates)
+    top_scores = torch.empty(num_queries, k)
+    top_indices = torch.empty(num_queries, k, dtype=torch.long)
+    truth_rank = truth_score = None
+    if truth is not None:
+        truth = torch.as_tensor(truth, dtype=torch.long).view(-1)
+        truth_rank = torch.zeros(num_queries, dtype=torch.long)
+        truth_score = torch.full((num_queries,), float("nan"))
+
+    def blocks(q: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        for start in range(0, num_candidates, candidate_chunk):
+            yield start, _block_scores(scorer, q, candidates[start : start + candidate_chunk], direction)
+
+    with torch.no_grad():
+        for q_start in range(0, num_queries, query_chunk):
+            q = queries[q_start : q_start + query_chunk]
+            rows = torch.arange(q.shape[0])
+            best_s, best_i = torch.empty(q.shape[0], 0), torch.empty(q.shape[0], 0, dtype=torch.long)
+            t = truth[q_start : q_start + q.shape[0]] if truth is not None else None
+            t_score = torch.full((q.shape[0],), float("nan"))
+            for c_start, scores in blocks(q):
+                merged_s = torch.cat([best_s, scores], dim=1)
+                merged_i = torch.cat([best_i, torch.arange(c_start, c_start + scores.shape[1]).expand_as(scores)], 1)
+                best_s, order = merged_s.topk(min(k, merged_s.shape[1]), dim=1)
+                best_i = merged_i.gather(1, order)
+                if t is not None:
+                    inside = (t >= c_start) & (t < c_start + scores.shape[1])
+                    t_score[inside] = scores[rows[inside], t[inside] - c_start]
+            top_scores[q_start : q_start + q.shape[0]] = best_s
+            top_indices[q_start : q_start + q.shape[0]] = best_i
+            if t is None:
+                continue
+            # Second pass: count the candidates scoring at least the truth's score (the truth itself excluded).
+            count = torch.zeros(q.shape[0], dtype=torch.long)
+            for c_start, scores in blocks(q):
+                confused = scores >= t_score[:, None]
+                inside = (t >= c_start) & (t < c_start + scores.shape[1])
+                confused[rows[inside], t[inside] - c_start] = False
+                count += confused.sum(dim=1)
+            has_truth = t >= 0
+            truth_rank[q_start : q_start + q.shape[0]] = torch.where(has_truth, count + 1, 0)
+            truth_score[q_start : q_start + q.shape[0]] = t_score
+    return top_scores, top_indices, truth_rank, truth_score
+
+
+# ------------------------------------------------------------------------------------------------------ index
+def _check_positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return value
+
+
+def _describe(entry: Mapping[str, Any]) -> str:
+    where = f"row {entry['row']}" + (f" (line {entry['line']})" if entry.get("line") is not None else "")
+    if entry.get("cid"):
+        where += f", cid {entry['cid']}"
+    return f"{where}: {entry['reason']}"
+
+
+class MoleculeIndex:
+    """Embeddings of a molecule library (and optionally of its descriptions) for retrieval with a trained model.
+
+    Build one with :meth:`build`, keep it with :meth:`save`, reopen it with :meth:`load`, query it with
+    :meth:`search`. See the module docstring for the files on disk.
+
+    Args:
+        molecule_embeddings (torch.Tensor): ``[N, D]`` float32 embeddings, row ``i`` for ``rows[...][i]``.
+        rows (Mapping[str, Sequence]): the metadata columns (``row``, ``line``, ``smiles``, ``cid``, ``name``,
+            ``description``, ``split``) of the ``N`` molecules.
+        text_embeddings (torch.Tensor | None): ``[M, D]`` embeddings of descriptions.
+        text_rows (torch.Tensor | None): ``[M]`` the molecule row (0..N-1) each description belongs to.
+        info (Mapping | None): what ``index.json`` records (model reference, counts, skipped rows ...).
+        model (torch.nn.Module | None): the backbone that produced the embeddings; loaded from
+            ``info["model"]`` on first use when None.
+        tokenizer: its tokenizer; loaded with the model when None.
+    """
+
+    def __init__(
+        self,
+        molecule_embeddings: torch.Tensor,
+        rows: Mapping[str, Sequence[Any]],
+        *,
+        text_embeddings: torch.Tensor | None = None,
+        text_rows: torch.Tensor | None = None,
+        info: Mapping[str, Any] | None = None,
+        model: torch.nn.Module | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        self.molecule_embeddings = molecule_embeddings.detach().float().cpu()
+        self.rows = {
+            name: list(rows.get(name, [None] * self.molecule_embeddings.shape[0])) for name in LIBRARY_COLUMNS
+        }
+        for name, values in self.rows.items():
+            if len(values) != self.molecule_embeddings.shape[0]:
+                raise ValueError(
+                    f"`rows[{name!r}]` has {len(values)} entries for {self.molecule_embeddings.shape[0]} molecule "
+                    "embeddings; every embedding needs one metadata row."
+                )
+        if (text_embeddings is None) != (text_rows is None):
+            raise ValueError("`text_embeddings` and `text_rows` go together: pass both or neither.")
+        self.text_embeddings = None if text_embeddings is None else text_embeddings.detach().float().cpu()
+        self.text_rows = None if text_rows is None else torch.as_tensor(text_rows, dtype=torch.long).cpu()
+        if self.text_rows is not None and self.text_rows.shape[0] != self.text_embeddings.shape[0]:
+            raise ValueError("`text_rows` must hold one molecule row per text embedding.")
+        self.info = dict(info or {})
+        self._model = model
+        self._tokenizer = tokenizer
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def num_molecules(self) -> int:
+        """Number of indexed molecules."""
+        return self.molecule_embeddings.shape[0]
+
+    @property
+    def num_texts(self) -> int:
+        """Number of indexed descriptions (0 when the index was built without ``texts``)."""
+        return 0 if self.text_embeddings is None else self.text_embeddings.shape[0]
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the embeddings."""
+        return self.molecule_embeddings.shape[1]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        """The input rows left out when the index was built: ``row``, ``line``, ``cid``, ``smiles``, ``reason``."""
+        return list(self.info.get("skipped", []))
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The backbone; loaded from the recorded path and revision on first use when the index was loaded alone."""
+        if self._model is None:
+            self._load_model()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The backbone's tokenizer (loaded with the model when needed)."""
+        if self._tokenizer is None:
+            reference = self.info.get("model", {})
+            tokenizer_path = self.info.get("tokenizer") or reference.get("name_or_path")
+            if tokenizer_path is None:
+                raise ValueError(
+                    "This index records no tokenizer path: pass `tokenizer=` to MoleculeIndex.load (or build)."
+                )
+            from transformers import AutoTokenizer
+
+            same = tokenizer_path == reference.get("name_or_path")
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                tokenizer_path, revision=reference.get("revision") if same else None
+            )
+        return self._tokenizer
+
+    def _load_model(self) -> None:
+        reference = self.info.get("model", {})
+        path = reference.get("name_or_path")
+        if path is None:
+            raise ValueError(
+                "This index was built from a model held in memory, so it records no path to reload it from: pass "
+                "`model=` and `tokenizer=` to MoleculeIndex.load, or build the index from a saved checkpoint."
+            )
+        logger.info("Loading the index's model %s (revision %s).", path, reference.get("revision"))
+        self._model, tokenizer = load_backbone(
+            path, revision=reference.get("revision"), tokenizer=self.info.get("tokenizer")
+        )
+        self._tokenizer = self._tokenizer or tokenizer
+
+    # ------------------------------------------------------------------------------------------ building
+    @classmethod
+    def build(
+        cls,
+        model: torch.nn.Module | str,
+        molecules: Any,
+        tokenizer: Any = None,
+        *,
+        collator: Callable[[list[dict]], Any] | None = None,
+        texts: bool = False,
+        split: str | None = None,
+        batch_size: int = 64,
+        chunk_size: int = 4096,
+        max_length: int = 256,
+        show_progress: bool = True,
+        model_name_or_path: str | None = None,
+        revision: str | None = None,
+        num_proc: int | None = None,
+    ) -> MoleculeIndex:
+        """Encodes a molecule library (and with ``texts=True`` its descriptions) into an index.
+
+        Rows whose SMILES is missing or does not parse with RDKit are skipped, each reported (row number, file line,
+        CID and RDKit's reason) in one warning and in ``index.skipped``; nothing is dropped silently. With
+        ``texts=True`` the rows without a description are counted and left out of the text side only.
+
+        Args:
+            model (torch.nn.Module | str): a backbone, or a checkpoint folder / Hub id to load with its tokenizer.
+            molecules: the library: a CSV/TSV/SDF/parquet file, a folder or a ``datasets`` dataset (see
+                :func:`~class_hf.search.library.read_molecules`).
+            tokenizer: the model's tokenizer (needed for text queries and ``texts=True``; loaded with the model when
+                ``model`` is a path).
+            collator (Callable | None): rows of :func:`featurize_for_model` -> graph ``Batch`` (default:
+                :func:`molecule_collator` for the model).
+            texts (bool): also index the descriptions (molecule -> text search).
+            split (str | None): only this split of a dataset with splits.
+            batch_size (int): molecules / texts per forward pass.
+            chunk_size (int): molecules featurized and encoded at a time (bounds the memory of the graph columns).
+            max_length (int): token limit of texts (lowered to the tokenizer's and the text encoder's limits).
+            show_progress (bool): show progress bars.
+            model_name_or_path (str | None): the path or Hub id to record for the model (default: its
+                ``name_or_path``).
+            revision (str | None): the Hub revision the model was loaded with.
+            num_proc (int | None): worker processes for featurization.
+
+        Returns:
+            MoleculeIndex: the index, holding the model.
+
+        Raises:
+            ValueError: no row of the library has a valid SMILES, ``texts=True`` without any description or without
+                a tokenizer, or an invalid argument.
+        """
+        from ..data.graphs import parse_smiles
+        from ..evaluation.encoding import embed_molecules, embed_texts
+
+        _check_positive("batch_size", batch_size)
+        _check_positive("chunk_size", chunk_size)
+        started = time.perf_counter()
+        if isinstance(model, (str, os.PathLike)):
+            model_name_or_path = model_name_or_path or str(model)
+            model, loaded_tokenizer = load_backbone(str(model), revision=revision)
+            tokenizer = tokenizer or loaded_tokenizer
+        if texts and tokenizer is None:
+            raise ValueError("`texts=True` encodes descriptions and needs the model's `tokenizer`.")
+        table = read_molecules(molecules, split=split)
+        num_rows = len(table["row"])
+        if num_rows == 0:
+            raise ValueError(f"The library {molecules!r} has no rows: nothing to index.")
+        collator = collator or molecule_collator(model)
+        kept: list[int] = []
+        skipped: list[dict[str, Any]] = []
+        parts: list[torch.Tensor] = []
+        with tqdm(total=num_rows, desc="Indexing molecules", unit="mol", disable=not show_progress) as bar:
+            for start in range(0, num_rows, chunk_size):
+                valid = []
+                for i in range(start, min(start + chunk_size, num_rows)):
+                    smiles = table["smiles"][i]
+                    try:
+                        if smiles is None:
+                            raise ValueError("the SMILES is empty")
+                        parse_smiles(smiles)
+                        valid.append(i)
+                    except ValueError as err:
+                        skipped.append(
+                            {name: table[name][i] for name in ("row", "line", "cid", "smiles")} | {"reason": str(err)}
+                        )
+                if valid:
+                    featurized = featurize_for_model([table["smiles"][i] for i in valid], model, num_proc=num_proc)
+                    parts.append(
+                        embed_molecules(model, featurized, collator, batch_size=batch_size, show_progress=False)
+                    )
+                    kept.extend(valid)
+                bar.update(min(start + chunk_size, num_rows) - start)
+        if skipped:
+            listed = "; ".join(_describe(entry) for entry in skipped[:20])
+            more = f" (and {len(skipped) - 20} more, listed in index.json)" if len(skipped) > 20 else ""
+            logger.warning(
+                "Skipped %d of %d library rows whose SMILES RDKit cannot read: %s%s",
+                len(skipped),
+                num_rows,
+                listed,
+                more,
+            )
+        if not kept:
+            raise ValueError(
+                f"None of the {num_rows} rows of {molecules!r} has a valid SMILES (first problem: "
+                f"{_describe(skipped[0])}); check the SMILES column."
+            )
+        rows = {name: [table[name][i] for i in kept] for name in LIBRARY_COLUMNS}
+        duplicated = len(rows["cid"]) - len(set(rows["cid"]))
+        if any(cid is not None for cid in rows["cid"]) and duplicated:
+            logger.warning("%d indexed rows repeat a CID already in the index; they are all kept.", duplicated)
+
+        max_length = _text_max_length(tokenizer, model, max_length) if tokenizer is not None else max_length
+        text_embeddings = text_rows = None
+        num_without_description = sum(description is None for description in rows["description"])
+        if texts:
+            with_text = [i for i, description in enumerate(rows["description"]) if description is not None]
+            if not with_text:
+                raise ValueError(
+                    f"`texts=True` but none of the indexed rows of {molecules!r} has a description; add a "
+                    "`description` column or build the index without texts."
+                )
+            if num_without_description:
+                logger.warning(
+                    "%d indexed molecules have no description: they are in the molecule index only.",
+                    num_without_description,
+                )
+            text_embeddings = embed_texts(
+                model,
+                [rows["description"][i] for i in with_text],
+                tokenizer,
+                batch_size=batch_size,
+                max_length=max_length,
+                show_progress=show_progress,
+            )
+            text_rows = torch.tensor(with_text, dtype=torch.long)
+        molecule_embeddings = torch.cat(parts)
+        fingerprints, _, mol2vec = _molecule_options(model)
+        info = {
+            "format": INDEX_FORMAT,
+            "format_version": INDEX_FORMAT_VERSION,
+            "model": model_reference(model, model_name_or_path, revision),
+            "tokenizer": getattr(tokenizer, "name_or_path", None) or None,
+            "max_length": max_length,
+            "embedding_dim": int(molecule_embeddings.shape[1]),
+            "source": str(molecules) if isinstance(molecules, (str, os.PathLike)) else type(molecules).__name__,
+            "split": split,
+            "num_input_rows": num_rows,
+            "num_molecules": len(kept),
+            "num_texts": 0 if text_rows is None else int(text_rows.shape[0]),
+            "num_skipped": len(skipped),
+            "num_without_description": num_without_description,
+            "skipped": skipped,
+            "featurization": {"fingerprints": fingerprints, "mol2vec_embeddings_path": mol2vec},
+            "build_seconds": round(time.perf_counter() - started, 3),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if info["tokenizer"] is not None and os.path.isdir(info["tokenizer"]):
+            info["tokenizer"] = str(Path(info["tokenizer"]).resolve())
+        logger.info(
+            "Indexed %d molecules%s from %s in %.1f s (%d rows skipped).",
+            len(kept),
+            f" and {info['num_texts']} descriptions" if texts else "",
+            info["source"],
+            info["build_seconds"],
+            len(skipped),
+        )
+        return cls(
+            molecule_embeddings,
+            rows,
+            text_embeddings=text_embeddings,
+            text_rows=text_rows,
+            info=info,
+            model=model,
+            tokenizer=tokenizer,
+        )
+
+    # ------------------------------------------------------------------------------------------ saving
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Writes ``embeddings.safetensors``, ``rows.parquet`` and ``index.json`` into ``directory`` (created).
+
+        Returns:
+            Path: the folder.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.info.get("model", {}).get("name_or_path") is None:
+            logger.warning(
+                "The index's model has no path or Hub id: MoleculeIndex.load(%s) will need `model=` and `tokenizer=`. "
+                "Save the model first, or pass `model_name_or_path` to build.",
+                directory,
+            )
+        tensors = {"molecules": self.molecule_embeddings.contiguous()}
+        if self.text_embeddings is not None:
+            tensors.update(texts=self.text_embeddings.contiguous(), text_rows=self.text_rows.contiguous())
+        save_file(tensors, str(directory / EMBEDDINGS_FILE), metadata={"format": INDEX_FORMAT})
+        schema = pa.schema(
+            [(name, pa.int64() if name in ("row", "line") else pa.string()) for name in LIBRARY_COLUMNS]
+        )
+        pq.write_table(pa.Table.from_pydict(self.rows, schema=schema), directory / ROWS_FILE)
+        with open(directory / INFO_FILE, "w", encoding="utf-8") as f:
+            json.dump(self.info, f, indent=2)
+        logger.info("Saved the index (%d molecules, %d texts) to %s", self.num_molecules, self.num_texts, directory)
+        return directory
+
+    @classmethod
+    def load(
+        cls, directory: str | os.PathLike, model: torch.nn.Module | None = None, tokenizer: Any = None
+    ) -> MoleculeIndex:
+        """Opens an index saved by :meth:`save`.
+
+        Args:
+            directory (str | os.PathLike): the index folder.
+            model (torch.nn.Module | None): the backbone; when None it is loaded from the recorded path and
+                revision the first time it is needed (a search).
+            tokenizer: its tokenizer; loaded with the model when None.
+
+        Returns:
+            MoleculeIndex: the index.
+
+        Raises:
+            FileNotFoundError: the folder or one of its files is missing.
+            ValueError: the folder is not a class-hf index or has a newer format version.
+        """
+        import pyarrow.parquet as pq
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        missing = [name for name in (INFO_FILE, EMBEDDINGS_FILE, ROWS_FILE) if not (directory / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{directory} is not a class-hf index: {missing} missing. Build one with `class-hf index` or "
+                "MoleculeIndex.build(...).save(directory)."
+            )
+        with open(directory / INFO_FILE, encoding="utf-8") as f:
+            info = json.load(f)
+        if info.get("format") != INDEX_FORMAT or info.get("format_version", 0) > INDEX_FORMAT_VERSION:
+            raise ValueError(
+                f"{directory / INFO_FILE} describes format {info.get('format')!r} version {info.get('format_version')}"
+                f"; this class-hf reads {INDEX_FORMAT!r} up to version {INDEX_FORMAT_VERSION}. Upgrade class-hf or "
+                "rebuild the index."
+            )
+        tensors = load_file(str(directory / EMBEDDINGS_FILE))
+        rows = pq.read_table(directory / ROWS_FILE).to_pydict()
+        return cls(
+            tensors["molecules"],
+            rows,
+            text_embeddings=tensors.get("texts"),
+            text_rows=tensors.get("text_rows"),
+            info=info,
+            model=model,
+            tokenizer=tokenizer,
+        )
+
+    # ------------------------------------------------------------------------------------------ queries
+    def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
+        """``[len(texts), D]`` embeddings of query texts (checked: no empty query)."""
+        from ..evaluation.encoding import embed_texts
+
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                which = "The query" if len(texts) == 1 else f"Query {position}"
+                raise ValueError(
+                    f"{which} is empty ({text!r}): type a description of the molecule you are looking for, e.g. "
+                    '"The molecule is a monocarboxylic acid anion ...".'
+                )
+        max_length = int(self.info.get("max_length") or 256)
+        return embed_texts(self.model, list(texts), self.tokenizer, max_length=max_length, show_progress=False)
+
+    def encode_smiles(self, smiles: Sequence[str]) -> torch.Tensor:
+        """``[len(smiles), D]`` embeddings of query molecules (checked: every SMILES must parse)."""
+        from ..data.graphs import parse_smiles
+        from ..evaluation.encoding import embed_molecules
+
+        for position, value in enumerate(smiles):
+            try:
+                parse_smiles(value)
+            except ValueError as err:
+                which = "The query SMILES" if len(smiles) == 1 else f"Query SMILES {position}"
+                raise ValueError(f"{which} is not a valid molecule: {err}") from None
+        featurized = featurize_for_model(list(smiles), self.model)
+        return embed_molecules(self.model, featurized, molecule_collator(self.model), show_progress=False)
+
+    def _query(self, query: Any, smiles: Any) -> tuple[torch.Tensor, str, bool]:
+        """``(query_embeds, direction, single)`` from exactly one of ``query`` / ``smiles``."""
+        if (query is None) == (smiles is None):
+            raise ValueError("Pass either a text `query` (text -> molecule) or `smiles` (molecule -> text), not both.")
+        value = query if query is not None else smiles
+        single = isinstance(value, str)
+        values = [value] if single else list(value)
+        if not values:
+            raise ValueError("The list of queries is empty: pass at least one query.")
+        if query is not None:
+            return self.encode_queries(values), "t2m", single
+        if self.text_embeddings is None:
+            raise ValueError(
+                "This index holds no descriptions, so it cannot answer molecule -> text (`smiles`) queries; rebuild "
+                "it with texts=True (`class-hf index ... --texts`)."
+            )
+        return self.encode_smiles(values), "m2t", single
+
+    def _candidates(self, direction: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if direction == "t2m":
+            return self.molecule_embeddings, None
+        return self.text_embeddings, self.text_rows
+
+    def _result(self, index: int, rank: int, score: float, direction: str, truth_cid: str | None) -> SearchResult:
+        row = index if direction == "t2m" else int(self.text_rows[index])
+        cid = self.rows["cid"][row]
+        return SearchResult(
+            rank=rank,
+            score=float(score),
+            cid=cid,
+            smiles=self.rows["smiles"][row],
+            name=self.rows["name"][row],
+            description=self.rows["description"][row],
+            row=int(self.rows["row"][row]),
+            is_truth=truth_cid is not None and cid == truth_cid,
+        )
+
+    def _truth_position(self, truth_cid: str, direction: str) -> int:
+        """Candidate index of the first indexed row with ``truth_cid`` (-1 when absent)."""
+        _, text_rows = self._candidates(direction)
+        rows = range(self.num_molecules) if text_rows is None else text_rows.tolist()
+        return next((i for i, row in enumerate(rows) if self.rows["cid"][row] == truth_cid), -1)
+
+    def search_with_truth(
+        self,
+        query: Any = None,
+        *,
+        smiles: Any = None,
+        k: int = 10,
+        truth_cid: str | Sequence[str | None] | None = None,
+    ) -> tuple[list, list]:
+        """As :meth:`search`, also locating each query's ground truth, wherever it ranks.
+
+        Args:
+            query: a text or a list of texts (text -> molecule).
+            smiles: a SMILES or a list of SMILES (molecule -> text).
+            k (int): candidates per query.
+            truth_cid: the CID of the true candidate (one per query for a list; None where unknown).
+
+        Returns:
+            tuple: ``(results, truths)``: for a single query ``list[SearchResult]`` and the truth's
+            :class:`SearchResult` (None when ``truth_cid`` is None or not in the index); for a list, one of each per
+            query.
+        """
+        _check_positive("k", k)
+        embeds, direction, single = self._query(query, smiles)
+        truths = [truth_cid] if single or truth_cid is None or isinstance(truth_cid, str) else list(truth_cid)
+        if len(truths) == 1 and embeds.shape[0] > 1:
+            truths = truths * embeds.shape[0]
+        if len(truths) != embeds.shape[0]:
+            raise ValueError(f"`truth_cid` has {len(truths)} entries for {embeds.shape[0]} queries.")
+        truths = [None if cid is None else str(cid) for cid in truths]
+        positions = torch.tensor([-1 if cid is None else self._truth_position(cid, direction) for cid in truths])
+        candidates, _ = self._candidates(direction)
+        scorer = getattr(self.model, "score", None)
+        top_scores, top_indices, truth_rank, truth_score = top_k(
+            embeds, candidates, k, scorer=scorer, direction=direction, truth=positions
+        )
+        results, located = [], []
+        for q, cid in enumerate(truths):
+            results.append(
+                [
+                    self._result(int(i), rank, float(s), direction, cid)
+                    for rank, (s, i) in enumerate(zip(top_scores[q], top_indices[q]), start=1)
+                ]
+            )
+            position = int(positions[q])
+            located.append(
+                None
+                if position < 0
+                else self._result(position, int(truth_rank[q]), float(truth_score[q]), direction, cid)
+            )
+            if cid is not None and position < 0:
+                logger.warning("The truth CID %s is not in the index: nothing to highlight.", cid)
+        return (results[0], located[0]) if single else (results, located)
+
+    def search(self, query: Any = None, *, smiles: Any = None, k: int = 10, truth_cid: Any = None) -> list:
+        """The ``k`` best candidates for a text query (molecules) or a SMILES query (descriptions).
+
+        Args:
+            query: a description (``str``) or a list of them: text -> molecule.
+            smiles: a SMILES (``str``) or a list of them: molecule -> text (needs an index built with texts).
+            k (int): candidates per query (at most the index size).
+            truth_cid: CID(s) of the ground truth, to mark it (``SearchResult.is_truth``).
+
+        Returns:
+            list: ``list[SearchResult]`` best first for a single query; ``list[list[SearchResult]]`` for a list.
+
+        Raises:
+            ValueError: an empty query, an invalid query SMILES (the message says why RDKit rejects it), both or
+                neither of ``query`` / ``smiles``, ``smiles`` on an index without texts, or ``k < 1``.
+        """
+        return self.search_with_truth(query, smiles=smiles, k=k, truth_cid=truth_cid)[0]
+
+    def __repr__(self) -> str:
+        model = self.info.get("model", {}).get("name_or_path")
+        return (
+            f"MoleculeIndex(num_molecules={self.num_molecules}, num_texts={self.num_texts}, "
+            f"embedding_dim={self.embedding_dim}, model={model!r})"
+        )

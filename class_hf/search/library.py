@@ -1,0 +1,234 @@
+"""Read a molecule library (CSV, TSV, SDF, parquet, a ``datasets`` dataset or a ChEBI-20 source) into plain columns.
+
+Every library becomes the same columns, one entry per input row, in input order:
+
+- ``row`` (int): the row's 0-based position among the data rows of the source (header excluded; for SDF the
+  record number), used in every message about the row;
+- ``line`` (int | None): the 1-based line of the file where the row ends (CSV/TSV only), so a chemist can open the
+  file at the right place;
+- ``smiles`` (str | None), ``cid`` (str | None), ``name`` (str | None), ``description`` (str | None);
+- ``split`` (str | None) when the source has splits (a ``DatasetDict`` or a ChEBI-20 folder).
+
+Column names are matched case-insensitively, ignoring everything but letters and digits, against
+:data:`COLUMN_ALIASES` (``CanonicalSMILES``, ``Title``, ``CID``, ``desc`` ...). SMILES written with doubled
+backslashes (MolT5 and ChEBI-20's derived tables) are un-doubled: ``\\\\`` is never valid SMILES. Nothing is
+validated here: :class:`~class_hf.search.index.MoleculeIndex` parses every SMILES and reports the rows it skips.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..data.chebi20 import _undouble
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["COLUMN_ALIASES", "LIBRARY_COLUMNS", "read_molecules"]
+
+LIBRARY_COLUMNS: tuple[str, ...] = ("row", "line", "smiles", "cid", "name", "description", "split")
+
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "smiles": ("smiles", "canonicalsmiles", "isomericsmiles", "pubchemopeneyeisosmiles", "pubchemopeneyecansmiles"),
+    "cid": ("cid", "pubchemcompoundcid", "pubchemcid", "chebiid", "compoundid", "id", "moleculeid"),
+    "name": ("name", "title", "chebiname", "moleculename", "pubchemiupacname", "iupacname"),
+    "description": ("description", "desc", "text", "caption", "definition"),
+}
+
+_DELIMITERS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+def _match_columns(names: Sequence[str], where: str) -> dict[str, str]:
+    """Canonical column -> the source's column name, for every canonical column the source has."""
+    by_key: dict[str, str] = {}
+    for name in names:
+        by_key.setdefault(_key(name), name)
+    found = {}
+    for canonical, aliases in COLUMN_ALIASES.items():
+        for alias in aliases:
+            if alias in by_key:
+                found[canonical] = by_key[alias]
+                break
+    if "smiles" not in found:
+        raise ValueError(
+            f"{where} has no SMILES column (columns: {list(names)}). Name the column holding the SMILES `smiles` "
+            f"(accepted names: {', '.join(COLUMN_ALIASES['smiles'])}, any case)."
+        )
+    logger.debug("%s: columns %s", where, found)
+    return found
+
+
+def _text(value: Any) -> str | None:
+    """A cell as a stripped string, or None when missing or blank."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _empty_columns() -> dict[str, list[Any]]:
+    return {name: [] for name in LIBRARY_COLUMNS}
+
+
+def _append(columns: dict[str, list[Any]], row: int, line: int | None, values: Mapping[str, Any]) -> None:
+    columns["row"].append(row)
+    columns["line"].append(line)
+    columns["smiles"].append(_undouble(_text(values.get("smiles"))))
+    for name in ("cid", "name", "description", "split"):
+        columns[name].append(_text(values.get(name)))
+
+
+def _read_delimited(path: Path) -> dict[str, list[Any]]:
+    delimiter = _DELIMITERS[path.suffix.lower()]
+    # ChEBI-20's TSV files quote nothing (descriptions contain bare quotes); CSV files use RFC-4180 quoting.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    columns = _empty_columns()
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path} is empty: expected a header line naming the columns (e.g. cid, smiles, name).")
+        found = _match_columns(header, str(path))
+        positions = {canonical: header.index(name) for canonical, name in found.items()}
+        row = 0
+        for fields in reader:
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(fields)} fields where the header has {len(header)} "
+                    f"(delimiter {delimiter!r}). Fix the line, or quote fields that contain the delimiter."
+                )
+            _append(columns, row, reader.line_num, {c: fields[i] for c, i in positions.items()})
+            row += 1
+    return columns
+
+
+def _read_sdf(path: Path) -> dict[str, list[Any]]:
+    """SDF records; a record RDKit cannot read gets ``smiles=None`` (reported and skipped by the index)."""
+    from rdkit import Chem
+
+    from ..data.graphs import rdkit_logs_muted
+
+    columns = _empty_columns()
+    with rdkit_logs_muted():
+        supplier = Chem.SDMolSupplier(str(path))
+        for record in range(len(supplier)):
+            mol = supplier[record]
+            if mol is None:
+                title = supplier.GetItemText(record).split("\n", 1)[0].strip()
+                _append(columns, record, None, {"name": title})
+                continue
+            props = mol.GetPropsAsDict(includePrivate=False, includeComputed=False)
+            keys = {_key(name): name for name in props}
+            found = {
+                canonical: next((props[keys[a]] for a in aliases if a in keys), None)
+                for canonical, aliases in COLUMN_ALIASES.items()
+            }
+            if found["name"] is None and mol.HasProp("_Name"):
+                found["name"] = mol.GetProp("_Name")
+            found["smiles"] = found["smiles"] or Chem.MolToSmiles(mol)
+            _append(columns, record, None, found)
+    return columns
+
+
+def _from_table(table: Any, where: str, split: str | None = None, columns: dict | None = None) -> dict[str, list]:
+    """Columns of a ``datasets.Dataset`` or a ``pyarrow.Table`` (anything with ``column_names`` and columns)."""
+    columns = columns if columns is not None else _empty_columns()
+    found = _match_columns(table.column_names, where)
+    if "split" in table.column_names and split is None:
+        found["split"] = "split"
+    values = {canonical: _column_list(table, name) for canonical, name in found.items()}
+    start = len(columns["row"])
+    for i in range(len(values["smiles"])):
+        cells = {canonical: column[i] for canonical, column in values.items()}
+        cells.setdefault("split", split)
+        _append(columns, start + i, None, cells)
+    return columns
+
+
+def _column_list(table: Any, name: str) -> list[Any]:
+    column = table[name]
+    return column.to_pylist() if hasattr(column, "to_pylist") else list(column)
+
+
+def _from_datasets(data: Any, where: str, split: str | None) -> dict[str, list[Any]]:
+    from datasets import DatasetDict
+
+    if isinstance(data, DatasetDict):
+        if split is not None:
+            if split not in data:
+                raise ValueError(f"split {split!r} is not in {where}; its splits are {list(data)}.")
+            return _from_table(data[split], f"{where} [{split}]", split)
+        columns = _empty_columns()
+        for name, part in data.items():
+            _from_table(part, f"{where} [{name}]", name, columns)
+        return columns
+    return _from_table(data, where)
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and any(
+        (path / name).exists() for name in ("dataset_dict.json", "state.json", "dataset_info.json")
+    )
+
+
+def read_molecules(source: Any, *, split: str | None = None) -> dict[str, list[Any]]:
+    """Reads a molecule library into the columns of :data:`LIBRARY_COLUMNS` (see the module docstring).
+
+    Args:
+        source: a ``.csv`` / ``.tsv`` / ``.txt`` (tab-separated) file with a header, an ``.sdf`` file, a ``.parquet``
+            file, a ``datasets.Dataset`` / ``DatasetDict``, a ``save_to_disk`` folder, or a ChEBI-20 folder that
+            :func:`~class_hf.data.chebi20.load_chebi20` reads (its own validation drops and reports bad pairs).
+        split (str | None): with a ``DatasetDict`` or a folder of splits, read only this split (default: all of
+            them, one after the other, with their name in ``split``).
+
+    Returns:
+        dict[str, list]: the columns ``row``, ``line``, ``smiles``, ``cid``, ``name``, ``description``, ``split``.
+
+    Raises:
+        FileNotFoundError: ``source`` is a path that does not exist.
+        ValueError: the source has no SMILES column, a delimited line has the wrong number of fields, or the file
+            type is not supported (the message says which are).
+    """
+    import datasets
+
+    if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
+        return _from_datasets(source, "the dataset", split)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            f"`molecules` must be a file path, a folder or a datasets.Dataset, got {type(source).__name__}."
+        )
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"`molecules` {str(path)!r} does not exist; pass a CSV/TSV/SDF/parquet file or folder."
+        )
+    if _is_saved_dataset(path):
+        return _from_datasets(datasets.load_from_disk(str(path)), str(path), split)
+    if path.is_dir():
+        from ..data.chebi20 import load_chebi20
+
+        return _from_datasets(load_chebi20(str(path)), str(path), split)
+    suffix = path.suffix.lower()
+    if suffix in _DELIMITERS:
+        return _read_delimited(path)
+    if suffix == ".sdf":
+        return _read_sdf(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return _from_table(pq.read_table(path), str(path))
+    raise ValueError(
+        f"`molecules` {str(path)!r}: unsupported file type {suffix!r}; use .csv, .tsv, .txt (tab-separated), .sdf, "
+        ".parquet, a `save_to_disk` folder or a ChEBI-20 folder."
+    )
