@@ -316,8 +316,8 @@ def test_scores_global_and_faithful(tiny_bert_config, tiny_tokenizer):
     swapped["attention_mask"] = batch["attention_mask"].clone()
     swapped["input_ids"][5], swapped["attention_mask"][5] = batch["input_ids"][0], batch["attention_mask"][0]
     changed = model.score_pairs(swapped)
-    assert not torch.allclose(changed[0, :5], faithful[0, :5]) or not torch.allclose(changed[0, 5], faithful[0, 5])
-    assert not torch.allclose(changed[0, 5], faithful[0, 5])
+    torch.testing.assert_close(changed[:5, :5], faithful[:5, :5])  # texts 0-4 and molecules 0-4 untouched
+    assert not torch.allclose(changed[:5, 5], faithful[:5, 5])  # molecule 5 now seen through another text
 
 
 def test_score_blocks_drops_uneven_batches_in_faithful_mode(tiny_bert_config, tiny_tokenizer, caplog):
