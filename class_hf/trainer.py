@@ -45,7 +45,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -171,6 +171,8 @@ class CurriculumTrainer(Trainer):
         train_dataset (datasets.Dataset | None): the training pairs (a ``difficulty`` column is used if present).
         eval_dataset (datasets.Dataset | dict | None): evaluation pairs.
         processing_class: the text tokenizer.
+        pacing (Pacing | Callable | None): a pacing object or a function ``(epoch, num_epochs) -> fraction`` that
+            replaces ``args.pacing`` (passing it here keeps the arguments picklable for checkpoints).
         **kwargs: the remaining ``transformers.Trainer`` arguments (``model_init``, ``callbacks``, ``optimizers``,
             ``optimizer_cls_and_kwargs``, ...).
 
@@ -189,6 +191,7 @@ class CurriculumTrainer(Trainer):
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
+        pacing: Pacing | Callable[[int, int], float] | None = None,
         **kwargs,
     ) -> None:
         if args is None:
@@ -220,7 +223,7 @@ class CurriculumTrainer(Trainer):
                 "`compute_metrics` is not used by CurriculumTrainer: evaluation reports the contrastive loss and the "
                 "retrieval metrics (Hits@k, MRR, mean rank) itself."
             )
-        self.pacing: Pacing = self._build_pacing()
+        self.pacing: Pacing = get_pacing(pacing) if pacing is not None else self._build_pacing()
         self.intensity = AdaptiveIntensity(
             beta=args.intensity_beta,
             gamma_min=args.intensity_gamma_min,

@@ -313,6 +313,18 @@ def test_max_steps_truncates_the_planned_curriculum(tmp_path):
     assert [len(trainer.seen[e]) for e in range(3)] == [10, 20, 8]
 
 
+def half_then_all(epoch: int, num_epochs: int) -> float:
+    return 0.5 if epoch < num_epochs - 1 else 1.0
+
+
+def test_custom_pacing_function(tmp_path):
+    trainer = recording_trainer(make_args(tmp_path, num_train_epochs=3), make_pairs(40), pacing=half_then_all)
+    trainer.train()
+    assert [len(trainer.seen[e]) for e in range(3)] == [20, 20, 40]
+    assert trainer.state.global_step == 5 + 5 + 10
+    assert [r["stage"] for r in trainer.curriculum_history] == [0, 0, 1]
+
+
 def test_collator_columns_kept_and_junk_dropped(tmp_path):
     collator = TinyCollator()
     trainer = CurriculumTrainer(
