@@ -61,6 +61,17 @@ def make_tiny_bert_config(vocab_size: int):
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: tiny models run faster without thread contention (2-core CI machines)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def chebi20_sample_dir() -> Path:
     """Folder holding the 300-pair ChEBI-20 sample in the ORMA CSV and MolT5 TSV layouts."""
