@@ -1,15 +1,24 @@
 """The CLASS method: difficulty, pacing, the curriculum sampler and adaptive intensity. Backbone-agnostic."""
 
+from .callback import CurriculumStateCallback, load_curriculum_state
 from .difficulty import add_difficulty_columns, compute_difficulty, difficulty_from_counts, score_with_model
 from .fingerprint_scorer import FingerprintScorer
 from .intensity import AdaptiveIntensity, IntensityTarget, sample_weights
-from .pacing import Pacing, PacingKind, get_pacing, planned_optimizer_steps, planned_sample_passes
+from .pacing import (
+    Pacing,
+    PacingKind,
+    get_pacing,
+    planned_optimizer_steps,
+    planned_sample_passes,
+    sample_pass_saving,
+)
 from .sampler import CurriculumOrder, CurriculumSampler
 
 __all__ = [
     "AdaptiveIntensity",
     "CurriculumOrder",
     "CurriculumSampler",
+    "CurriculumStateCallback",
     "FingerprintScorer",
     "IntensityTarget",
     "Pacing",
@@ -18,8 +27,10 @@ __all__ = [
     "compute_difficulty",
     "difficulty_from_counts",
     "get_pacing",
+    "load_curriculum_state",
     "planned_optimizer_steps",
     "planned_sample_passes",
+    "sample_pass_saving",
     "sample_weights",
     "score_with_model",
 ]
