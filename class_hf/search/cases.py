@@ -219,18 +219,18 @@ def find_cases(
     return study
 
 
-def _case_html(case: Case, direction: str, failure: bool) -> str:
+def _case_html(case: Case, direction: str, failure: bool, columns: int) -> str:
     size = (200, 150)
-    cards = [result_card(c, direction, svg_size=size) for c in case.candidates]
+    cards = [result_card(c, direction, svg_size=size, compact=True) for c in case.candidates]
     if not any(c.is_truth for c in case.candidates):
-        cards.append(result_card(case.truth, direction, svg_size=size))
+        cards.append(result_card(case.truth, direction, svg_size=size, compact=True))
     label = (f"Failure \u00b7 truth ranked {case.truth.rank}" if failure else "Success \u00b7 truth ranked 1") + (
         f" \u00b7 {case.query_name}" if case.query_name and direction == "t2m" else ""
     )
     return (
         '<div class="case">'
         + query_html(direction, case.query, label=label, cid=case.query_cid)
-        + '<div class="grid cases">'
+        + f'<div class="grid cases" style="--columns: {columns}">'
         + "\n".join(cards)
         + "</div></div>"
     )
@@ -244,7 +244,8 @@ CASES_CSS = """
 .case .query .text { font-size: 13px; display: -webkit-box; -webkit-line-clamp: 5; -webkit-box-orient: vertical;
                      overflow: hidden; }
 .case .query .pic { flex-basis: 180px; }
-.grid.cases { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 8px; }
+.case .query .label { text-transform: none; letter-spacing: 0; font-size: 12.5px; }
+.grid.cases { grid-template-columns: repeat(var(--columns), minmax(0, 1fr)); gap: 8px; }
 .grid.cases .card { padding: 6px 7px 7px; }
 .grid.cases .card.truth { padding: 4px 5px 5px; }
 .grid.cases .name { font-size: 12.5px; }
@@ -269,11 +270,12 @@ def render_cases_html(study: CaseStudy, *, title: str = "Retrieval cases") -> st
         f"<b>{m['mrr']:.3f}</b> \u00b7 mean rank <b>{m['mean_rank']:.1f}</b>"
     )
     left = [f'<h2 class="ok">Ranked first ({len(study.successes)} of {study.num_successes} successes)</h2>']
-    left += [_case_html(case, study.direction, failure=False) for case in study.successes]
+    columns = 1 + max((len(case.candidates) for case in study.successes + study.failures), default=1)
+    left += [_case_html(case, study.direction, False, columns) for case in study.successes]
     if not study.successes:
         left.append('<p class="note">The model ranks no query\'s truth first.</p>')
     right = [f'<h2 class="bad">Failures (largest truth rank, {len(study.failures)} shown)</h2>']
-    right += [_case_html(case, study.direction, failure=True) for case in study.failures]
+    right += [_case_html(case, study.direction, True, columns) for case in study.failures]
     if not study.failures:
         right.append('<p class="note">No failures: every truth ranks first.</p>')
     body = [

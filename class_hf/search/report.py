@@ -42,7 +42,7 @@ h2 { font-size: 16px; margin: 22px 0 10px; }
 .legend .swatch { display: inline-block; width: 14px; height: 14px; border-radius: 3px; vertical-align: -2px;
                   margin-right: 6px; border: 3px solid var(--truth); background: var(--truth-bg); }
 .legend b { color: var(--ink); }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 14px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(290px, 1fr)); gap: 14px; }
 .card { position: relative; background: #fff; border: 1px solid var(--line); border-radius: 8px;
         padding: 8px 10px 10px; display: flex; flex-direction: column; min-width: 0; }
 .card.truth { border: 3px solid var(--truth); background: var(--truth-bg); padding: 6px 8px 8px; }
@@ -50,17 +50,18 @@ h2 { font-size: 16px; margin: 22px 0 10px; }
 .rank { font-weight: 700; font-size: 15px; }
 .score { font-variant-numeric: tabular-nums; color: var(--muted); font-size: 12.5px; }
 .score b { color: var(--ink); font-weight: 600; }
-.badge { margin-left: auto; background: var(--truth); color: #fff; font-size: 11px; font-weight: 600;
-         border-radius: 10px; padding: 1px 8px; white-space: nowrap; }
+.badge { position: absolute; top: -11px; right: 10px; background: var(--truth); color: #fff; font-size: 11px;
+         font-weight: 600; border-radius: 10px; padding: 1px 9px; white-space: nowrap; }
 .name { font-weight: 600; margin: 2px 0 0; overflow-wrap: anywhere; display: -webkit-box; -webkit-line-clamp: 2;
-        -webkit-box-orient: vertical; overflow: hidden; min-height: 2.9em; }
-.cid { color: var(--muted); font-size: 12px; }
+        -webkit-box-orient: vertical; overflow: hidden; }
+.cid { margin-left: auto; color: var(--muted); font-size: 12px; white-space: nowrap; }
 .cid a { color: inherit; }
-.pic { margin: 6px 0 4px; }
+.cid.below { margin-left: 0; }
+.pic { margin: 6px 0 6px; flex: 1 0 auto; display: flex; align-items: center; }
 .pic svg { display: block; width: 100%; height: auto; }
 .smiles { font: 11px/1.35 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; color: var(--muted);
-          overflow-wrap: anywhere; display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical;
-          overflow: hidden; }
+          margin-top: auto; overflow-wrap: anywhere; display: -webkit-box; -webkit-line-clamp: 2;
+          -webkit-box-orient: vertical; overflow: hidden; }
 .desc { font-size: 12.5px; overflow-wrap: anywhere; display: -webkit-box; -webkit-line-clamp: 7;
         -webkit-box-orient: vertical; overflow: hidden; margin-top: 4px; }
 .note { color: var(--muted); font-size: 12.5px; margin: 6px 0 0; }
@@ -73,19 +74,36 @@ def truncate(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "\u2026"
 
 
-def molecule_svg(smiles: str | None, width: int = 260, height: int = 190) -> str:
-    """An inline SVG depiction of ``smiles`` (RDKit ``rdMolDraw2D``), or a placeholder SVG when it cannot be drawn.
-
-    Bonds have a fixed length, so small molecules are not blown up and large ones shrink to fit; the background is
-    transparent so the picture takes the colour of its card.
-    """
+def _depiction(smiles: str):
+    """The molecule with 2D coordinates (CoordGen, which lays out rings and long chains more cleanly), or None."""
     from rdkit import Chem
-    from rdkit.Chem.Draw import rdMolDraw2D
+    from rdkit.Chem import rdDepictor
 
     from ..data.graphs import rdkit_logs_muted
 
     with rdkit_logs_muted():
         mol = Chem.MolFromSmiles(smiles) if smiles else None
+        if mol is None:
+            return None
+        previous = rdDepictor.GetPreferCoordGen()
+        rdDepictor.SetPreferCoordGen(True)  # a process-wide RDKit setting: restored right away
+        try:
+            rdDepictor.Compute2DCoords(mol)
+        finally:
+            rdDepictor.SetPreferCoordGen(previous)
+    return mol
+
+
+def molecule_svg(smiles: str | None, width: int = 300, height: int = 210, min_height: int | None = None) -> str:
+    """An inline SVG depiction of ``smiles`` (RDKit ``rdMolDraw2D``), or a placeholder SVG when it cannot be drawn.
+
+    Bonds have a fixed length, so small molecules are not blown up and large ones shrink to fit; the background is
+    transparent so the picture takes the colour of its card. The height follows the molecule's shape between
+    ``min_height`` (default ``0.45 * width``) and ``height``, so long chains do not float in empty space.
+    """
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    mol = _depiction(smiles) if smiles else None
     if mol is None:
         logger.warning("Cannot depict SMILES %r: drawing a placeholder.", smiles)
         return (
@@ -93,12 +111,15 @@ def molecule_svg(smiles: str | None, width: int = 260, height: int = 190) -> str
             f'height="{height}"><text x="50%" y="50%" text-anchor="middle" fill="#59636e" font-size="13">'
             "no structure</text></svg>"
         )
+    positions = mol.GetConformer().GetPositions()
+    span_x, span_y = (positions.max(axis=0) - positions.min(axis=0))[:2] + 2.5  # room for atom labels
+    min_height = min_height or int(0.45 * width)
+    height = int(min(max(width * span_y / span_x, min_height), height))
     drawer = rdMolDraw2D.MolDraw2DSVG(width, height)
     options = drawer.drawOptions()
     options.clearBackground = False
-    options.fixedBondLength = 22
-    options.padding = 0.06
-    options.minFontSize = 9
+    options.fixedBondLength = 24
+    options.padding = 0.05
     options.addStereoAnnotation = False
     rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
     drawer.FinishDrawing()
@@ -117,20 +138,32 @@ def _cid_html(cid: str | None) -> str:
 
 
 def result_card(
-    result: SearchResult, direction: str, *, picture: bool = True, svg_size: tuple[int, int] = (260, 190)
+    result: SearchResult,
+    direction: str,
+    *,
+    picture: bool = True,
+    svg_size: tuple[int, int] = (300, 210),
+    compact: bool = False,
 ) -> str:
-    """One candidate as an HTML card: rank, score, CID, name, picture, SMILES (and the description of text hits)."""
+    """One candidate as an HTML card: rank, score, CID, name, picture, SMILES (and the description of text hits).
+
+    ``compact`` cards (narrow grids) put the CID on its own line under the name instead of beside the score.
+    """
     esc = html.escape
     classes = "card truth" if result.is_truth else "card"
     badge = '<span class="badge">ground truth</span>' if result.is_truth else ""
     name = result.name or (truncate(result.smiles, 60) if direction == "t2m" else None) or "(no name)"
+    cid = _cid_html(result.cid)
     parts = [
         f'<div class="{classes}">',
-        f'<div class="top"><span class="rank">#{result.rank}</span>'
-        f'<span class="score">score <b>{result.score:.3f}</b></span>{badge}</div>',
+        f'{badge}<div class="top"><span class="rank">#{result.rank}</span>'
+        f'<span class="score">score <b>{result.score:.3f}</b></span>'
+        + ("" if compact else f'<span class="cid">{cid}</span>')
+        + "</div>",
         f'<div class="name" title="{esc(result.name or "")}">{esc(name)}</div>',
-        f'<div class="cid">{_cid_html(result.cid)}</div>',
     ]
+    if compact:
+        parts.append(f'<div class="cid below">{cid}</div>')
     if direction == "m2t":
         description = result.description or ""
         parts.append(f'<div class="desc" title="{esc(description)}">{esc(description)}</div>')
