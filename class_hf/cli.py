@@ -481,6 +481,8 @@ def search_command(args: argparse.Namespace) -> int:
         results, truth = index.search_with_truth(args.query, smiles=args.smiles, k=args.k, truth_cid=args.truth_cid)
     except ValueError as err:
         raise SystemExit(str(err)) from None
+    except OSError as err:  # the recorded model is not reachable from here
+        raise SystemExit(f"{err} Pass the checkpoint with --model if it has moved.") from None
     seconds = time.perf_counter() - start
     query = args.query if direction == "t2m" else args.smiles
     if args.html:

@@ -222,6 +222,14 @@ def test_build_save_load_round_trip(index, trained, tmp_path):
     assert loaded.rows == index.rows
     assert loaded.info == json.loads(json.dumps(index.info))
 
+    with pytest.raises(FileNotFoundError, match=r"not a class-hf index: \['index.json'"):
+        MoleculeIndex.load(tmp_path)
+    info = json.loads((tmp_path / "index" / "index.json").read_text())
+    (tmp_path / "index" / "index.json").write_text(json.dumps({**info, "format_version": 99}))
+    with pytest.raises(ValueError, match="version 99.*rebuild the index"):
+        MoleculeIndex.load(tmp_path / "index")
+    (tmp_path / "index" / "index.json").write_text(json.dumps(info))
+
     # The loaded index reloads the model from the recorded checkpoint and answers as the original.
     query = read_molecules(LIBRARY)["description"][5]
     expected = index.search(query, k=5)
@@ -459,6 +467,19 @@ def test_cli_index_search_and_cases(trained, library, tmp_path, capsys):
         main(["search", "--index", str(out), "--smiles", "C1CC"])
     with pytest.raises(SystemExit, match="not both and not neither"):
         main(["search", "--index", str(out)])
+
+    # A checkpoint that moved: a clear message, and --model to point at it.
+    moved = tmp_path / "index-moved-model"
+    info = json.loads((out / "index.json").read_text())
+    info["model"]["name_or_path"] = info["tokenizer"] = str(tmp_path / "gone")
+    moved.mkdir()
+    for name in ("embeddings.safetensors", "rows.parquet"):
+        (moved / name).write_bytes((out / name).read_bytes())
+    (moved / "index.json").write_text(json.dumps(info))
+    with pytest.raises(SystemExit, match="Could not load the model .*gone.* --model"):
+        main(["search", "--index", str(moved), query])
+    assert main(["search", "--index", str(moved), query, "--model", str(checkpoint), "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["cid"] == cid
 
     # Cases: the 40 training pairs (mostly ranked first) and 20 unseen ones (the failures).
     data = tmp_path / "data"

@@ -436,6 +436,7 @@ class MoleculeIndex:
         self.info = dict(info or {})
         self._model = model
         self._tokenizer = tokenizer
+        self._cid_positions: dict[str, dict[str, int]] = {}  # direction -> CID -> first candidate index
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -526,8 +527,8 @@ class MoleculeIndex:
             model (torch.nn.Module | str): a backbone, or a checkpoint folder / Hub id to load with its tokenizer.
             molecules: the library: a CSV/TSV/SDF/parquet file, a folder or a ``datasets`` dataset (see
                 :func:`~class_hf.search.library.read_molecules`).
-            tokenizer: the model's tokenizer (needed for text queries and ``texts=True``; loaded with the model when
-                ``model`` is a path).
+            tokenizer: the model's tokenizer, or its folder / Hub id (needed for text queries and ``texts=True``;
+                loaded with the model when ``model`` is a path).
             collator (Callable | None): rows of :func:`featurize_for_model` -> graph ``Batch`` (default:
                 :func:`molecule_collator` for the model).
             texts (bool): also index the descriptions (molecule -> text search).
@@ -558,6 +559,10 @@ class MoleculeIndex:
             model_name_or_path = model_name_or_path or str(model)
             model, loaded_tokenizer = load_backbone(str(model), revision=revision)
             tokenizer = tokenizer or loaded_tokenizer
+        if isinstance(tokenizer, (str, os.PathLike)):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
         if texts and tokenizer is None:
             raise ValueError("`texts=True` encodes descriptions and needs the model's `tokenizer`.")
         table = read_molecules(molecules, split=split)
@@ -823,9 +828,15 @@ class MoleculeIndex:
 
     def _truth_position(self, truth_cid: str, direction: str) -> int:
         """Candidate index of the first indexed row with ``truth_cid`` (-1 when absent)."""
-        _, text_rows = self._candidates(direction)
-        rows = range(self.num_molecules) if text_rows is None else text_rows.tolist()
-        return next((i for i, row in enumerate(rows) if self.rows["cid"][row] == truth_cid), -1)
+        cache = self._cid_positions
+        if direction not in cache:
+            _, text_rows = self._candidates(direction)
+            rows = range(self.num_molecules) if text_rows is None else text_rows.tolist()
+            positions: dict[str, int] = {}
+            for i, row in enumerate(rows):
+                positions.setdefault(self.rows["cid"][row], i)
+            cache[direction] = positions
+        return cache[direction].get(truth_cid, -1)
 
     def search_with_truth(
         self,
