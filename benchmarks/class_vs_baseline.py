@@ -216,6 +216,14 @@ class EpochRecorder(TrainerCallback):
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def arm_label(arm: str, cfg: dict[str, Any]) -> str:
+    """The arm's name in the results: ``class``, or ``class [difficulty_source=fingerprint]`` with overrides."""
+    tags = [f"{k}={v}" for k, v in cfg.get("class_overrides", {}).items() if arm != "baseline"]
+    if not cfg["sizes"]["dual_encoder"].get("fingerprint", True):
+        tags.append("no fingerprint branch")
+    return f"{arm} [{', '.join(tags)}]" if tags else arm
+
+
 def run_arm(backbone: str, arm: str, seed: int, data: BenchData, cfg: dict[str, Any], out_dir: str) -> dict:
     """Trains one arm and returns its per-epoch history and test metrics."""
     from class_hf.trainer import CurriculumTrainer
@@ -275,7 +283,7 @@ def run_arm(backbone: str, arm: str, seed: int, data: BenchData, cfg: dict[str, 
     summary = trainer.curriculum_summary()
     result = {
         "backbone": backbone,
-        "arm": arm,
+        "arm": arm_label(arm, cfg),
         "seed": seed,
         "settings": {k: (v.value if hasattr(v, "value") else v) for k, v in settings.items()},
         "size": size,
@@ -443,6 +451,9 @@ def compare(results: list[dict]) -> dict:
         base_time = time_to_reach(base, bar)
         reach = time_to_reach(r, bar)
         entry = {
+            "backbone": backbone,
+            "arm": arm,
+            "seed": seed,
             "baseline_best_val_mrr": bar,
             "baseline_time_to_best": base_time,
             "time_to_baseline_best": reach,
@@ -526,8 +537,8 @@ def markdown_table(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rgroups: dict[tuple[str, str], list[dict]] = {}
-    for key, entry in ratios.items():
-        backbone, arm, _ = key.split("/")
+    for entry in ratios.values():
+        backbone, arm = entry["backbone"], entry["arm"]
         if arm != "baseline":
             rgroups.setdefault((backbone, arm), []).append(entry)
     for (backbone, arm), es in rgroups.items():
@@ -606,7 +617,7 @@ def default_config(quick: bool) -> dict[str, Any]:
             },
             "seeds": [0],
             "backbones": {"dual_encoder": [0]},
-            "throughput_steps": 3,
+            "throughput_steps": 2,
             "throughput_repeats": 1,
         }
     return {
@@ -615,7 +626,7 @@ def default_config(quick: bool) -> dict[str, Any]:
                 "hidden": 128,
                 "layers": 3,
                 "fingerprint": True,
-                "epochs": 12,
+                "epochs": 16,
                 "batch_size": 64,
                 "lr": 1e-3,
             },
@@ -624,7 +635,7 @@ def default_config(quick: bool) -> dict[str, Any]:
                 "hidden": 128,
                 "layers": 2,
                 "fingerprint": False,
-                "epochs": 8,
+                "epochs": 12,
                 "batch_size": 32,
                 "lr": 1e-3,
                 "ot_iterations": 20,
@@ -635,6 +646,26 @@ def default_config(quick: bool) -> dict[str, Any]:
         "throughput_steps": 40,
         "throughput_repeats": 2,
     }
+
+
+def merge_reports(paths: list[str], out_dir: Path, stem: str) -> dict:
+    """Combines the reports of runs made side by side (e.g. one process per backbone) into one report."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    merged = dict(reports[0])
+    merged["command"] = [r["command"] for r in reports]
+    merged["merged_from"] = list(paths)
+    merged["machine_per_run"] = [r["machine"] for r in reports]
+    merged["config_per_run"] = [r["config"] for r in reports]
+    merged["results"] = [x for r in reports for x in r["results"]]
+    merged["anchor"] = [a for r in reports for a in r.get("anchor", [])]
+    for r in reports:
+        if r.get("throughput"):
+            merged["throughput"] = r["throughput"]
+    merged["finished"] = max(r.get("finished", "") for r in reports)
+    save_report(merged, out_dir, stem)
+    merged["plots"] = make_plots(merged, out_dir, stem)
+    save_report(merged, out_dir, stem)
+    return merged
 
 
 def save_report(report: dict, out_dir: Path, stem: str) -> None:
@@ -660,6 +691,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", nargs="*", type=int, default=None, help="Dual-encoder seeds.")
     parser.add_argument("--epochs", type=int, default=None, help="Override every backbone's epochs.")
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--no-anchor", action="store_true", help="Skip the linear anchor.")
+    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS), help="Arms to run.")
+    parser.add_argument("--no-fingerprint", action="store_true", help="Dual encoder without the fingerprint branch.")
+    parser.add_argument(
+        "--merge", nargs="*", default=None, help="Merge these result JSONs (results, anchors, throughput) and report."
+    )
     parser.add_argument("--max-length", type=int, default=128, help="Token limit of the frozen text encoder.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     parser.add_argument(
@@ -670,6 +707,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if ns.merge:
+        return merge_reports(ns.merge, Path(ns.out_dir), ns.stem)
     for noisy in ("transformers", "datasets", "class_hf.trainer", "class_hf.curriculum"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -679,6 +718,8 @@ def main(argv: list[str] | None = None) -> dict:
     if ns.epochs:
         for size in cfg["sizes"].values():
             size["epochs"] = ns.epochs
+    if ns.no_fingerprint:
+        cfg["sizes"]["dual_encoder"]["fingerprint"] = False
     if ns.backbones is not None:
         cfg["backbones"] = {b: cfg["backbones"].get(b, [0]) for b in ns.backbones}
     if ns.seeds is not None and "dual_encoder" in cfg["backbones"]:
@@ -704,6 +745,8 @@ def main(argv: list[str] | None = None) -> dict:
         with_tokens=need_tokens,
     )
     del encoder
+    if not need_tokens:
+        data.token_states = None
     data.text_config = AutoConfig.from_pretrained(encoder_path)
     out_dir = Path(ns.out_dir)
     report: dict[str, Any] = {
@@ -724,12 +767,13 @@ def main(argv: list[str] | None = None) -> dict:
     }
     seeds = sorted({s for ss in cfg["backbones"].values() for s in ss})
     for seed in seeds:
-        report["anchor"].append(run_anchor(seed, data))
-        save_report(report, out_dir, ns.stem)
+        if not ns.no_anchor:
+            report["anchor"].append(run_anchor(seed, data))
+            save_report(report, out_dir, ns.stem)
         for backbone, bseeds in cfg["backbones"].items():
             if seed not in bseeds:
                 continue
-            for arm in ARMS:
+            for arm in ns.arms:
                 with tempfile.TemporaryDirectory() as tmp:
                     report["results"].append(run_arm(backbone, arm, seed, data, cfg, tmp))
                 report["machine"]["load_average_now"] = list(os.getloadavg())
