@@ -103,6 +103,7 @@ def test_columns_property(collator):
         "num_motifs",
         "fp_index",
         "fp_count",
+        "mol2vec_index",
         "sample_idx",
         "difficulty",
     ]
@@ -168,3 +169,19 @@ def test_works_in_dataloader(collator, rows):
     loader = torch.utils.data.DataLoader(rows, batch_size=2, collate_fn=collator)
     sizes = [batch["graph"].num_graphs for batch in loader]
     assert sizes == [2, 1]
+
+
+def test_mol2vec_index_carried_without_offset(collator, rows):
+    rows = [dict(row, mol2vec_index=list(range(10 * i, 10 * i + len(row["x"])))) for i, row in enumerate(rows[:2])]
+    graph = collator(rows)["graph"]
+    expected = [i for row in rows for i in row["mol2vec_index"]]
+    assert graph.mol2vec_index.tolist() == expected  # vocabulary ids: never offset like node indices
+    assert "mol2vec_index" in collator.columns
+
+
+def test_mol2vec_index_length_mismatch_names_row(collator, rows):
+    rows = [dict(row) for row in rows[:2]]
+    rows[1]["mol2vec_index"] = [0]
+    rows[0]["mol2vec_index"] = [0] * len(rows[0]["x"])
+    with pytest.raises(ValueError, match="Row 1 .*mol2vec_index"):
+        collator(rows)

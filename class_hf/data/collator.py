@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .graphs import BATCH_COLUMNS, FINGERPRINT_COLUMNS, FINGERPRINT_DIM, rows_to_batch
+from .graphs import BATCH_COLUMNS, FINGERPRINT_COLUMNS, FINGERPRINT_DIM, MOL2VEC_COLUMN, rows_to_batch
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class MoleculeTextCollator:
         """Dataset columns the collator reads; a trainer should keep exactly these.
 
         The text column and the graph columns (``num_nodes`` aside: ``x`` implies it) are required; the fingerprint
-        columns, ``sample_idx`` and ``difficulty`` are read when present.
+        columns, ``mol2vec_index``, ``sample_idx`` and ``difficulty`` are read when present.
         """
-        return [self.text_column, *BATCH_COLUMNS, *FINGERPRINT_COLUMNS, *OPTIONAL_COLUMNS]
+        return [self.text_column, *BATCH_COLUMNS, *FINGERPRINT_COLUMNS, MOL2VEC_COLUMN, *OPTIONAL_COLUMNS]
 
     def _texts(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
         texts = []

@@ -62,6 +62,8 @@ GRAPH_COLUMNS: tuple[str, ...] = ("x", "edge_index", "edge_attr", "atom2motif", 
 # The graph columns that rows_to_batch reads (num_nodes is implied by x).
 BATCH_COLUMNS: tuple[str, ...] = ("x", "edge_index", "edge_attr", "atom2motif", "num_motifs")
 FINGERPRINT_COLUMNS: tuple[str, ...] = ("fp_index", "fp_count")
+MOL2VEC_COLUMN = "mol2vec_index"
+"""Optional per-atom column of mol2vec vocabulary ids, carried into the batch as ``graph.mol2vec_index``."""
 
 
 def graph_features(fingerprints: bool = False) -> Features:
@@ -640,6 +642,8 @@ class MoleculeGraph(Data):
     def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
         if key == "atom2motif":
             return int(torch.as_tensor(self.num_motifs).sum())
+        if key == MOL2VEC_COLUMN:  # vocabulary ids, not node indices: PyG would offset any key holding "index"
+            return 0
         return super().__inc__(key, value, *args, **kwargs)
 
 
@@ -659,9 +663,9 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FING
     """Builds a PyG ``Batch`` of :class:`MoleculeGraph` from featurized dataset rows.
 
     Args:
-        rows (Sequence[Mapping]): rows with the graph columns of :func:`featurize_molecules` (lists or tensors).
-            When every row has ``fp_index`` / ``fp_count``, the batch also gets ``fp`` float ``[B, dim]``
-            (``log1p`` counts).
+        rows (Sequence[Mapping]): rows with the graph columns of :func:`featurize_molecules` (lists or tensors), and
+            optionally ``mol2vec_index`` (per-atom ids, see ``class_hf.models.orma.Mol2VecIndexer``). When every
+            row has ``fp_index`` / ``fp_count``, the batch also gets ``fp`` float ``[B, dim]`` (``log1p`` counts).
         fingerprint_dim (int, optional): size of ``fp``. (default: ``2048``)
 
     Returns:
@@ -698,5 +702,12 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FING
         )
         if fp is not None:
             graph.fp = fp[position : position + 1]
+        if MOL2VEC_COLUMN in row:  # per-atom mol2vec vocabulary ids (ORMA's `atom_features="mol2vec"`), no offset
+            graph.mol2vec_index = torch.as_tensor(row[MOL2VEC_COLUMN], dtype=torch.long).view(-1)
+            if graph.mol2vec_index.numel() != x.size(0):
+                raise ValueError(
+                    f"Row {position} of the batch has {graph.mol2vec_index.numel()} `{MOL2VEC_COLUMN}` entries for "
+                    f"{x.size(0)} atoms; compute the column from the same SMILES as the graph."
+                )
         graphs.append(graph)
     return Batch.from_data_list(graphs)
