@@ -212,8 +212,8 @@ class AmanModel(PreTrainedModel):
       (Linear + BatchNorm1d + Tanh) before its triplet loss. Measured here: with LayerNorm heads instead, a randomly
       initialised model starts with all embeddings nearly parallel (mean cosine 0.96) and the batch-hard triplet
       loss collapses them to one point (loss stuck at the margin, retrieval at chance), while the BatchNorm heads
-      spread them (mean cosine ~0) and a 16-pair batch is memorised in 300 Adam steps. In eval mode the running
-      statistics are used (also for a single-sample training batch).
+      spread them (mean cosine ~0) and a 16-pair batch is memorised in 300 Adam steps (tiny config, lr 1e-3).
+      In eval mode the running statistics are used (also for a single-sample training batch).
     - Retrieval loss: batch-hard triplet in both directions on the normalised embeddings, margin 0.3 (CMTMR's
       value; :func:`~class_hf.models.losses.triplet_loss`), one value per pair.
     - Discriminator: MLP (512, 256, LeakyReLU 0.2; CMTMR's) on the normalised embeddings, i.e. where retrieval
@@ -227,9 +227,10 @@ class AmanModel(PreTrainedModel):
         *detached* embeddings (text "real", molecule "fake") plus the generator term
         ``-adversarial_weight * mean D(m)`` computed with *detached discriminator parameters*, so the critic never
         receives the generator's gradient. Unlike CMTMR (two optimizers, critic stepped first), the critic and the
-        encoders step together from the same discriminator state; the critic keeps its own learning rate through
-        :meth:`param_groups`. The gradient penalty needs a double backward and is only computed when grad is
-        enabled (it is 0 under ``torch.no_grad()``, as in CMTMR's validation).
+        encoders step together from the same discriminator state. :meth:`param_groups` names the critic's
+        parameters so that an optimiser can give them their own rate (``config.discriminator_learning_rate``,
+        CMTMR's 1e-4). The gradient penalty needs a double backward and is only computed when grad is enabled (it
+        is 0 under ``torch.no_grad()``, as in CMTMR's validation); this mode is tested in a single process only.
 
       In both modes the discriminator's parameters get gradient **only** from the discriminator's own loss: the
       triplet loss does not reach them, and the encoders' adversarial gradient passes through its input only.
@@ -252,7 +253,8 @@ class AmanModel(PreTrainedModel):
 
     **Pretrained weights:** ``text_encoder_name_or_path`` is loaded when the model is constructed
     (``AmanModel(config)``); ``AmanModel.from_pretrained(checkpoint)`` builds on the meta device and takes every
-    weight, the text encoder's included, from the checkpoint.
+    weight, the text encoder's included, from the checkpoint (the meta device is how the model tells the two apart;
+    under DeepSpeed ZeRO-3 loading, which does not use it, the named encoder would be read and then overwritten).
 
     Args:
         config (AmanConfig): the configuration.
