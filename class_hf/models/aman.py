@@ -14,21 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch_geometric.nn import AttentionalAggregation, BatchNorm, TransformerConv
-from torch_geometric.nn.dense.linear import Linear as PygLinear
-from transformers import AutoConfig, AutoModel, PreTrainedModel
-from transformers import initialization as init
+from transformers import AutoConfig, AutoModel
 
+from .base import RetrievalPreTrainedModel
 from .configuration_aman import AmanConfig
 from .losses import triplet_loss
-from .modules import AtomEncoder, BondEncoder, build_text_encoder, pool_tokens, text_config_from
+from .modules import AtomEncoder, BondEncoder, pool_tokens
 from .outputs import RetrievalOutput
 
 logger = logging.getLogger(__name__)
-
-TEXT_ENCODER_PREFIX = "text_encoder."
-DISCRIMINATOR_PREFIX = "discriminator."
-# Batch keys that ``forward`` accepts and ignores, so that ``model(**collator_output)`` works (as the dual encoder).
-_IGNORED_FORWARD_KWARGS = frozenset({"sample_idx", "difficulty", "num_items_in_batch"})
 
 
 class _GradientReversal(torch.autograd.Function):
@@ -183,12 +177,7 @@ class ModalityDiscriminator(nn.Module):
         return self.net(embeds).squeeze(-1)
 
 
-def _on_meta_device() -> bool:
-    """True while ``from_pretrained`` builds the model on the meta device (weights come from the checkpoint)."""
-    return torch.empty(0).device.type == "meta"
-
-
-class AmanModel(PreTrainedModel):
+class AmanModel(RetrievalPreTrainedModel):
     r"""AMAN-like text-molecule retrieval backbone: a **reimplementation from the AMAN paper's description**.
 
     AMAN (Zhao, Zhou, Cao, Zhang, Chen, "Adversarial Modality Alignment Network for Cross-Modal Molecule Retrieval",
@@ -252,9 +241,16 @@ class AmanModel(PreTrainedModel):
     (the curriculum's "margin" intensity option).
 
     **Pretrained weights:** ``text_encoder_name_or_path`` is loaded when the model is constructed
-    (``AmanModel(config)``); ``AmanModel.from_pretrained(checkpoint)`` builds on the meta device and takes every
-    weight, the text encoder's included, from the checkpoint (the meta device is how the model tells the two apart;
-    under DeepSpeed ZeRO-3 loading, which does not use it, the named encoder would be read and then overwritten).
+    (``AmanModel(config)``); ``AmanModel.from_pretrained(checkpoint)`` takes every weight, the text encoder's
+    included, from the checkpoint and never reads the named encoder (also under DeepSpeed ZeRO-3; see
+    :mod:`class_hf.models.base`).
+
+    **Initialisation:** Linear layers (torch and PyG): Xavier-uniform weights, zero biases; atom/bond embeddings:
+    Xavier-uniform; LayerNorm and BatchNorm: ones and zeros (and fresh running statistics).
+
+    **Parameter groups:** :meth:`param_groups` returns ``text_encoder``, ``discriminator`` and ``other``;
+    ``config.text_encoder_learning_rate`` and ``config.discriminator_learning_rate`` are their learning rates in the
+    CurriculumTrainer (unless the training arguments set ``<group>_learning_rate``).
 
     Args:
         config (AmanConfig): the configuration.
@@ -270,53 +266,19 @@ class AmanModel(PreTrainedModel):
 
     config_class = AmanConfig
     base_model_prefix = "aman"
-    main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     supports_intensity = True
-    # The loss is a per-batch mean; never let the Trainer pass or rescale by `num_items_in_batch`.
-    accepts_loss_kwargs = False
+    param_group_prefixes = {"text_encoder": "text_encoder.", "discriminator": "discriminator."}
+    init_scheme = "xavier"
 
     def __init__(self, config: AmanConfig) -> None:
         super().__init__(config)
-        text_config = text_config_from(config.text_config, config.text_encoder_name_or_path)
-        config.text_config = text_config
-        self.text_encoder = build_text_encoder(
-            text_config, config.text_encoder_name_or_path, load_weights=not _on_meta_device()
-        )
-        self.text_encoder.train()  # `from_pretrained` returns it in eval mode; follow the parent's mode instead
-        if config.text_pooling != "pooler" and getattr(self.text_encoder, "pooler", None) is not None:
-            # An unused pooler would get no gradient (and trip DDP's unused-parameter check).
-            self.text_encoder.pooler = None
-        text_hidden = text_config.hidden_size
+        self.text_encoder = self._build_text_encoder(config.text_pooling)
+        text_hidden = config.text_config.hidden_size
         self.text_projection = nn.Sequential(nn.Linear(text_hidden, config.projection_dim), _head_norm(config))
         self.molecule_encoder = AmanMoleculeEncoder(config)
         self.discriminator = ModalityDiscriminator(config.projection_dim, config.discriminator_hidden_sizes)
         self.post_init()
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        """Initialises the AMAN modules (the text encoder uses its own ``_init_weights``).
-
-        Uses the guarded functions of ``transformers.initialization``, which skip parameters already loaded from a
-        checkpoint. Linear layers (torch and PyG): Xavier-uniform weights, zero biases; embeddings: Xavier-uniform
-        (as :class:`~class_hf.models.modules.CategoricalEmbedding`); LayerNorm and BatchNorm: ones and zeros (and
-        fresh running statistics).
-        """
-        if isinstance(module, (nn.Linear, PygLinear)):
-            init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            init.xavier_uniform_(module.weight)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm1d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            init.zeros_(module.num_batches_tracked)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Text embeddings ``[B, projection_dim]``, L2-normalised.
@@ -339,10 +301,6 @@ class AmanModel(PreTrainedModel):
                 ``edge_attr`` long ``[E, 3]``, ``batch``); moved to the model's device here.
         """
         return F.normalize(self.molecule_encoder(graph.to(self.device)), dim=-1)
-
-    def score(self, text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity ``[Nt, Nm]`` between text and molecule embeddings."""
-        return F.normalize(text_embeds, dim=-1) @ F.normalize(mol_embeds, dim=-1).T
 
     def adversarial_losses(self, text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
         """Batch-level adversarial terms, named as in ``loss_components`` (see the class docstring).
@@ -400,23 +358,12 @@ class AmanModel(PreTrainedModel):
             RetrievalOutput: ``loss``, ``per_sample_loss`` ``[B]`` (triplet), normalised ``text_embeds`` and
             ``mol_embeds``, ``loss_components`` (see the class docstring).
         """
-        unknown = set(kwargs) - _IGNORED_FORWARD_KWARGS
-        if unknown:
-            raise TypeError(
-                f"AmanModel.forward got unexpected arguments {sorted(unknown)}; it takes input_ids, attention_mask, "
-                "graph, return_loss and intensity."
-            )
-        if intensity is None:
-            intensity = 1.0
-        if not intensity > 0:
-            raise ValueError(f"`intensity` multiplies the triplet margin and must be positive, got {intensity}.")
+        self._check_forward_kwargs(kwargs)
+        self._check_intensity(intensity, "the triplet margin")
+        intensity = 1.0 if intensity is None else intensity
         text_embeds = self.encode_text(input_ids, attention_mask)
         mol_embeds = self.encode_molecule(graph)
-        if text_embeds.shape[0] != mol_embeds.shape[0]:
-            raise ValueError(
-                f"`input_ids` holds {text_embeds.shape[0]} texts but `graph` {mol_embeds.shape[0]} molecules; "
-                "every text needs exactly one molecule."
-            )
+        self._check_pair_counts(text_embeds, mol_embeds)
         if not return_loss:
             return RetrievalOutput(text_embeds=text_embeds, mol_embeds=mol_embeds)
         triplet = triplet_loss(
@@ -436,26 +383,6 @@ class AmanModel(PreTrainedModel):
             mol_embeds=mol_embeds,
             loss_components=components,
         )
-
-    def param_groups(self) -> dict[str, list[str]]:
-        """Names of the trainable parameters, split so that the trainer can give each group its own learning rate.
-
-        Returns:
-            dict[str, list[str]]: ``text_encoder`` (under ``text_encoder.``), ``discriminator`` (under
-            ``discriminator.``) and ``other`` (graph encoder, projections). ``config.<group>_learning_rate`` holds
-            the suggested rate of the first two (None: the base rate).
-        """
-        groups: dict[str, list[str]] = {"text_encoder": [], "discriminator": [], "other": []}
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            if name.startswith(TEXT_ENCODER_PREFIX):
-                groups["text_encoder"].append(name)
-            elif name.startswith(DISCRIMINATOR_PREFIX):
-                groups["discriminator"].append(name)
-            else:
-                groups["other"].append(name)
-        return groups
 
 
 AutoConfig.register(AmanConfig.model_type, AmanConfig, exist_ok=True)

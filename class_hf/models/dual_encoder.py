@@ -7,7 +7,6 @@ space, a learnable temperature scales the cosine logits, and the loss is the CLI
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import math
 
@@ -16,23 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import BatchNorm, GINConv, GINEConv, global_add_pool, global_mean_pool
 from torch_geometric.nn.aggr import AttentionalAggregation
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel
 from transformers import initialization as init
 
+from .base import RetrievalPreTrainedModel
 from .configuration_dual_encoder import DualEncoderConfig
 from .losses import contrastive_loss
-from .modules import AtomEncoder, BondEncoder, CategoricalEmbedding, build_text_encoder, pool_tokens
+from .modules import AtomEncoder, BondEncoder, pool_tokens
 from .outputs import RetrievalOutput
 
 logger = logging.getLogger(__name__)
-
-# Batch keys that ``forward`` accepts and ignores, so that ``model(**collator_output)`` works: the per-sample
-# bookkeeping of the collator and the Trainer's loss kwarg (this model never needs it).
-_IGNORED_FORWARD_KWARGS = frozenset({"sample_idx", "difficulty", "num_items_in_batch"})
-
-# True while ``DualEncoderModel.from_pretrained`` builds the model: the checkpoint then provides the text encoder's
-# weights, so ``text_encoder_name_or_path`` must not be loaded (it may not even be reachable).
-_LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar("_LOADING_CHECKPOINT", default=False)
 
 LOGIT_SCALE_MAX = 100.0
 
@@ -118,56 +110,22 @@ class GraphEncoder(nn.Module):
         return pooled
 
 
-class DualEncoderPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading shared by the dual encoder (the Hugging Face ``PreTrainedModel`` glue)."""
+class DualEncoderPreTrainedModel(RetrievalPreTrainedModel):
+    """Weight initialisation and loading of the dual encoder (the Hugging Face ``PreTrainedModel`` glue)."""
 
     config_class = DualEncoderConfig
     base_model_prefix = "dual_encoder"
-    main_input_name = "input_ids"
-    # The loss is a per-batch mean; never let the Trainer pass or rescale by `num_items_in_batch`.
-    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialises the modules this package defines; the text encoder uses its own ``_init_weights``.
-
-        ``PreTrainedModel.initialize_weights`` dispatches every Hugging Face sub-model (here the text encoder) to its
-        own ``_init_weights`` and skips modules and parameters flagged ``_is_hf_initialized``: those loaded from a
-        checkpoint or already initialised, e.g. a pretrained text encoder loaded in ``__init__``. The
-        ``transformers.initialization`` functions used here honour the same flag.
-        """
+        """``logit_scale`` = ``log(logit_scale_init)``, GIN ``eps`` = its initial value; Linear (PyTorch's default) and
+        BatchNorm layers as :meth:`RetrievalPreTrainedModel._init_weights`."""
         if isinstance(module, DualEncoderModel):
             init.constant_(module.logit_scale, math.log(module.config.logit_scale_init))
-        elif isinstance(module, CategoricalEmbedding):
-            for embedding in module.embeddings:
-                init.xavier_uniform_(embedding.weight)
-        elif isinstance(module, nn.Linear):
-            # PyTorch's default Linear init (Kaiming uniform), which suits the ReLU MLPs of the GNN.
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            if module.bias is not None:
-                bound = 1.0 / math.sqrt(module.in_features)
-                init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, nn.BatchNorm1d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            init.zeros_(module.num_batches_tracked)
         elif isinstance(module, (GINConv, GINEConv)) and isinstance(module.eps, torch.Tensor):
             init.constant_(module.eps, module.initial_eps)
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """Loads a saved class-hf checkpoint; the text encoder's weights come from it, not from
-        ``config.text_encoder_name_or_path``. Arguments as :meth:`transformers.PreTrainedModel.from_pretrained`."""
-        token = _LOADING_CHECKPOINT.set(True)
-        try:
-            model = super().from_pretrained(*args, **kwargs)
-        finally:
-            _LOADING_CHECKPOINT.reset(token)
-        # Loading swaps in new Parameter objects, which forgets `requires_grad=False`: set it again.
-        model._set_trainable_parameters()
-        return model
+        else:
+            super()._init_weights(module)
 
 
 class DualEncoderModel(DualEncoderPreTrainedModel):
@@ -196,13 +154,7 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
 
     def __init__(self, config: DualEncoderConfig) -> None:
         super().__init__(config)
-        load_weights = config.text_encoder_name_or_path is not None and not _LOADING_CHECKPOINT.get()
-        self.text_encoder = build_text_encoder(config.text_config, config.text_encoder_name_or_path, load_weights)
-        self.text_encoder.train()  # `from_pretrained` returns it in eval mode; follow the parent's mode instead
-        config.text_config = self.text_encoder.config  # one config object, so config.json matches the encoder
-        if config.pooling != "pooler" and getattr(self.text_encoder, "pooler", None) is not None:
-            # An unused pooler would get no gradient (and trip DDP's unused-parameter check).
-            self.text_encoder.pooler = None
+        self.text_encoder = self._build_text_encoder(config.pooling)
         text_hidden = config.text_config.hidden_size
         self.graph_encoder = GraphEncoder(config)
         self.text_projection = nn.Linear(text_hidden, config.projection_dim, bias=False)
@@ -212,6 +164,10 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
         self._set_trainable_parameters()
 
     # ----------------------------------------------------------------------------------------------- freezing
+    def _after_checkpoint_load(self) -> None:
+        # Loading swaps in new Parameter objects, which forgets `requires_grad=False`: set it again.
+        self._set_trainable_parameters()
+
     def _text_layer_list(self) -> tuple[str, nn.ModuleList]:
         """Finds the text encoder's list of transformer layers (the ModuleList with ``num_hidden_layers`` entries)."""
         num_layers = self.config.text_config.num_hidden_layers
@@ -294,18 +250,6 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
         embeds = self.mol_projection(self.graph_encoder(graph))
         return F.normalize(embeds, dim=-1) if self.config.normalize else embeds
 
-    def score(self, text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
-        """Retrieval score: cosine similarity of every text with every molecule.
-
-        Args:
-            text_embeds (torch.Tensor): ``[Nt, D]`` from :meth:`encode_text`.
-            mol_embeds (torch.Tensor): ``[Nm, D]`` from :meth:`encode_molecule`.
-
-        Returns:
-            torch.Tensor: ``[Nt, Nm]`` cosine similarities.
-        """
-        return F.normalize(text_embeds, dim=-1) @ F.normalize(mol_embeds, dim=-1).T
-
     def get_logit_scale(self) -> torch.Tensor:
         """``1 / temperature``: ``exp(logit_scale)`` clamped at 100."""
         return self.logit_scale.clamp(max=math.log(LOGIT_SCALE_MAX)).exp()
@@ -334,25 +278,15 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
             RetrievalOutput: ``loss`` (mean of ``per_sample_loss``), ``per_sample_loss`` ``[B]``, ``text_embeds``,
             ``mol_embeds`` and ``loss_components`` (``t2m``, ``m2t`` means).
         """
-        unknown = set(kwargs) - _IGNORED_FORWARD_KWARGS
-        if unknown:
-            raise TypeError(
-                f"DualEncoderModel.forward got unexpected arguments {sorted(unknown)}; it takes input_ids, "
-                "attention_mask, graph, return_loss and intensity."
-            )
+        self._check_forward_kwargs(kwargs)
         text_embeds = self.encode_text(input_ids, attention_mask)
         mol_embeds = self.encode_molecule(graph)
-        if text_embeds.shape[0] != mol_embeds.shape[0]:
-            raise ValueError(
-                f"`input_ids` holds {text_embeds.shape[0]} texts but `graph` {mol_embeds.shape[0]} molecules; "
-                "every text needs exactly one molecule."
-            )
+        self._check_pair_counts(text_embeds, mol_embeds)
         if not return_loss:
             return RetrievalOutput(text_embeds=text_embeds, mol_embeds=mol_embeds)
+        self._check_intensity(intensity, "the logits")
         scale = self.get_logit_scale()
         if intensity is not None:
-            if intensity <= 0:
-                raise ValueError(f"`intensity` multiplies the logits and must be positive, got {intensity}.")
             scale = scale * intensity
         losses = contrastive_loss(text_embeds, mol_embeds, scale, gather_across_ranks=self.config.gather_across_ranks)
         per_sample = losses["per_sample_loss"]
@@ -363,19 +297,6 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
             mol_embeds=mol_embeds,
             loss_components={"t2m": losses["t2m"].mean().detach(), "m2t": losses["m2t"].mean().detach()},
         )
-
-    def param_groups(self) -> dict[str, list[str]]:
-        """Names of the trainable parameters, split so the trainer can give the text encoder its own learning rate.
-
-        Returns:
-            dict[str, list[str]]: ``text_encoder``: trainable parameters under ``text_encoder.``; ``other``: every
-            other trainable parameter (molecule encoder, projections, ``logit_scale``).
-        """
-        groups: dict[str, list[str]] = {"text_encoder": [], "other": []}
-        for name, param in self.named_parameters():
-            if param.requires_grad:
-                groups["text_encoder" if name.startswith("text_encoder.") else "other"].append(name)
-        return groups
 
 
 AutoConfig.register("class_dual_encoder", DualEncoderConfig, exist_ok=True)

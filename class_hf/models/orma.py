@@ -65,9 +65,7 @@ Retrieval scores (``score_mode``):
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,22 +77,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GCNConv
 from torch_geometric.utils import scatter, to_dense_batch
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel
 from transformers import initialization as init
 
+from .base import RetrievalPreTrainedModel, loading_checkpoint
 from .configuration_orma import OrmaConfig
 from .losses import contrastive_loss
-from .modules import AtomEncoder, CategoricalEmbedding, build_text_encoder, pool_tokens, text_config_from
+from .modules import AtomEncoder, pool_tokens
 from .outputs import RetrievalOutput
 from .sinkhorn import transport_plan, uniform_marginals
 
 logger = logging.getLogger(__name__)
-
-_IGNORED_FORWARD_KWARGS = frozenset({"sample_idx", "difficulty", "num_items_in_batch"})
-
-# True while `OrmaModel.from_pretrained` builds the model: the checkpoint holds the text encoder and mol2vec weights,
-# so neither `text_encoder_name_or_path` nor `mol2vec_embeddings_path` is read.
-_LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar("_ORMA_LOADING_CHECKPOINT", default=False)
 
 GRAINS = ("global", "mid", "local")
 
@@ -340,53 +333,28 @@ def sparc_grouping(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class OrmaPreTrainedModel(PreTrainedModel):
+class OrmaPreTrainedModel(RetrievalPreTrainedModel):
     """Weight initialisation and checkpoint loading of :class:`OrmaModel`."""
 
     config_class = OrmaConfig
     base_model_prefix = "orma"
-    main_input_name = "input_ids"
-    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """PyTorch's default initialisation, as ORMA (which never re-initialises); ``temp`` = ``temperature_init``.
 
-        The text encoder is dispatched to its own ``_init_weights`` by ``PreTrainedModel.initialize_weights``; loaded
-        parameters (flagged ``_is_hf_initialized``) are skipped by the ``transformers.initialization`` functions. The
-        frozen mol2vec table is left alone (filled from its file in ``__init__``, or from the checkpoint).
+        GCN layers: glorot weights and zero biases (PyG's default); Linear and LayerNorm layers as
+        :meth:`RetrievalPreTrainedModel._init_weights`. The frozen mol2vec table is left alone (filled from its file in
+        ``__init__``, or from the checkpoint).
         """
         if isinstance(module, OrmaModel):
             init.constant_(module.temp, module.config.temperature_init)
-        elif isinstance(module, CategoricalEmbedding):
-            for embedding in module.embeddings:
-                init.xavier_uniform_(embedding.weight)
-        elif isinstance(module, nn.Linear):
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            if module.bias is not None:
-                bound = 1.0 / math.sqrt(module.in_features)
-                init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
         elif isinstance(module, GCNConv):
             init.xavier_uniform_(module.lin.weight)  # PyG's glorot
             if module.bias is not None:
                 init.zeros_(module.bias)
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """Loads a saved checkpoint; the text encoder and mol2vec weights come from it, not from the paths in the
-        config. Arguments as :meth:`transformers.PreTrainedModel.from_pretrained`."""
-        token = _LOADING_CHECKPOINT.set(True)
-        try:
-            loaded = super().from_pretrained(*args, **kwargs)
-        finally:
-            _LOADING_CHECKPOINT.reset(token)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
-        if model.mol2vec is not None:  # loading swaps in new Parameters, which forgets requires_grad=False
-            model.mol2vec.weight.requires_grad_(False)
-        return loaded
+        else:
+            super()._init_weights(module)
 
 
 class OrmaModel(OrmaPreTrainedModel):
@@ -395,7 +363,9 @@ class OrmaModel(OrmaPreTrainedModel):
     Parameters of the text tower live under ``text_encoder.`` (:meth:`param_groups`; ORMA trains it at lr 3e-5 and the
     rest at 1e-4, Adam, weight decay 1e-4 on all). ``temp`` is ORMA's learnable scale: the global logits are
     ``exp(temp)**2 * sentence @ molecule.T``. With ``intensity`` (curriculum stage multiplier,
-    ``supports_intensity = True``) the logits of every grain are multiplied by it.
+    ``supports_intensity = True``) the logits of every grain are multiplied by it. :meth:`score` is the cosine of the
+    global embeddings (``score_mode="global"``, the only score computable from per-item embeddings); ORMA's faithful
+    score needs the fine-grained features of whole blocks (:meth:`score_pairs`, :meth:`score_blocks`).
 
     Args:
         config (OrmaConfig): the configuration. With ``text_encoder_name_or_path`` the pretrained text encoder is
@@ -414,14 +384,7 @@ class OrmaModel(OrmaPreTrainedModel):
 
     def __init__(self, config: OrmaConfig) -> None:
         super().__init__(config)
-        loading = _LOADING_CHECKPOINT.get()
-        config.text_config = text_config_from(config.text_config, config.text_encoder_name_or_path)
-        load_weights = config.text_encoder_name_or_path is not None and not loading
-        self.text_encoder = build_text_encoder(config.text_config, config.text_encoder_name_or_path, load_weights)
-        self.text_encoder.train()
-        config.text_config = self.text_encoder.config
-        if config.pooling != "pooler" and getattr(self.text_encoder, "pooler", None) is not None:
-            self.text_encoder.pooler = None  # unused: it would get no gradient
+        self.text_encoder = self._build_text_encoder(config.pooling)
         hidden, dim = config.text_config.hidden_size, config.emb_dim
         self.sent_proj = nn.Linear(hidden, dim)
         self.sent_norm = nn.LayerNorm(dim)
@@ -444,8 +407,12 @@ class OrmaModel(OrmaPreTrainedModel):
         self.temp = nn.Parameter(torch.tensor(float(config.temperature_init)))
         self._warned: set[str] = set()
         self.post_init()
-        if self.mol2vec is not None and not loading:
+        if self.mol2vec is not None and not loading_checkpoint():  # a checkpoint holds the table
             self._load_mol2vec_table()
+
+    def _after_checkpoint_load(self) -> None:
+        if self.mol2vec is not None:  # loading swaps in new Parameters, which forgets requires_grad=False
+            self.mol2vec.weight.requires_grad_(False)
 
     def _load_mol2vec_table(self) -> None:
         path = self.config.mol2vec_embeddings_path
@@ -698,14 +665,6 @@ class OrmaModel(OrmaPreTrainedModel):
         """Global molecule embeddings ``[B, emb_dim]`` (the molecule node after the GCN and its Linear, unscaled)."""
         return self.molecule_features(graph).molecule
 
-    def score(self, text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity ``[Nt, Nm]`` of global embeddings (from :meth:`encode_text` / :meth:`encode_molecule`).
-
-        This is the score of ``score_mode="global"``, the only one computable from per-item embeddings; ORMA's
-        faithful score needs the fine-grained features of whole blocks (:meth:`score_pairs`, :meth:`score_blocks`).
-        """
-        return F.normalize(text_embeds, dim=-1) @ F.normalize(mol_embeds, dim=-1).T
-
     def _block_scores(self, text: OrmaTextFeatures, mol: OrmaMoleculeFeatures) -> torch.Tensor:
         if self.config.score_mode == "global":
             return self.score(text.sentence, mol.molecule)
@@ -795,18 +754,12 @@ class OrmaModel(OrmaPreTrainedModel):
             0.2 * mid + 0.5 * local`` per pair), the global ``text_embeds`` / ``mol_embeds`` and ``loss_components``
             (``loss_global``, ``loss_mid``, ``loss_local``: unweighted batch means).
         """
-        unknown = set(kwargs) - _IGNORED_FORWARD_KWARGS
-        if unknown:
-            raise TypeError(
-                f"OrmaModel.forward got unexpected arguments {sorted(unknown)}; it takes input_ids, attention_mask, "
-                "graph, return_loss and intensity."
-            )
+        self._check_forward_kwargs(kwargs)
         if not return_loss:
             return RetrievalOutput(
                 text_embeds=self.encode_text(input_ids, attention_mask), mol_embeds=self.encode_molecule(graph)
             )
-        if intensity is not None and intensity <= 0:
-            raise ValueError(f"`intensity` multiplies the logits and must be positive, got {intensity}.")
+        self._check_intensity(intensity, "the logits")
         text = self.text_features(input_ids, attention_mask)
         mol = self.molecule_features(graph)
         grains = self.grain_embeddings(text, mol)
@@ -824,17 +777,6 @@ class OrmaModel(OrmaPreTrainedModel):
             mol_embeds=mol.molecule,
             loss_components=components,
         )
-
-    def param_groups(self) -> dict[str, list[str]]:
-        """Names of the trainable parameters: ``text_encoder`` (under ``text_encoder.``, ORMA lr 3e-5) and ``other``.
-
-        The frozen mol2vec table is in neither (it has no gradient).
-        """
-        groups: dict[str, list[str]] = {"text_encoder": [], "other": []}
-        for name, param in self.named_parameters():
-            if param.requires_grad:
-                groups["text_encoder" if name.startswith("text_encoder.") else "other"].append(name)
-        return groups
 
 
 AutoConfig.register("class_orma", OrmaConfig, exist_ok=True)

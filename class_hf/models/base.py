@@ -1,0 +1,211 @@
+"""What every class-hf retrieval backbone shares: checkpoint loading, the forward checks, the score and the groups.
+
+:class:`RetrievalPreTrainedModel` is the ``PreTrainedModel`` base of :class:`~class_hf.models.DualEncoderModel`,
+:class:`~class_hf.models.OrmaModel` and :class:`~class_hf.models.AmanModel`:
+
+- **building vs loading.** ``config.text_encoder_name_or_path`` names pretrained text-encoder weights that are loaded
+  when the model is *built* (``Model(config)``, ``AutoModel.from_config``), but not when a saved class-hf checkpoint is
+  *loaded* (``from_pretrained``), whose state dict holds the (fine-tuned) encoder; the named weights may not even be
+  reachable then. :meth:`RetrievalPreTrainedModel.from_pretrained` sets a context variable for the duration of the
+  load and :func:`loading_checkpoint` reads it. Unlike a check for the meta device, this also holds under DeepSpeed
+  ZeRO-3, where ``from_pretrained`` builds the model under ``deepspeed.zero.Init`` instead of on the meta device.
+- the forward checks (unknown keyword arguments, ``intensity``, one molecule per text), the cosine :meth:`score`,
+  :meth:`param_groups` and the initialisation of the module types the backbones have in common.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn.dense.linear import Linear as PygLinear
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+from .modules import build_text_encoder, text_config_from
+
+logger = logging.getLogger(__name__)
+
+# Batch keys that ``forward`` accepts and ignores, so that ``model(**collator_output)`` works: the collator's
+# per-sample bookkeeping and the Trainer's loss kwarg (the backbones never need it: `accepts_loss_kwargs = False`).
+IGNORED_FORWARD_KWARGS = frozenset({"sample_idx", "difficulty", "num_items_in_batch"})
+
+# True while `RetrievalPreTrainedModel.from_pretrained` builds a model from a saved checkpoint.
+_LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar("class_hf_loading", default=False)
+
+
+def loading_checkpoint() -> bool:
+    """Whether a class-hf checkpoint is being loaded (inside :meth:`RetrievalPreTrainedModel.from_pretrained`).
+
+    A backbone's ``__init__`` reads it to skip what the checkpoint provides: the pretrained text encoder named by
+    ``text_encoder_name_or_path``, ORMA's mol2vec table file.
+    """
+    return _LOADING_CHECKPOINT.get()
+
+
+class RetrievalPreTrainedModel(PreTrainedModel):
+    """Base of the class-hf backbones: loading, forward checks, cosine score, parameter groups, initialisation.
+
+    Subclasses set ``config_class`` and ``base_model_prefix`` and may set:
+
+    - ``param_group_prefixes``: group name -> parameter-name prefix for :meth:`param_groups` (``other`` collects the
+      rest); each group ``g`` may have a learning rate ``config.<g>_learning_rate`` or ``<g>_learning_rate`` in the
+      training arguments;
+    - ``init_scheme``: ``"torch"`` (PyTorch's default ``nn.Linear`` init) or ``"xavier"`` (Xavier-uniform
+      weights and zero biases for ``nn.Linear`` and PyG ``Linear``, Xavier-uniform embeddings); see
+      :meth:`_init_weights`;
+    - :meth:`_after_checkpoint_load`: re-applies what loading a checkpoint undoes (e.g. ``requires_grad=False``).
+    """
+
+    main_input_name = "input_ids"
+    # The loss is a per-batch mean; never let the Trainer pass or rescale by `num_items_in_batch`.
+    accepts_loss_kwargs = False
+    param_group_prefixes: ClassVar[dict[str, str]] = {"text_encoder": "text_encoder."}
+    init_scheme: ClassVar[str] = "torch"
+
+    # ------------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any):
+        """Loads a saved class-hf checkpoint; the text encoder's weights come from it, not from
+        ``config.text_encoder_name_or_path``. Arguments and return value as
+        :meth:`transformers.PreTrainedModel.from_pretrained` (with ``output_loading_info=True``: ``(model, info)``).
+        """
+        token = _LOADING_CHECKPOINT.set(True)
+        try:
+            loaded = super().from_pretrained(*args, **kwargs)
+        finally:
+            _LOADING_CHECKPOINT.reset(token)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._after_checkpoint_load()
+        return loaded
+
+    def _after_checkpoint_load(self) -> None:
+        """Called on the model returned by :meth:`from_pretrained`; loading swaps in new ``Parameter`` objects, which
+        forgets ``requires_grad=False``: subclasses with frozen parameters set it again here."""
+
+    def _build_text_encoder(self, pooling: str) -> PreTrainedModel:
+        """Builds the text encoder from ``config.text_config`` / ``config.text_encoder_name_or_path``.
+
+        The pretrained weights are loaded unless a checkpoint is being loaded (:func:`loading_checkpoint`). The
+        encoder follows the parent's train/eval mode, ``config.text_config`` becomes the encoder's own config object
+        (so ``config.json`` matches it), and the encoder's pooler is dropped unless ``pooling == "pooler"`` (an unused
+        pooler would get no gradient and trip DDP's unused-parameter check).
+
+        Args:
+            pooling (str): the backbone's sentence pooling mode.
+        """
+        config = self.config
+        config.text_config = text_config_from(config.text_config, config.text_encoder_name_or_path)
+        load_weights = config.text_encoder_name_or_path is not None and not loading_checkpoint()
+        encoder = build_text_encoder(config.text_config, config.text_encoder_name_or_path, load_weights)
+        encoder.train()  # `from_pretrained` returns it in eval mode
+        config.text_config = encoder.config
+        if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None
+        return encoder
+
+    # ------------------------------------------------------------------------------------------------- init
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialises the module types the backbones share; the text encoder uses its own ``_init_weights``.
+
+        ``PreTrainedModel.initialize_weights`` dispatches every Hugging Face sub-model (the text encoder) to its own
+        ``_init_weights`` and skips modules and parameters flagged ``_is_hf_initialized`` (loaded from a checkpoint,
+        or already initialised, e.g. a pretrained text encoder loaded in ``__init__``); the
+        ``transformers.initialization`` functions used here honour the same flag. It also never calls this for a
+        module without parameters of its own (e.g. a :class:`~class_hf.models.modules.CategoricalEmbedding`, whose
+        tables are its ``nn.Embedding`` children; it draws them Xavier-uniform itself when built).
+
+        - ``init_scheme="torch"``: ``nn.Linear`` as PyTorch's default (Kaiming-uniform weights, uniform biases);
+          embeddings keep the initialisation they got when built.
+        - ``init_scheme="xavier"``: ``nn.Linear`` and PyG ``Linear``: Xavier-uniform weights, zero biases;
+          ``nn.Embedding``: Xavier-uniform.
+        - both: ``nn.LayerNorm`` (affine) and ``nn.BatchNorm1d``: weight 1, bias 0, fresh running statistics.
+        """
+        xavier = self.init_scheme == "xavier"
+        if isinstance(module, nn.Linear) or (xavier and isinstance(module, PygLinear)):
+            if xavier:
+                init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    init.zeros_(module.bias)
+            else:
+                init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+                if module.bias is not None:
+                    bound = 1.0 / math.sqrt(module.in_features)
+                    init.uniform_(module.bias, -bound, bound)
+        elif xavier and isinstance(module, nn.Embedding):
+            init.xavier_uniform_(module.weight)
+        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+            init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+
+    # ------------------------------------------------------------------------------------------------- forward
+    def _check_forward_kwargs(self, kwargs: Mapping[str, Any]) -> None:
+        """Rejects keyword arguments other than the ignored batch keys (``sample_idx``, ``difficulty``,
+        ``num_items_in_batch``)."""
+        unknown = set(kwargs) - IGNORED_FORWARD_KWARGS
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.forward got unexpected arguments {sorted(unknown)}; it takes input_ids, "
+                "attention_mask, graph, return_loss and intensity."
+            )
+
+    @staticmethod
+    def _check_intensity(intensity: float | None, target: str) -> None:
+        """Raises unless ``intensity`` is None or positive; ``target`` names what it multiplies."""
+        if intensity is not None and not intensity > 0:
+            raise ValueError(f"`intensity` multiplies {target} and must be positive, got {intensity}.")
+
+    @staticmethod
+    def _check_pair_counts(text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> None:
+        """Raises unless there is exactly one molecule per text."""
+        if text_embeds.shape[0] != mol_embeds.shape[0]:
+            raise ValueError(
+                f"`input_ids` holds {text_embeds.shape[0]} texts but `graph` {mol_embeds.shape[0]} molecules; "
+                "every text needs exactly one molecule."
+            )
+
+    def score(self, text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
+        """Retrieval score: cosine similarity of every text with every molecule.
+
+        Args:
+            text_embeds (torch.Tensor): ``[Nt, D]`` from ``encode_text``.
+            mol_embeds (torch.Tensor): ``[Nm, D]`` from ``encode_molecule``.
+
+        Returns:
+            torch.Tensor: ``[Nt, Nm]`` cosine similarities.
+        """
+        return F.normalize(text_embeds, dim=-1) @ F.normalize(mol_embeds, dim=-1).T
+
+    # ------------------------------------------------------------------------------------------------- training
+    def param_groups(self) -> dict[str, list[str]]:
+        """Names of the trainable parameters, split so that an optimiser can give each group its own learning rate.
+
+        Returns:
+            dict[str, list[str]]: one entry per ``param_group_prefixes`` group (the trainable parameters whose name
+            starts with its prefix), then ``other`` (every other trainable parameter). Frozen parameters are in none.
+        """
+        groups: dict[str, list[str]] = {name: [] for name in self.param_group_prefixes}
+        groups["other"] = []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            group = next((g for g, prefix in self.param_group_prefixes.items() if name.startswith(prefix)), "other")
+            groups[group].append(name)
+        return groups
+
+
+__all__ = ["IGNORED_FORWARD_KWARGS", "RetrievalPreTrainedModel", "loading_checkpoint"]
