@@ -176,7 +176,7 @@ def test_metrics(model, dataset, collator, pool_extra, batch_size: int, with_all
     scorer = getattr(model, "score", None)
     out["split"] = retrieval_metrics(text, mol, scorer=scorer)
     if with_all and pool_extra is not None:
-        extra = embed_molecules(model, pool_extra, collator, batch_size=batch_size, show_progress=False)
+        extra = embed_molecules(model, pool_extra, None, batch_size=batch_size, show_progress=False)  # graph-only
         out["all"] = retrieval_metrics(text, mol, scorer=scorer, extra_mol_embeds=extra)
         out["all_pool_size"] = len(dataset) + len(pool_extra)
     out["seconds"] = time.perf_counter() - start
@@ -642,16 +642,16 @@ def default_config(quick: bool) -> dict[str, Any]:
                 "hidden": 128,
                 "layers": 3,
                 "fingerprint": True,
-                "epochs": 16,
+                "epochs": 12,
                 "batch_size": 64,
                 "lr": 1e-3,
             },
-            "aman": {"hidden": 128, "layers": 2, "fingerprint": False, "epochs": 12, "batch_size": 64, "lr": 1e-3},
+            "aman": {"hidden": 128, "layers": 2, "fingerprint": False, "epochs": 8, "batch_size": 64, "lr": 1e-3},
             "orma": {
                 "hidden": 128,
                 "layers": 2,
                 "fingerprint": False,
-                "epochs": 12,
+                "epochs": 8,
                 "batch_size": 32,
                 "lr": 1e-3,
                 "ot_iterations": 20,
