@@ -36,6 +36,7 @@ from pathlib import Path
 
 import psutil
 import torch
+from retrieval_eval import _kernel_peak_bytes, _reset_peak  # the sibling benchmark's peak-RSS reader
 
 from class_hf.search.index import MoleculeIndex, top_k
 
@@ -45,23 +46,6 @@ RESULTS = Path(__file__).parent / "results" / "search_latency.json"
 
 def _load() -> float:
     return round(os.getloadavg()[0], 2)
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _descriptions(split: str) -> list[dict[str, str]]:
@@ -185,7 +169,7 @@ def main() -> None:
         "skipped": index.info["num_skipped"],
         "seconds": round(build_seconds, 1),
         "molecules_per_second": round(index.num_molecules / build_seconds, 1),
-        "peak_rss_mib": round(_peak_mib(), 1) if peak_reset else None,
+        "peak_rss_mib": round(_kernel_peak_bytes() / 2**20, 1) if peak_reset else None,
         "rss_before_mib": round(rss_before, 1),
         "embeddings_mib": round(index.molecule_embeddings.numel() * 4 / 2**20, 1),
         "chunk_size": args.chunk_size,
