@@ -55,14 +55,29 @@ def test_feature_index_tokenizer_and_cached_encoder_round_trip():
     assert torch.equal(out.hidden_states[0], tokens[[1, 2], 0, :3].float())
 
 
+def _pool_file(csv_path: Path, out: Path) -> Path:
+    """A ``cid_split_smiles.tsv``-style pool of the fixture's molecules (SMILES as they are: no backslash)."""
+    import csv
+
+    with csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    lines = ["CID\tsplit\tin_molt5_file\tSMILES"]
+    lines += [f"{r['CID']}\ttest\t1\t{r['CanonicalSMILES']}" for r in rows if "\\" not in r["CanonicalSMILES"]]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def test_quick_run_writes_results(tmp_path, chebi20_sample_dir, tiny_encoder_dir):
     bench = _load("class_vs_baseline")
     out_dir = tmp_path / "results"
+    pool = _pool_file(chebi20_sample_dir / "orma_sample.csv", tmp_path / "cid_split_smiles.tsv")
     report = bench.main(
         [
             "--quick",
             "--data",
             str(chebi20_sample_dir / "orma_sample.csv"),
+            "--pool",
+            str(pool),
             "--text-encoder",
             str(tiny_encoder_dir),
             "--cache-dir",
@@ -86,6 +101,9 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir, tiny_encoder_dir
         assert len(r["history"]) == epochs
         assert all(0.0 <= h["val"]["mrr"] <= 1.0 for h in r["history"])
         assert 0.0 < r["test_best_val"]["split"]["t2m_mrr"] <= 1.0
+        # The `all` pool adds the other molecules as candidates: text->molecule can only get harder.
+        assert r["test_best_val"]["all"]["t2m_mrr"] <= r["test_best_val"]["split"]["t2m_mrr"] + 1e-9
+        assert r["test_best_val"]["all_pool_size"] == saved["data"]["all_pool_size"] > sizes["test"]
     # CLASS and the random-subset ablation see the same (smaller) number of samples; the baseline sees all.
     n = sizes["train"]
     assert by_arm["baseline"]["summary"]["samples_seen"] == n * epochs
