@@ -44,6 +44,7 @@ from .models import (
     OrmaModel,
     RetrievalOutput,
 )
+from .search import MoleculeIndex, SearchResult
 from .trainer import CurriculumPlan, CurriculumTrainer
 from .training_args import CurriculumTrainingArguments
 
@@ -60,12 +61,14 @@ __all__ = [
     "DualEncoderModel",
     "FingerprintScorer",
     "IntensityTarget",
+    "MoleculeIndex",
     "MoleculeTextCollator",
     "OrmaConfig",
     "OrmaModel",
     "Pacing",
     "PacingKind",
     "RetrievalOutput",
+    "SearchResult",
     "ValidationReport",
     "add_difficulty_columns",
     "compute_difficulty",
