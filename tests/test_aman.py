@@ -375,6 +375,38 @@ def test_pretrained_text_encoder_loaded_at_construction_not_at_from_pretrained(t
     assert torch.equal(loaded.text_encoder.pooler.dense.weight, bert.pooler.dense.weight)
 
 
+def test_from_pretrained_never_reads_the_named_encoder_even_off_the_meta_device(
+    tiny_bert_config, tmp_path, monkeypatch
+):
+    """DeepSpeed ZeRO-3 loading builds the model under ``zero.Init``, not on the meta device: still no encoder read."""
+    BertModel(tiny_bert_config).save_pretrained(tmp_path / "bert")
+    model = AmanModel(tiny_config(None, text_encoder_name_or_path=str(tmp_path / "bert")))
+    model.save_pretrained(tmp_path / "aman")
+    shutil.rmtree(tmp_path / "bert")
+    original = AmanModel.get_init_context.__func__
+
+    def without_meta(cls, *args, **kwargs):
+        return [c for c in original(cls, *args, **kwargs) if not isinstance(c, torch.device)]
+
+    monkeypatch.setattr(AmanModel, "get_init_context", classmethod(without_meta))
+    loaded = AmanModel.from_pretrained(tmp_path / "aman")
+    assert torch.equal(loaded.text_encoder.pooler.dense.weight, model.text_encoder.pooler.dense.weight)
+    with pytest.raises(OSError):  # building (not loading) does read it, and it is gone
+        AmanModel(loaded.config)
+
+
+def test_from_pretrained_with_output_loading_info(make_model, tmp_path):
+    model = make_model()
+    model.save_pretrained(tmp_path)
+    loaded, info = AmanModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(loaded) is AmanModel
+    assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    auto_loaded, _ = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(auto_loaded) is AmanModel
+
+
 def config_fields(config: AmanConfig) -> dict:
     """The config as a dict, without where it was loaded from and the dtype ``from_pretrained`` records."""
     fields = {k: v for k, v in config.to_dict().items() if k not in ("_name_or_path", "dtype")}

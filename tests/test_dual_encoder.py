@@ -299,3 +299,19 @@ def test_text_encoder_name_or_path_loads_pretrained_weights(tiny_bert_config, ba
     loaded = AutoModel.from_pretrained(tmp_path / "dual")
     _assert_same_state(model, loaded)
     assert loaded.config.text_encoder_name_or_path == str(bert_dir)
+
+
+def test_from_pretrained_with_output_loading_info(make_model, batch, tmp_path):
+    model = make_model(train_text_layers=1)
+    model.save_pretrained(tmp_path)
+    loaded, info = DualEncoderModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(loaded) is DualEncoderModel
+    assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
+    _assert_same_state(model, loaded)
+    # the freezing is re-applied on the model inside the tuple, too
+    assert {n for n, p in loaded.named_parameters() if p.requires_grad} == {
+        n for n, p in model.named_parameters() if p.requires_grad
+    }
+    assert not loaded.text_encoder.embeddings.word_embeddings.weight.requires_grad
+    auto_loaded, _ = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    _assert_same_state(model, auto_loaded)

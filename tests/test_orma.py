@@ -378,6 +378,18 @@ def test_pretrained_text_encoder_is_loaded_once(tiny_bert_config, tiny_tokenizer
     torch.testing.assert_close(loaded.text_encoder.pooler.dense.weight, bert.pooler.dense.weight)
 
 
+def test_from_pretrained_with_output_loading_info(tiny_bert_config, tmp_path):
+    model = _model(tiny_bert_config)
+    model.save_pretrained(tmp_path)
+    loaded, info = OrmaModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(loaded) is OrmaModel
+    assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    auto_loaded, _ = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(auto_loaded) is OrmaModel
+
+
 # ----------------------------------------------------------------------------------------------------- mol2vec
 def test_mol2vec_identifiers_match_text2mol():
     from rdkit import Chem
@@ -421,3 +433,5 @@ def test_mol2vec_atom_features(tiny_bert_config, tiny_tokenizer, tmp_path):
     loaded = OrmaModel.from_pretrained(tmp_path / "orma")
     assert not loaded.mol2vec.weight.requires_grad
     np.testing.assert_array_equal(loaded.mol2vec.weight.detach().numpy(), vectors)
+    with_info, _ = OrmaModel.from_pretrained(tmp_path / "orma", output_loading_info=True)
+    assert not with_info.mol2vec.weight.requires_grad  # re-frozen on the model inside the tuple too
