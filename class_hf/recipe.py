@@ -318,6 +318,13 @@ def load_pairs(data_args: DataArguments):
                 "dataset's own splits."
             )
         data = resplit_by_cid(data, data_args.resplit, seed=data_args.resplit_seed)
+    for split in [name for name in data if name != data_args.train_split]:
+        # Only the training split's difficulty is used. Parquet/Hub copies give every split one schema, so the
+        # unscored splits come back with empty difficulty columns (which the collator could not batch): drop them.
+        present = [c for c in DIFFICULTY_COLUMNS if c in data[split].column_names]
+        if present:
+            logger.info("Ignoring the difficulty columns %s of the %r split (used in training only).", present, split)
+            data[split] = data[split].remove_columns(present)
     if data_args.train_split not in data:
         raise ValueError(
             f"The data has no {data_args.train_split!r} split (it has {list(data)}); set `train_split`, or "
