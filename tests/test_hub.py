@@ -190,3 +190,41 @@ dual_encoder.main([
     assert results["difficulty"] == {"source": "precomputed column"}
     assert json.loads((out / "config.json").read_text())["gnn_hidden_size"] == 24  # the Hub checkpoint, trained on
     assert set(results["test"]) == {"split", "all"}
+
+
+def test_push_to_hub_uploads_the_run_with_its_class_hf_card(tmp_path, monkeypatch):
+    """``--push_to_hub`` goes through ``Trainer.push_to_hub``: our model card, not transformers' generic one."""
+    import transformers.trainer
+    from huggingface_hub import ModelCard
+
+    from class_hf.model_card import metrics_from_model_card
+
+    calls = {}
+
+    class FakeApi:  # records what the Trainer sends instead of reaching the Hub
+        def create_repo(self, repo_id, **kwargs):
+            calls["create_repo"] = repo_id
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            calls["upload"] = (repo_id, sorted(os.listdir(folder_path)), kwargs.get("ignore_patterns"))
+            calls["card"] = ModelCard.load(Path(folder_path) / "README.md")
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", FakeApi)
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "pushed"
+    main = runpy.run_path(str(ROOT / "recipes" / "dual_encoder.py"))["main"]
+    results = main(
+        [
+            "--config", "recipes/configs/dual_encoder_tiny.yaml", "--output_dir", str(out),
+            "--num_train_epochs", "2", "--pacing_stages", "2", "--max_train_samples", "64", "--eval_strategy", "no",
+            "--push_to_hub", "--hub_model_id", "org/class-dual-encoder-tiny",
+        ]
+    )  # fmt: skip
+    repo_id, files, _ = calls["upload"]
+    assert calls["create_repo"] == repo_id == "org/class-dual-encoder-tiny"
+    assert {"README.md", "config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= set(files)
+    card = calls["card"]
+    assert card.data.library_name == "class-hf" and card.data.model_name == "org/class-dual-encoder-tiny"
+    assert metrics_from_model_card(card) == results["test"]
+    assert 'AutoModel.from_pretrained("org/class-dual-encoder-tiny")' in card.text
