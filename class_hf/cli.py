@@ -185,6 +185,12 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fingerprint-max-epochs", type=int, default=200, help="Epoch cap of the fingerprint scorer.")
     parser.add_argument("--fingerprint-patience", type=int, default=10, help="Early-stopping patience (epochs).")
     parser.add_argument("--projection-dim", type=int, default=256, help="Shared space of the fingerprint scorer.")
+    parser.add_argument(
+        "--cross-fit-folds",
+        type=int,
+        default=5,
+        help="Fingerprint scorer: score every pair with projections fitted on the other folds (0: in-sample).",
+    )
 
 
 def _backbone_for_warmup(args: argparse.Namespace):
@@ -222,7 +228,12 @@ def dataset_card_text(info: dict[str, Any], *, split: str, command: str) -> str:
         "percentile rank of their sum in [0, 1], ties sharing their average rank).",
         "",
         f"- scored by: `{info.get('source')}`"
-        + (f" (text encoder `{info['fingerprint_text_encoder']}`)" if "fingerprint_text_encoder" in info else ""),
+        + (f" (text encoder `{info['fingerprint_text_encoder']}`)" if "fingerprint_text_encoder" in info else "")
+        + (
+            f", out of fold ({info['fingerprint_cross_fit_folds']} folds)"
+            if info.get("fingerprint_cross_fit_folds", 0) > 1
+            else ""
+        ),
         f"- pairs: {info.get('num_pairs')}; scoring time: {info.get('seconds', float('nan')):.1f} s",
     ]
     lines += [f"- {key}: {value:.4f}" for key, value in sorted(quality.items())]
@@ -277,6 +288,7 @@ def score(args: argparse.Namespace) -> int:
             "max_epochs": args.fingerprint_max_epochs,
             "patience": args.fingerprint_patience,
             "projection_dim": args.projection_dim,
+            "cross_fit_folds": args.cross_fit_folds,
         },
     )
     if isinstance(data, DatasetDict):

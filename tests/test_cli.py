@@ -79,6 +79,7 @@ def test_score_fingerprint_writes_columns_and_card(tmp_path, prepared_dir, text_
     assert json.loads((out / "difficulty_info.json").read_text())["num_pairs"] == 300
     card = (out / "README.md").read_text()
     assert "`fingerprint`" in card and str(text_encoder_dir) in card and "class-hf score" in card
+    assert "out of fold (5 folds)" in card
 
 
 def test_score_raw_files_and_push_to_hub(tmp_path, chebi20_sample_dir, text_encoder_dir, monkeypatch):

@@ -283,22 +283,38 @@ def test_fingerprint_scorer_with_eval_dataset_reports_its_mrr(chebi_pairs, tiny_
     assert scorer(held_out)[0].shape == (100, 32)
 
 
-def test_compute_difficulty_fingerprint(chebi_pairs, tiny_text_encoder, tiny_tokenizer):
-    scored, info = compute_difficulty(
-        chebi_pairs,
-        "fingerprint",
-        text_encoder=tiny_text_encoder,
-        tokenizer=tiny_tokenizer,
-        fingerprint_kwargs={"max_epochs": 5, "patience": 2, "projection_dim": 32},
-        show_progress=False,
-    )
+def test_compute_difficulty_fingerprint_scores_out_of_fold(chebi_pairs, tiny_text_encoder, tiny_tokenizer):
+    fit = {"max_epochs": 8, "patience": 2, "projection_dim": 32}
+    common = {"text_encoder": tiny_text_encoder, "tokenizer": tiny_tokenizer, "show_progress": False}
+    scored, info = compute_difficulty(chebi_pairs, "fingerprint", fingerprint_kwargs=fit, **common)
     assert {"n_confusing_t2m", "n_confusing_m2t", "difficulty"} <= set(scored.column_names)
     assert scored["cid"][:] == chebi_pairs["cid"][:]
     assert info["source"] == "fingerprint" and info["seconds"] > 0 and info["num_pairs"] == 300
-    total = np.asarray(scored["n_confusing_t2m"]) + np.asarray(scored["n_confusing_m2t"])
-    assert info["zero_confusion_share"] == pytest.approx(np.mean(total == 0))
-    assert info["scored_t2m_mrr"] > 0.1  # far above chance (0.021) on the pairs it was fitted on
-    np.testing.assert_allclose(scored["difficulty"], brute_force_percentile(total), atol=1e-6)
+    assert info["fingerprint_cross_fit_folds"] == 5
+    t2m, m2t = np.asarray(scored["n_confusing_t2m"]), np.asarray(scored["n_confusing_m2t"])
+    assert t2m.max() <= 299 and m2t.max() <= 299  # ranked against the whole pool of 300
+    assert info["zero_confusion_share"] == pytest.approx(np.mean(t2m + m2t == 0))
+    # Above chance (0.021, sd about 0.004 over 300 queries) on pairs each fold's scorer never saw, even with a random
+    # tiny text encoder.
+    assert info["scored_t2m_mrr"] > 0.032 and info["scored_m2t_mrr"] > 0.032
+    np.testing.assert_allclose(scored["difficulty"], brute_force_percentile(t2m + m2t), atol=1e-6)
+    # Scoring the pairs the projections were fitted on makes them look easier than out of fold.
+    _, in_sample = compute_difficulty(
+        chebi_pairs, "fingerprint", fingerprint_kwargs={**fit, "cross_fit_folds": 0}, **common
+    )
+    assert in_sample["fingerprint_cross_fit_folds"] == 0
+    assert in_sample["scored_t2m_mrr"] > info["scored_t2m_mrr"]
+    assert in_sample["zero_confusion_share"] > info["zero_confusion_share"]
+
+
+def test_cross_fit_needs_a_fitted_scorer_and_valid_folds(chebi_pairs, tiny_text_encoder, tiny_tokenizer):
+    scorer = FingerprintScorer(tiny_text_encoder, tiny_tokenizer, projection_dim=8, show_progress=False)
+    small = chebi_pairs.select(range(20))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        scorer.cross_fit_counts(small)
+    scorer.fit(small, max_epochs=2, patience=1)
+    with pytest.raises(ValueError, match=r"`folds` must lie in \[2, 10\] for 20 pairs"):
+        scorer.cross_fit_counts(small, folds=11)
 
 
 def test_fingerprint_needs_a_text_encoder(chebi_pairs):

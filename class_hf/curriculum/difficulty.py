@@ -488,7 +488,9 @@ def compute_difficulty(
         eval_dataset (Dataset | None): held-out pairs to report the scorer's MRR on (and to early-stop the
             fingerprint scorer on).
         fingerprint_kwargs (Mapping | None): extra arguments of the ``FingerprintScorer`` constructor (e.g.
-            ``projection_dim``) and of its ``fit`` (e.g. ``max_epochs``), told apart by name.
+            ``projection_dim``) and of its ``fit`` (e.g. ``max_epochs``), told apart by name, and
+            ``cross_fit_folds`` (default 5: every pair is scored by projections fitted on the other folds, see
+            :meth:`FingerprintScorer.cross_fit_counts`; 0 or 1 scores with the projections fitted on all pairs).
         show_progress (bool): show progress bars.
 
     Returns:
@@ -578,13 +580,25 @@ def compute_difficulty(
             tokenizer = getattr(data_collator, "tokenizer", None)
         init_names = inspect.signature(FingerprintScorer).parameters
         kwargs = dict(fingerprint_kwargs or {})
+        folds = kwargs.pop("cross_fit_folds", 5)
         init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}
         init_kwargs.setdefault("seed", seed)
         init_kwargs.setdefault("show_progress", show_progress)
         scorer = FingerprintScorer(encoder, tokenizer, **init_kwargs)
-        scorer.fit(dataset, eval_dataset=eval_dataset, **kwargs)
-        info.update(scorer.fit_info)
-        scored = score_difficulty(dataset, *scorer(dataset), scorer=scorer.score, delta=delta, chunk_size=chunk_size)
+        # The fit's own held-out slice chooses the epochs; eval_dataset only reports (it is not scored here).
+        scorer.fit(dataset, **kwargs)
+        info.update(scorer.fit_info, fingerprint_cross_fit_folds=folds or 0)
+        if folds and folds > 1:
+            counts = scorer.cross_fit_counts(dataset, folds, delta=delta, chunk_size=chunk_size)
+            scored = add_difficulty_columns(dataset, *counts)
+        else:
+            embeds = scorer(dataset)
+            scored = score_difficulty(dataset, *embeds, scorer=scorer.score, delta=delta, chunk_size=chunk_size)
+        if eval_dataset is not None:
+            from ..evaluation.retrieval import retrieval_metrics
+
+            metrics = retrieval_metrics(*scorer(eval_dataset), chunk_size=chunk_size, ks=(1, 10))
+            info.update(eval_t2m_mrr=metrics["t2m_mrr"], eval_m2t_mrr=metrics["m2t_mrr"])
     else:
         raise ValueError(f"Unknown `difficulty_source` {source!r}; choose one of {DIFFICULTY_SOURCES} or a callable.")
     info["seconds"] = time.perf_counter() - start
