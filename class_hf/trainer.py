@@ -834,41 +834,72 @@ class CurriculumTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
-        """The Trainer's optimizer, with ``text_encoder_learning_rate`` for the text encoder's parameters.
+        """The Trainer's optimizer, with one learning rate per parameter group of the backbone.
 
-        The text encoder's parameters are those the model lists under ``param_groups()["text_encoder"]`` or, without
-        that method, those named ``text_encoder.*``. Weight decay follows the Trainer's rule in both groups.
+        When the model has ``param_groups()`` (every class-hf backbone) or ``text_encoder_learning_rate`` is set, the
+        parameters are grouped by :func:`~class_hf.models.base.optimizer_param_groups`:
+
+        - every group ``g`` that ``param_groups()`` names (``text_encoder``, AMAN's ``discriminator``, ...) trains at
+          ``args.<g>_learning_rate`` when the arguments set it, else at ``model.config.<g>_learning_rate`` when the
+          config sets it (ORMA: text encoder 3e-5; AMAN: text encoder 3e-5, discriminator 1e-4), else at
+          ``learning_rate``, as does ``other``. A model without ``param_groups()`` has ``text_encoder`` (parameters
+          named ``text_encoder.*``) and ``other``;
+        - ``weight_decay`` applies to the parameters ``get_decay_parameter_names`` keeps that have two or more
+          dimensions: as in open_clip, biases, norm weights and scalars such as ``logit_scale`` / ``temp`` never decay.
+
+        The learning-rate schedule (and the intensity's stage multiplier) scales every group alike. A model without
+        ``param_groups()`` and without ``text_encoder_learning_rate`` gets ``Trainer.create_optimizer`` unchanged, as
+        do optimizers that build their own parameter groups (GaLore, LOMO, layer-wise, optimizer factories; a warning
+        says which group rates are then not applied).
         """
+        from transformers.trainer_optimizer import is_optimizer_factory
+
+        from .models.base import optimizer_param_groups
+
         args = self.args
-        if args.text_encoder_learning_rate is None or self.optimizer is not None:
+        if self.optimizer is not None:
             return super().create_optimizer(model)
         opt_model = self.model if model is None else model
         unwrapped = self.accelerator.unwrap_model(opt_model)
-        if hasattr(unwrapped, "param_groups") and callable(unwrapped.param_groups):
-            text_names = set(unwrapped.param_groups().get("text_encoder", []))
+        has_groups = callable(getattr(unwrapped, "param_groups", None))
+        if not has_groups and args.text_encoder_learning_rate is None:
+            return super().create_optimizer(model)
+        if has_groups:
+            named = unwrapped.param_groups()
         else:
-            text_names = {n for n, _ in unwrapped.named_parameters() if n.startswith("text_encoder.")}
-        text_ids = {id(p) for n, p in unwrapped.named_parameters() if n in text_names}
-        if not text_ids:
+            named = {"text_encoder": [n for n, _ in unwrapped.named_parameters() if n.startswith("text_encoder.")]}
+        if args.text_encoder_learning_rate is not None and not named.get("text_encoder"):
             raise ValueError(
                 f"`text_encoder_learning_rate` is set but {type(unwrapped).__name__} has no text-encoder parameters "
                 "(none in `param_groups()['text_encoder']` nor named `text_encoder.*`). Unset it or rename the module."
             )
-        decay_names = set(self.get_decay_parameter_names(opt_model))
-        groups = []
-        for is_text, lr in ((True, args.text_encoder_learning_rate), (False, args.learning_rate)):
-            for decay in (True, False):
-                params = [
-                    p
-                    for n, p in opt_model.named_parameters()
-                    if p.requires_grad and (id(p) in text_ids) == is_text and (n in decay_names) == decay
-                ]
-                if params:
-                    groups.append({"params": params, "weight_decay": args.weight_decay if decay else 0.0, "lr": lr})
+        config = getattr(unwrapped, "config", None)
+        rates: dict[str, float] = {}
+        for group in (g for g in named if g != "other"):
+            key = f"{group}_learning_rate"
+            sources = (("training arguments", getattr(args, key, None)), ("model config", getattr(config, key, None)))
+            source, value = next(((where, v) for where, v in sources if v is not None), (None, None))
+            if value is not None:
+                rates[group] = float(value)
+                logger.info("Parameter group %r: learning rate %g (`%s` of the %s).", group, value, key, source)
         if self.optimizer_cls_and_kwargs is not None:
             optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
         else:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(args, opt_model)
+        if is_optimizer_factory(optimizer_cls) or {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
+            logger.warning(
+                "`optim=%s` builds its own parameter groups: the per-group learning rates %s are not applied.",
+                args.optim,
+                rates,
+            )
+            return super().create_optimizer(model)
+        groups = optimizer_param_groups(
+            unwrapped,
+            args.learning_rate,
+            args.weight_decay,
+            rates,
+            decay_names=self.get_decay_parameter_names(unwrapped),
+        )
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 

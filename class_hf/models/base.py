@@ -11,6 +11,10 @@
   ZeRO-3, where ``from_pretrained`` builds the model under ``deepspeed.zero.Init`` instead of on the meta device.
 - the forward checks (unknown keyword arguments, ``intensity``, one molecule per text), the cosine :meth:`score`,
   :meth:`param_groups` and the initialisation of the module types the backbones have in common.
+
+:func:`optimizer_param_groups` turns :meth:`~RetrievalPreTrainedModel.param_groups` into ``torch.optim`` parameter
+groups with one learning rate per group and open_clip's weight-decay rule; ``CurriculumTrainer.create_optimizer`` uses
+it, and a hand-written training loop can too.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -208,4 +212,71 @@ class RetrievalPreTrainedModel(PreTrainedModel):
         return groups
 
 
-__all__ = ["IGNORED_FORWARD_KWARGS", "RetrievalPreTrainedModel", "loading_checkpoint"]
+def optimizer_param_groups(
+    model: nn.Module,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    group_learning_rates: Mapping[str, float | None] | None = None,
+    decay_names: Collection[str] | None = None,
+) -> list[dict[str, Any]]:
+    """``torch.optim`` parameter groups: one learning rate per named group, weight decay as open_clip applies it.
+
+    The groups come from ``model.param_groups()`` (name -> parameter names); a model without it has ``text_encoder``
+    (parameters named ``text_encoder.*``) and ``other``. Trainable parameters that ``param_groups()`` leaves out join
+    ``other``. Group ``g`` trains at ``group_learning_rates[g]`` (``learning_rate`` when missing or None).
+
+    Weight decay (as open_clip's ``exclude``): only parameters with two or more dimensions (weight matrices,
+    embedding tables) decay; biases, norm weights and scalars such as ``logit_scale`` / ``temp`` never do. With
+    ``decay_names`` a parameter must also be listed there (e.g. ``Trainer.get_decay_parameter_names``).
+
+    Args:
+        model (nn.Module): the (unwrapped) backbone.
+        learning_rate (float): the base learning rate (group ``other``).
+        weight_decay (float): decoupled weight decay of the decaying parameters.
+        group_learning_rates (Mapping[str, float | None] | None): learning rate per group name.
+        decay_names (Collection[str] | None): names allowed to decay (None: all with ``ndim >= 2``).
+
+    Returns:
+        list[dict]: ``{"params", "lr", "weight_decay"}`` per (group, decays) combination that has parameters, in the
+        order of ``param_groups()`` with the decaying half first.
+
+    Raises:
+        ValueError: when ``param_groups()`` lists a parameter twice or names one the model does not have.
+    """
+    params = dict(model.named_parameters())
+    if callable(getattr(model, "param_groups", None)):
+        named = {group: list(names) for group, names in model.param_groups().items()}
+    else:
+        named = {"text_encoder": [n for n in params if n.startswith("text_encoder.")]}
+    named.setdefault("other", [])
+    owner: dict[str, str] = {}
+    for group, names in named.items():
+        for name in names:
+            if name not in params:
+                raise ValueError(
+                    f"{type(model).__name__}.param_groups() lists {name!r} in {group!r}, but the model has no such "
+                    "parameter; return the names of `named_parameters()`."
+                )
+            if name in owner:
+                raise ValueError(
+                    f"{type(model).__name__}.param_groups() lists {name!r} in both {owner[name]!r} and {group!r}; "
+                    "every parameter belongs to one group."
+                )
+            owner[name] = group
+    named["other"] = named["other"] + [n for n, p in params.items() if p.requires_grad and n not in owner]
+    rates = dict(group_learning_rates or {})
+    allowed = None if decay_names is None else set(decay_names)
+    groups = []
+    for group, names in named.items():
+        lr = rates.get(group)
+        lr = learning_rate if lr is None else lr
+        trainable = [n for n in names if params[n].requires_grad]
+        decaying = [params[n].ndim >= 2 and (allowed is None or n in allowed) for n in trainable]
+        for wanted, value in ((True, weight_decay), (False, 0.0)):
+            chosen = [params[n] for n, d in zip(trainable, decaying, strict=True) if d is wanted]
+            if chosen:
+                groups.append({"params": chosen, "lr": lr, "weight_decay": value})
+    return groups
+
+
+__all__ = ["IGNORED_FORWARD_KWARGS", "RetrievalPreTrainedModel", "loading_checkpoint", "optimizer_param_groups"]

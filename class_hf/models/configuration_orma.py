@@ -60,6 +60,9 @@ class OrmaConfig(PreTrainedConfig):
         score_mode (str): ``global`` (cosine of the global embeddings, the default) or ``faithful`` (ORMA's weighted
             sum of the three grains' logits); see :class:`~class_hf.models.orma.OrmaModel`.
         gather_across_ranks (bool): use the samples of every rank as negatives in the contrastive losses.
+        text_encoder_learning_rate (float | None): learning rate of the ``text_encoder`` parameter group in the
+            CurriculumTrainer (unless the training arguments set ``text_encoder_learning_rate``); None = the base
+            rate (ORMA: 3e-5, with 1e-4 for the rest). The model itself does not read it.
     """
 
     model_type = "class_orma"
@@ -90,6 +93,7 @@ class OrmaConfig(PreTrainedConfig):
     epsilon: float = 1e-8
     score_mode: str = "global"
     gather_across_ranks: bool = False
+    text_encoder_learning_rate: float | None = 3e-5
 
     def validate_orma(self) -> None:
         """Part of the ``@strict`` validation: checks the choices and ranges."""
@@ -114,6 +118,11 @@ class OrmaConfig(PreTrainedConfig):
         if min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(
                 f"`global_weight`, `mid_weight`, `local_weight` must be >= 0 with a positive sum, got {weights}."
+            )
+        if self.text_encoder_learning_rate is not None and self.text_encoder_learning_rate <= 0:
+            raise ValueError(
+                "`text_encoder_learning_rate` must be positive or None (the base learning rate), got "
+                f"{self.text_encoder_learning_rate}."
             )
         if self.atom_features == "mol2vec" and self.mol2vec_dim < 1:
             raise ValueError(f"`mol2vec_dim` must be >= 1, got {self.mol2vec_dim}.")
