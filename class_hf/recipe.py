@@ -117,9 +117,12 @@ class ModelArguments:
         model_config (dict | str | None): overrides of the backbone's config fields (e.g. ``{"emb_dim": 64}``), also
             applied to a loaded checkpoint's config.
         tokenizer_name_or_path (str | None): the tokenizer; by default the checkpoint's or the text encoder's.
-            ``wordlevel`` builds a word-level tokenizer from the training texts (for tiny models without downloads).
+            ``wordlevel`` builds a word-level tokenizer from the training texts (for tiny models without downloads;
+            with ``model_name_or_path`` the checkpoint's own tokenizer is used instead).
         max_length (int): tokens per text (lowered to what the tokenizer and the text encoder allow).
         cache_dir (str | None): Hub cache folder for models and tokenizers.
+        evaluate_only (bool): skip training; evaluate the model on the test split in both pools and write
+            ``metrics.json`` (no checkpoint, no card: the evaluated checkpoint already has them).
     """
 
     model_name_or_path: str | None = field(
@@ -146,6 +149,10 @@ class ModelArguments:
     )
     max_length: int = field(default=256, metadata={"help": "Tokens per text."})
     cache_dir: str | None = field(default=None, metadata={"help": "Hub cache folder for models and tokenizers."})
+    evaluate_only: bool = field(
+        default=False,
+        metadata={"help": "Skip training: evaluate the model (e.g. --model_name_or_path) on the test split only."},
+    )
 
     def __post_init__(self) -> None:
         self.text_config = _mapping_argument(self.text_config, "text_config")
@@ -464,6 +471,9 @@ def build_tokenizer(model_args: ModelArguments, backbone: str, train_texts: Sequ
     from transformers import AutoTokenizer
 
     name = model_args.tokenizer_name_or_path
+    if name == WORD_LEVEL and model_args.model_name_or_path:
+        logger.info("Using the tokenizer of %s (its vocabulary matches its weights).", model_args.model_name_or_path)
+        name = model_args.model_name_or_path
     if name == WORD_LEVEL:
         if not train_texts:
             raise ValueError("`tokenizer_name_or_path='wordlevel'` builds the vocabulary from the training texts.")
@@ -496,7 +506,22 @@ def build_model(model_args: ModelArguments, backbone: str, tokenizer) -> torch.n
     config_name, model_name, model_type = BACKBONES[backbone]
     overrides = dict(model_args.model_config or {})
     if model_args.model_name_or_path:
-        model = AutoModel.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir, **overrides)
+        advice = (
+            f"`model_config` {overrides} changes the architecture of the checkpoint "
+            f"{model_args.model_name_or_path!r}; drop the overrides that do (a config made for a new model, e.g. a "
+            "*_tiny.yaml, sets several)."
+        )
+        try:
+            model, info = AutoModel.from_pretrained(
+                model_args.model_name_or_path, cache_dir=model_args.cache_dir, output_loading_info=True, **overrides
+            )
+        except RuntimeError as error:  # weights of another shape
+            raise ValueError(f"{advice} ({error})") from error
+        changed = sorted(set(info.get("missing_keys", ())) | set(info.get("unexpected_keys", ())))
+        if changed:
+            raise ValueError(
+                f"{advice} Weights missing or left over: {changed[:5]}{' ...' if len(changed) > 5 else ''}"
+            )
         found = getattr(model.config, "model_type", None)
         if found != model_type:
             raise ValueError(
@@ -717,8 +742,14 @@ def _dataset_id(data_args: DataArguments) -> str:
 
 
 def _command(backbone: str, argv: Sequence[str]) -> str:
-    """The run's command line as it was launched (``accelerate launch`` / ``torchrun`` set ``LOCAL_RANK``)."""
-    launcher = "accelerate launch" if "LOCAL_RANK" in os.environ else "python"
+    """The run's command line, with the launcher told apart by the environment it sets."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if "ACCELERATE_MIXED_PRECISION" in os.environ:  # set by `accelerate launch`
+        launcher = "accelerate launch" + (f" --multi_gpu --num_processes {world}" if world > 1 else "")
+    elif "TORCHELASTIC_RUN_ID" in os.environ:
+        launcher = f"torchrun --nproc_per_node {world}"
+    else:
+        launcher = "python"
     return " ".join([launcher, f"recipes/{backbone}.py", *(shlex.quote(a) for a in argv)])
 
 
@@ -785,8 +816,11 @@ def train_and_evaluate(
             f"`eval_strategy={training_args.eval_strategy.value!r}` needs the {data_args.validation_split!r} split, "
             f"but the data has {list(data)}. Set `validation_split`, `--resplit 0.8 0.1 0.1`, or `--eval_strategy no`."
         )
-    # 5. The CLASS trainer: scores the difficulty if needed (difficulty_source), then trains.
     collator = collator_for_model(tokenizer, model, max_length=model_args.max_length)
+    command = command or _command(backbone, sys.argv[1:])
+    if model_args.evaluate_only:
+        return _evaluate_only(backbone, model, data, collator, model_args, data_args, training_args, command, start)
+    # 5. The CLASS trainer: scores the difficulty if needed (difficulty_source), then trains.
     trainer = RecipeTrainer(
         model=model,
         args=training_args,
@@ -803,40 +837,18 @@ def train_and_evaluate(
     results: dict[str, Any] | None = None
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_world_process_zero():
-        test, sizes = {}, {}
-        if data_args.test_split in data:
-            test, sizes = evaluate_test_pools(
-                model,
-                data,
-                data_args.test_split,
-                collator,
-                pool_molecules=data_args.pool_molecules,
-                batch_size=training_args.per_device_eval_batch_size,
-                chunk_size=training_args.eval_chunk_size,
-                num_proc=data_args.preprocessing_num_workers,
-            )
-        else:
-            logger.warning("The data has no %r split: no test metrics.", data_args.test_split)
-        command = command or _command(backbone, sys.argv[1:])
-        results = {
-            "backbone": backbone,
-            "model_type": getattr(model.config, "model_type", None),
-            "model_name_or_path": model_args.model_name_or_path,
-            "dataset": data_args.dataset_name_or_path,
-            "data_sizes": {split: len(part) for split, part in data.items()},
-            "test_split": data_args.test_split,
-            "test": test,
-            "test_pool_sizes": sizes,
-            "train": train_result.metrics,
-            "curriculum": trainer.curriculum_summary(),
-            "curriculum_history": trainer.curriculum_history,
-            "difficulty": trainer.scoring_info
-            or {"source": "precomputed column" if trainer.difficulty is not None else None},
-            "num_processes": training_args.world_size,
-            "mixed_precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no",
-            "seconds": {"train_wall": train_wall},
-            "command": command,
-        }
+        results = _test_results(backbone, model, data, collator, model_args, data_args, training_args, command)
+        test, sizes = results["test"], results["test_pool_sizes"]
+        results.update(
+            {
+                "train": train_result.metrics,
+                "curriculum": trainer.curriculum_summary(),
+                "curriculum_history": trainer.curriculum_history,
+                "difficulty": trainer.scoring_info
+                or {"source": "precomputed column" if trainer.difficulty is not None else None},
+                "seconds": {"train_wall": train_wall},
+            }
+        )
         results["scored_dataset"] = (
             _save_scored_dataset(trainer, data, data_args, command) if data_args.save_scored_dataset else None
         )
@@ -855,9 +867,7 @@ def train_and_evaluate(
                 "pool_molecules": data_args.pool_molecules,
                 "recipe_command": command,
             }
-        results["seconds"]["total"] = time.perf_counter() - start
-        with open(os.path.join(training_args.output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2, default=_json_default)
+        _write_metrics(results, training_args.output_dir, start)
     # 7. Checkpoint (+ tokenizer) and model card; pushed to the Hub with --push_to_hub. All ranks take part.
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="CLASS training run (class-hf recipe)")
@@ -866,6 +876,74 @@ def train_and_evaluate(
         if trainer.card_kwargs is not None:
             trainer.create_model_card()
     trainer.accelerator.wait_for_everyone()
+    return results
+
+
+def _test_results(
+    backbone: str,
+    model: torch.nn.Module,
+    data,
+    collator,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: CurriculumTrainingArguments,
+    command: str,
+) -> dict[str, Any]:
+    """What every run reports: the setting and the test metrics in both pools (empty without a test split)."""
+    test, sizes = {}, {}
+    if data_args.test_split in data:
+        test, sizes = evaluate_test_pools(
+            model,
+            data,
+            data_args.test_split,
+            collator,
+            pool_molecules=data_args.pool_molecules,
+            batch_size=training_args.per_device_eval_batch_size,
+            chunk_size=training_args.eval_chunk_size,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+    else:
+        logger.warning("The data has no %r split: no test metrics.", data_args.test_split)
+    return {
+        "backbone": backbone,
+        "model_type": getattr(model.config, "model_type", None),
+        "model_name_or_path": model_args.model_name_or_path,
+        "dataset": data_args.dataset_name_or_path,
+        "data_sizes": {split: len(part) for split, part in data.items()},
+        "test_split": data_args.test_split,
+        "test": test,
+        "test_pool_sizes": sizes,
+        "num_processes": training_args.world_size,
+        "mixed_precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no",
+        "command": command,
+    }
+
+
+def _write_metrics(results: dict[str, Any], output_dir: str, start: float) -> None:
+    results.setdefault("seconds", {})["total"] = time.perf_counter() - start
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2, default=_json_default)
+
+
+def _evaluate_only(
+    backbone: str,
+    model: torch.nn.Module,
+    data,
+    collator,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: CurriculumTrainingArguments,
+    command: str,
+    start: float,
+) -> dict[str, Any] | None:
+    """``--evaluate_only``: the test metrics of ``model`` in both pools, on the main process, into metrics.json."""
+    if training_args.process_index != 0:
+        return None
+    model = model.to(training_args.device)
+    results = _test_results(backbone, model, data, collator, model_args, data_args, training_args, command)
+    results["evaluate_only"] = True
+    _write_metrics(results, training_args.output_dir, start)
     return results
 
 

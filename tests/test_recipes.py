@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from class_hf.curriculum.pacing import get_pacing, pool_sizes
-from class_hf.recipe import COMMON_DEFAULTS, _check_launch, parse_recipe_args
+from class_hf.recipe import COMMON_DEFAULTS, ModelArguments, _check_launch, build_model, parse_recipe_args
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "recipes" / "configs"
@@ -177,6 +177,24 @@ def test_dual_encoder_tiny_recipe_writes_checkpoint_metrics_scored_data_card_and
     for name in ("sample_ratio.png", "loss.png", "validation_mrr.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
+    # The checkpoint evaluates to the same test metrics when loaded back (its own tokenizer, no training).
+    again = _recipe("dual_encoder").main(
+        ["--config", str(CONFIGS / "dual_encoder_tiny.yaml"), "--output_dir", str(tmp_path / "eval")]
+        + ["--model_name_or_path", str(out), "--evaluate_only"]
+    )
+    assert again["evaluate_only"] is True and set(again["test"]) == {"split", "all"}
+    for pool, metrics in results["test"].items():
+        assert again["test"][pool] == pytest.approx(metrics, abs=1e-9), pool
+    assert not (tmp_path / "eval" / "model.safetensors").exists()
+
+    # A loaded checkpoint keeps its architecture and its backbone: mismatches are errors, not silent re-inits.
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with pytest.raises(ValueError, match="changes the architecture"):
+        arguments = ModelArguments(model_name_or_path=str(out), model_config={"gnn_num_layers": 3})
+        build_model(arguments, "dual_encoder", tokenizer)
+    with pytest.raises(ValueError, match="is a 'class_dual_encoder' checkpoint"):
+        build_model(ModelArguments(model_name_or_path=str(out)), "orma", tokenizer)
+
 
 @pytest.mark.parametrize("backbone", ["orma", "aman"])
 def test_orma_and_aman_tiny_recipes_run_end_to_end(backbone, tmp_path, monkeypatch):
@@ -208,7 +226,7 @@ def test_two_processes_with_gathered_negatives_run_the_dual_encoder_recipe_uncha
     # Each rank trains on its share of every epoch's pool; padding to whole global batches can only add passes.
     curriculum = results["curriculum"]
     assert curriculum["planned_sample_passes"] <= curriculum["samples_seen"] < curriculum["full_sample_passes"]
-    assert results["command"].startswith("accelerate launch recipes/dual_encoder.py")
+    assert results["command"].startswith("accelerate launch --multi_gpu --num_processes 2 recipes/dual_encoder.py")
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
 
 
