@@ -640,33 +640,40 @@ def make_plots(report: dict, out_dir: Path, stem: str) -> list[str]:
                 )
             )
         )
-        curves = {}
-        arms = list(dict.fromkeys(r["arm"] for r in rs))
-        for arm in arms:
-            runs = [r for r in rs if r["arm"] == arm]
-            epochs = min(len(r["history"]) for r in runs)
-            points = []
-            for e in range(epochs):
-                xs = [r["history"][e]["cumulative_train_seconds"] for r in runs]
-                ys = [r["history"][e]["val"].get("mrr", float("nan")) for r in runs]
-                points.append((float(np.mean(xs)), float(np.mean(ys))))
-            curves[f"{arm} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})"] = points
-        bases = [r for r in rs if r["arm"] == "baseline"]
-        if bases:
-            bar = float(np.mean([r["best_val_mrr"] for r in bases]))
-            end = max(p[0] for pts in curves.values() for p in pts)
-            curves["baseline's best (mean)"] = [(0.0, bar), (end, bar)]
-        paths.append(
-            str(
-                plot_curves(
-                    curves,
-                    out_dir / f"{stem}_{backbone}_val_mrr_vs_time.png",
-                    xlabel="training wall-clock incl. difficulty scoring (s)",
-                    ylabel="validation MRR (mean of both directions)",
-                    title=f"{backbone}: validation MRR vs time",
+        anchors = report.get("anchor") or []
+        for key, unit, suffix in (
+            ("cumulative_train_seconds", "wall-clock", "time"),
+            ("cumulative_train_cpu_seconds", "CPU", "cpu"),
+        ):
+            curves = {}
+            for arm in dict.fromkeys(r["arm"] for r in rs):
+                runs = [r for r in rs if r["arm"] == arm]
+                epochs = min(len(r["history"]) for r in runs)
+                points = []
+                for e in range(epochs):
+                    xs = [r["history"][e].get(key, float("nan")) for r in runs]
+                    ys = [r["history"][e]["val"].get("mrr", float("nan")) for r in runs]
+                    points.append((float(np.mean(xs)), float(np.mean(ys))))
+                curves[f"{arm} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})"] = points
+            end = max((p[0] for pts in curves.values() for p in pts if math.isfinite(p[0])), default=1.0)
+            bases = [r for r in rs if r["arm"] == "baseline"]
+            if bases:
+                bar = float(np.mean([r["best_val_mrr"] for r in bases]))
+                curves["baseline's best (bar)"] = [(0.0, bar), (end, bar)]
+            if anchors:
+                level = float(np.mean([a["best_val_mrr"] for a in anchors]))
+                curves["linear anchor's best"] = [(0.0, level), (end, level)]
+            paths.append(
+                str(
+                    plot_curves(
+                        curves,
+                        out_dir / f"{stem}_{backbone}_val_mrr_vs_{suffix}.png",
+                        xlabel=f"training {unit} seconds incl. difficulty scoring (evaluation excluded)",
+                        ylabel="validation MRR (mean of both directions)",
+                        title=f"{backbone}: validation MRR vs {unit} time",
+                    )
                 )
             )
-        )
     return paths
 
 
