@@ -79,3 +79,10 @@ def main(output_dir: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    # Tear the gloo group down before the interpreter exits: leaving it to process exit intermittently aborted
+    # one rank ("terminate called without an active exception", exit -6) after training had finished.
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
