@@ -720,9 +720,16 @@ def default_config(quick: bool) -> dict[str, Any]:
     }
 
 
-def merge_reports(paths: list[str], out_dir: Path, stem: str) -> dict:
-    """Combines the reports of runs made side by side (e.g. one process per backbone) into one report."""
+def merge_reports(paths: list[str], out_dir: Path, stem: str, seeds: list[int] | None = None) -> dict:
+    """Combines the reports of runs made side by side (e.g. one process per backbone) into one report.
+
+    With ``seeds``, only the results and anchors of those seeds are kept.
+    """
     reports = [json.loads(Path(p).read_text()) for p in paths]
+    if seeds is not None:
+        for r in reports:
+            r["results"] = [x for x in r["results"] if x["seed"] in seeds]
+            r["anchor"] = [a for a in r.get("anchor", []) if a["seed"] in seeds]
     merged = dict(reports[0])
     merged["command"] = [r["command"] for r in reports]
     merged["merged_from"] = list(paths)
@@ -780,7 +787,7 @@ def main(argv: list[str] | None = None) -> dict:
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if ns.merge:
-        return merge_reports(ns.merge, Path(ns.out_dir), ns.stem)
+        return merge_reports(ns.merge, Path(ns.out_dir), ns.stem, ns.seeds)
     for noisy in ("transformers", "datasets", "class_hf.trainer", "class_hf.curriculum"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
