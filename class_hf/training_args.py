@@ -93,7 +93,10 @@ class CurriculumTrainingArguments(TrainingArguments):
     Args:
         gather_across_ranks (bool): use every rank's samples as in-batch negatives (the backbone must support it).
         text_encoder_learning_rate (float | None): learning rate of the text encoder's parameters (the model's
-            ``param_groups()``, or parameters named ``text_encoder.*``); ``learning_rate`` when None.
+            ``param_groups()``, or parameters named ``text_encoder.*``); when None, the model config's
+            ``text_encoder_learning_rate`` (ORMA/AMAN: 3e-5), else ``learning_rate``. Any other group a backbone's
+            ``param_groups()`` names (e.g. AMAN's ``discriminator``) takes ``<group>_learning_rate`` from the model
+            config the same way.
         eval_retrieval (bool): compute Hits@k / MRR / mean rank on the evaluation split in ``evaluate``.
         eval_chunk_size (int): rows per chunk of the similarity matrix in retrieval evaluation and scoring.
     """
@@ -175,7 +178,8 @@ class CurriculumTrainingArguments(TrainingArguments):
         default=None,
         metadata={
             "help": "Learning rate of the text encoder (the model's `param_groups()` or parameters named "
-            "`text_encoder.*`); default: `learning_rate`."
+            "`text_encoder.*`); default: the model config's `text_encoder_learning_rate` (ORMA/AMAN: 3e-5), else "
+            "`learning_rate`."
         },
     )
     eval_retrieval: bool = field(

@@ -1,6 +1,7 @@
 """Retrieval backbones. Importing this package registers them with ``AutoConfig`` / ``AutoModel``."""
 
 from .aman import AmanModel
+from .base import RetrievalPreTrainedModel, optimizer_param_groups
 from .configuration_aman import AmanConfig
 from .configuration_dual_encoder import DualEncoderConfig
 from .configuration_orma import OrmaConfig
@@ -17,7 +18,9 @@ __all__ = [
     "OrmaConfig",
     "OrmaModel",
     "RetrievalOutput",
+    "RetrievalPreTrainedModel",
     "contrastive_loss",
     "gather_features",
+    "optimizer_param_groups",
     "triplet_loss",
 ]
