@@ -11,9 +11,10 @@ Launch (run from the repository root; see docs/recipes.md for CPU, 1 GPU, N GPUs
     python recipes/dual_encoder.py --config recipes/configs/dual_encoder_tiny.yaml
     accelerate launch recipes/dual_encoder.py --config recipes/configs/dual_encoder.yaml
 
-Expected: ``demo.yaml`` (the bundled 300-pair sample, re-split 232/37/31) runs in a few minutes on two CPU cores and
-prints the test MRR of both directions in both pools; see docs/recipes.md for the figures of one run.
-``dual_encoder_tiny.yaml`` takes under a minute. Outputs as ``recipes/orma.py``.
+Expected: ``demo.yaml`` (the bundled 300-pair sample, re-split 232/37/31) runs in about 3 minutes on two CPU cores and
+prints the test MRR of both directions in both pools (one run: text->molecule MRR 0.43, molecule->text 0.38 among the
+31 test pairs; docs/recipes.md has the whole output). ``dual_encoder_tiny.yaml`` takes about a minute. Outputs as
+``recipes/orma.py``.
 """
 
 from __future__ import annotations
