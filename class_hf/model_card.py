@@ -1,14 +1,13 @@
 """Model cards of CLASS checkpoints, generated from the training run (``huggingface_hub.ModelCard``).
 
-:func:`build_model_card` renders ``model_cards/template.md`` with a ``ModelCardData`` header whose ``model-index``
-holds the test metrics of both directions (text->molecule, molecule->text) and both candidate pools (``split``,
-``all``) as ``EvalResult`` entries; :func:`model_card_from_trainer` collects everything else (hyperparameters, the
-CLASS settings, the curriculum's sample passes and times) from a finished
-:class:`~class_hf.trainer.CurriculumTrainer`. :func:`metrics_from_model_card` reads the metrics back.
-
-In the ``model-index`` each (direction) is a task (``text-to-molecule-retrieval``, ``molecule-to-text-retrieval``) and
-the pool is the metric's ``config`` (``pool-split`` / ``pool-all``), so both pools of a direction share one results
-block and parse back apart.
+:func:`build_model_card` renders ``class_hf/templates/model_card.md`` (linked from ``model_cards/template.md``) with
+a ``ModelCardData`` header whose ``model-index`` holds the test metrics of both directions (text->molecule,
+molecule->text) and both candidate pools (``split``, ``all``) as ``EvalResult`` entries;
+:func:`model_card_from_trainer` collects everything else (hyperparameters, the CLASS settings, the curriculum's
+sample passes and times) from a finished :class:`~class_hf.trainer.CurriculumTrainer`.
+:func:`metrics_from_model_card` reads the metrics back. In the ``model-index`` each (direction) is a task (``text-
+to-molecule-retrieval``, ``molecule-to-text-retrieval``) and the pool is the metric's ``config`` (``pool-split`` /
+``pool-all``), so both pools of a direction share one results block and parse back apart.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ __all__ = [
 ]
 
 LIBRARY_NAME = "class-hf"
-TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 DEFAULT_TAGS = (
     "class-hf",
     "curriculum-learning",
@@ -303,7 +302,7 @@ def _load_template(template_path: str | os.PathLike | None) -> str:
     path = Path(template_path) if template_path is not None else TEMPLATE_PATH
     if not path.is_file():
         raise FileNotFoundError(
-            f"Model card template {path} not found. Pass `template_path` (the repository's model_cards/template.md)."
+            f"Model card template {path} not found. Pass `template_path` (a Jinja Markdown template)."
         )
     return path.read_text(encoding="utf-8")
 
@@ -358,7 +357,8 @@ def build_model_card(
         recipe_command (str | None): the command that trained it.
         tags (Sequence[str]): tags added to :data:`DEFAULT_TAGS` and the backbone's name.
         license (str): the checkpoint's license.
-        template_path (str | os.PathLike | None): a Jinja Markdown template (default ``model_cards/template.md``).
+        template_path (str | os.PathLike | None): a Jinja Markdown template (default: the packaged
+            ``class_hf/templates/model_card.md``).
 
     Returns:
         ModelCard: the card; ``card.save(path)`` or ``card.push_to_hub(repo_id)``.

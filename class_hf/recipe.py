@@ -996,4 +996,18 @@ def run_recipe(
     results = train_and_evaluate(backbone, model_args, data_args, training_args, command=_command(backbone, argv))
     if results is not None and report is not None:
         report(format_summary(results))
+    _end_distributed()
     return results
+
+
+def _end_distributed() -> None:
+    """Tears down the process group a multi-process launch created, once every rank is done.
+
+    Leaving it to interpreter exit intermittently aborted a gloo rank after a finished run ("terminate called
+    without an active exception").
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
