@@ -5,9 +5,9 @@ a ``ModelCardData`` header whose ``model-index`` holds the test metrics of both 
 molecule->text) and both candidate pools (``split``, ``all``) as ``EvalResult`` entries;
 :func:`model_card_from_trainer` collects everything else (hyperparameters, the CLASS settings, the curriculum's
 sample passes and times) from a finished :class:`~class_hf.trainer.CurriculumTrainer`.
-:func:`metrics_from_model_card` reads the metrics back. In the ``model-index`` each (direction) is a task (``text-
-to-molecule-retrieval``, ``molecule-to-text-retrieval``) and the pool is the metric's ``config`` (``pool-split`` /
-``pool-all``), so both pools of a direction share one results block and parse back apart.
+:func:`metrics_from_model_card` reads the metrics back. In the ``model-index`` each direction is a task
+(``text-to-molecule-retrieval``, ``molecule-to-text-retrieval``) and the pool is the metric's ``config``
+(``pool-split`` / ``pool-all``), so both pools of a direction share one results block and parse back apart.
 """
 
 from __future__ import annotations
