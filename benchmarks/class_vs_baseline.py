@@ -626,11 +626,16 @@ def make_plots(report: dict, out_dir: Path, stem: str) -> list[str]:
     backbones = sorted({r["backbone"] for r in report["results"]})
     for backbone in backbones:
         rs = [r for r in report["results"] if r["backbone"] == backbone]
-        ratios = {}
+        series: dict[tuple[float, ...], list[str]] = {}
         for r in rs:
             if r["seed"] == min(x["seed"] for x in rs if x["arm"] == r["arm"]):
                 n = r["summary"]["num_samples"] or 1
-                ratios[r["arm"]] = [h["samples_seen"] / n for h in r["history"]]
+                key = tuple(round(h["samples_seen"] / n, 6) for h in r["history"])
+                series.setdefault(key, []).append(r["arm"])
+        # Arms with the very same sizes (CLASS and its random-subset ablation) share one line and one label.
+        ratios = {
+            " = ".join(arms) + f" ({sum(key) / len(key):.1%} of the passes)": list(key) for key, arms in series.items()
+        }
         paths.append(
             str(
                 plot_sample_ratio(
