@@ -86,3 +86,28 @@ def tiny_tokenizer():
 @pytest.fixture()
 def tiny_bert_config(tiny_tokenizer):
     return make_tiny_bert_config(len(tiny_tokenizer))
+
+
+@pytest.fixture()
+def optimizer_settings():
+    """``f(model, tmp_path, **args)``: (learning rate, weight decay) of every parameter in the optimizer that
+    ``CurriculumTrainer`` builds, checking that each trainable parameter is in exactly one group and that decay follows
+    open_clip's rule (matrices and embedding tables decay; biases, norm weights and scalar temperatures never do)."""
+    from class_hf.trainer import CurriculumTrainer
+    from class_hf.training_args import CurriculumTrainingArguments
+
+    def settings_of(model, tmp_path, **args) -> dict[str, tuple[float, float]]:
+        values = {"learning_rate": 1e-3, "weight_decay": 0.01, "curriculum": "none", "report_to": "none"}
+        values["use_cpu"] = True
+        trainer = CurriculumTrainer(model=model, args=CurriculumTrainingArguments(str(tmp_path), **{**values, **args}))
+        names = {id(p): n for n, p in model.named_parameters()}
+        settings = {}
+        for group in trainer.create_optimizer().param_groups:
+            for param in group["params"]:
+                assert names[id(param)] not in settings, f"{names[id(param)]} is in two groups"
+                settings[names[id(param)]] = (group["lr"], group["weight_decay"])
+        assert set(settings) == {n for n, p in model.named_parameters() if p.requires_grad}
+        assert all((wd == 0.01) == (model.get_parameter(n).ndim >= 2) for n, (_, wd) in settings.items())
+        return settings
+
+    return settings_of

@@ -16,8 +16,6 @@ from class_hf.data.collator import MoleculeTextCollator
 from class_hf.data.graphs import smiles_to_graph
 from class_hf.models.aman import AmanConfig, AmanModel, gradient_reversal
 from class_hf.models.losses import triplet_loss
-from class_hf.trainer import CurriculumTrainer
-from class_hf.training_args import CurriculumTrainingArguments
 
 # One single-atom molecule without bonds (methane), an ion, and ordinary molecules.
 SMILES = ["C", "[Na+]", "CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "OCC(O)CO", "C#N", "CC(C)(C)C(=O)O"]
@@ -431,23 +429,7 @@ def test_save_pretrained_and_auto_model_round_trip(make_model, batch, tmp_path):
     torch.testing.assert_close(a.loss_components["critic"], b.loss_components["critic"], rtol=0, atol=0)
 
 
-def optimizer_settings(model, tmp_path, **args) -> dict[str, tuple[float, float]]:
-    """(learning rate, weight decay) of every parameter in the optimizer ``CurriculumTrainer`` builds."""
-    values = {"learning_rate": 1e-3, "weight_decay": 0.01, "curriculum": "none", "report_to": "none", "use_cpu": True}
-    trainer = CurriculumTrainer(model=model, args=CurriculumTrainingArguments(str(tmp_path), **{**values, **args}))
-    names = {id(p): n for n, p in model.named_parameters()}
-    settings = {}
-    for group in trainer.create_optimizer().param_groups:
-        for param in group["params"]:
-            assert names[id(param)] not in settings, f"{names[id(param)]} is in two groups"
-            settings[names[id(param)]] = (group["lr"], group["weight_decay"])
-    assert set(settings) == {n for n, p in model.named_parameters() if p.requires_grad}
-    # open_clip's rule: matrices and embedding tables decay; biases, norm weights and scalar temperatures never do
-    assert all((wd == 0.01) == (model.get_parameter(n).ndim >= 2) for n, (_, wd) in settings.items())
-    return settings
-
-
-def test_curriculum_trainer_optimizer_groups(make_model, tmp_path):
+def test_curriculum_trainer_optimizer_groups(make_model, tmp_path, optimizer_settings):
     model = make_model(adversarial_mode="wgan_gp")
     expected = {"text_encoder.": 3e-5, "discriminator.": 1e-4}  # the config's rates (CMTMR's)
     for args, text_rate in (({}, 3e-5), ({"text_encoder_learning_rate": 2e-4}, 2e-4)):

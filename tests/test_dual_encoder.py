@@ -16,8 +16,6 @@ from transformers import AutoConfig, AutoModel, BertModel
 from class_hf.data.graphs import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS
 from class_hf.models.dual_encoder import DualEncoderConfig, DualEncoderModel
 from class_hf.models.losses import contrastive_loss
-from class_hf.trainer import CurriculumTrainer
-from class_hf.training_args import CurriculumTrainingArguments
 
 
 def make_molecule(num_atoms: int, num_bonds: int, generator: torch.Generator, fp_dim: int = 2048) -> Data:
@@ -319,23 +317,7 @@ def test_from_pretrained_with_output_loading_info(make_model, batch, tmp_path):
     _assert_same_state(model, auto_loaded)
 
 
-def optimizer_settings(model, tmp_path, **args) -> dict[str, tuple[float, float]]:
-    """(learning rate, weight decay) of every parameter in the optimizer ``CurriculumTrainer`` builds."""
-    values = {"learning_rate": 1e-3, "weight_decay": 0.01, "curriculum": "none", "report_to": "none", "use_cpu": True}
-    trainer = CurriculumTrainer(model=model, args=CurriculumTrainingArguments(str(tmp_path), **{**values, **args}))
-    names = {id(p): n for n, p in model.named_parameters()}
-    settings = {}
-    for group in trainer.create_optimizer().param_groups:
-        for param in group["params"]:
-            assert names[id(param)] not in settings, f"{names[id(param)]} is in two groups"
-            settings[names[id(param)]] = (group["lr"], group["weight_decay"])
-    assert set(settings) == {n for n, p in model.named_parameters() if p.requires_grad}
-    # open_clip's rule: matrices and embedding tables decay; biases, norm weights and scalar temperatures never do
-    assert all((wd == 0.01) == (model.get_parameter(n).ndim >= 2) for n, (_, wd) in settings.items())
-    return settings
-
-
-def test_curriculum_trainer_optimizer_groups(make_model, tmp_path):
+def test_curriculum_trainer_optimizer_groups(make_model, tmp_path, optimizer_settings):
     model = make_model(train_text_layers=1)
     settings = optimizer_settings(model, tmp_path)  # no rate in the config: every group at learning_rate
     assert {lr for lr, _ in settings.values()} == {1e-3}

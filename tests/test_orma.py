@@ -23,8 +23,6 @@ from class_hf.models.orma import (
     sparc_grouping,
 )
 from class_hf.models.sinkhorn import ipot, sinkhorn, transport_plan, uniform_marginals
-from class_hf.trainer import CurriculumTrainer
-from class_hf.training_args import CurriculumTrainingArguments
 
 SMILES = ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "C1CC2CCC1C2", "CCN(CC)CC", "O=C(O)c1ccncc1"]
 TEXTS = [
@@ -439,23 +437,7 @@ def test_mol2vec_atom_features(tiny_bert_config, tiny_tokenizer, tmp_path):
     assert not with_info.mol2vec.weight.requires_grad  # re-frozen on the model inside the tuple too
 
 
-def optimizer_settings(model, tmp_path, **args) -> dict[str, tuple[float, float]]:
-    """(learning rate, weight decay) of every parameter in the optimizer ``CurriculumTrainer`` builds."""
-    values = {"learning_rate": 1e-3, "weight_decay": 0.01, "curriculum": "none", "report_to": "none", "use_cpu": True}
-    trainer = CurriculumTrainer(model=model, args=CurriculumTrainingArguments(str(tmp_path), **{**values, **args}))
-    names = {id(p): n for n, p in model.named_parameters()}
-    settings = {}
-    for group in trainer.create_optimizer().param_groups:
-        for param in group["params"]:
-            assert names[id(param)] not in settings, f"{names[id(param)]} is in two groups"
-            settings[names[id(param)]] = (group["lr"], group["weight_decay"])
-    assert set(settings) == {n for n, p in model.named_parameters() if p.requires_grad}
-    # open_clip's rule: matrices and embedding tables decay; biases, norm weights and scalar temperatures never do
-    assert all((wd == 0.01) == (model.get_parameter(n).ndim >= 2) for n, (_, wd) in settings.items())
-    return settings
-
-
-def test_curriculum_trainer_optimizer_groups(tiny_bert_config, tmp_path):
+def test_curriculum_trainer_optimizer_groups(tiny_bert_config, tmp_path, optimizer_settings):
     model = _model(tiny_bert_config)
     assert model.config.text_encoder_learning_rate == 3e-5  # ORMA's SciBERT rate
     settings = optimizer_settings(model, tmp_path)
