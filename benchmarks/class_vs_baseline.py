@@ -620,7 +620,7 @@ def markdown_table(report: dict) -> str:
 
 def make_plots(report: dict, out_dir: Path, stem: str) -> list[str]:
     """Sample ratio per epoch (one line per arm) and validation MRR vs cumulative training time, per backbone."""
-    from class_hf.evaluation.plots import plot_curves, plot_sample_ratio
+    from class_hf.evaluation.plots import curves_figure, plot_sample_ratio
 
     paths = []
     backbones = sorted({r["backbone"] for r in report["results"]})
@@ -668,17 +668,16 @@ def make_plots(report: dict, out_dir: Path, stem: str) -> list[str]:
             if anchors:
                 level = float(np.mean([a["best_val_mrr"] for a in anchors]))
                 curves["linear anchor's best"] = [(0.0, level), (end, level)]
-            paths.append(
-                str(
-                    plot_curves(
-                        curves,
-                        out_dir / f"{stem}_{backbone}_val_mrr_vs_{suffix}.png",
-                        xlabel=f"training {unit} seconds incl. difficulty scoring (evaluation excluded)",
-                        ylabel="validation MRR (mean of both directions)",
-                        title=f"{backbone}: validation MRR vs {unit} time",
-                    )
-                )
+            fig = curves_figure(
+                curves,
+                xlabel=f"training {unit} seconds incl. difficulty scoring (evaluation excluded)",
+                ylabel="validation MRR (mean of both directions)",
+                title=f"{backbone}: validation MRR vs {unit} time",
             )
+            fig.axes[0].legend(loc="lower right", fontsize=8, framealpha=0.9)
+            path = out_dir / f"{stem}_{backbone}_val_mrr_vs_{suffix}.png"
+            fig.savefig(path, format="png", dpi=120)
+            paths.append(str(path))
     return paths
 
 
