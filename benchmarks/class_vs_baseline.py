@@ -221,11 +221,28 @@ class EpochRecorder(TrainerCallback):
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _nested_trainer_class():
+    from class_hf.trainer import CurriculumTrainer
+
+    class _Nested(CurriculumTrainer):
+        """``random_subset`` pools nested in one fixed random permutation (as easy-first pools are nested)."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if hasattr(sampler, "redraw_random_subset"):
+                sampler.redraw_random_subset = False
+            return sampler
+
+    return _Nested
+
+
 def arm_label(arm: str, cfg: dict[str, Any]) -> str:
     """The arm's name in the results: ``class``, or ``class [difficulty_source=fingerprint]`` with overrides."""
     tags = [f"{k}={v}" for k, v in cfg.get("class_overrides", {}).items() if arm != "baseline"]
     if not cfg["sizes"]["dual_encoder"].get("fingerprint", True):
         tags.append("no fingerprint branch")
+    if arm == "random_subset" and cfg.get("nested_random_subset"):
+        tags.append("nested, not re-drawn")
     return f"{arm} [{', '.join(tags)}]" if tags else arm
 
 
@@ -260,7 +277,8 @@ def run_arm(backbone: str, arm: str, seed: int, data: BenchData, cfg: dict[str, 
         **settings,
     )
     recorder = EpochRecorder()
-    trainer = CurriculumTrainer(
+    trainer_cls = _nested_trainer_class() if cfg.get("nested_random_subset") else CurriculumTrainer
+    trainer = trainer_cls(
         model=model,
         args=args,
         data_collator=collator,
@@ -778,6 +796,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS), help="Arms to run.")
     parser.add_argument("--no-fingerprint", action="store_true", help="Dual encoder without the fingerprint branch.")
     parser.add_argument(
+        "--nested-random-subset",
+        action="store_true",
+        help="random_subset pools nested in one fixed permutation (not re-drawn every epoch), like easy-first's.",
+    )
+    parser.add_argument(
         "--merge", nargs="*", default=None, help="Merge these result JSONs (results, anchors, throughput) and report."
     )
     parser.add_argument("--max-length", type=int, default=128, help="Token limit of the frozen text encoder.")
@@ -812,6 +835,7 @@ def main(argv: list[str] | None = None) -> dict:
         key, _, value = item.partition("=")
         overrides[key] = float(value) if value.replace(".", "", 1).isdigit() else value
     cfg["class_overrides"] = overrides
+    cfg["nested_random_subset"] = ns.nested_random_subset
 
     encoder_path = ns.text_encoder or str(minilm_path())
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
