@@ -185,3 +185,12 @@ def test_mol2vec_index_length_mismatch_names_row(collator, rows):
     rows[0]["mol2vec_index"] = [0] * len(rows[0]["x"])
     with pytest.raises(ValueError, match="Row 1 .*mol2vec_index"):
         collator(rows)
+
+
+def test_null_optional_column_is_absent_and_partial_nulls_name_the_row(collator, rows):
+    # a scored dataset read back from parquet/the Hub has null difficulty in its unscored (evaluation) splits
+    unscored = [dict(row, difficulty=None) for row in rows[:2]]
+    assert "difficulty" not in collator(unscored)
+    mixed = [dict(rows[0]), dict(rows[1], difficulty=None)]
+    with pytest.raises(ValueError, match="Row 1 .*'difficulty'"):
+        collator(mixed)

@@ -101,6 +101,16 @@ class MoleculeTextCollator:
                 f"Row {present.index(False)} of the batch has no {column!r} column while other rows have it; "
                 "every row of a dataset must have the same columns."
             )
+        missing = [row[column] is None for row in rows]
+        if all(missing):
+            # a null column means "not computed for this split" (e.g. the evaluation splits of a scored dataset
+            # read back from parquet or the Hub, where only train has difficulty): the batch simply lacks it
+            return None
+        if any(missing):
+            raise ValueError(
+                f"Row {missing.index(True)} of the batch has no value in {column!r} while other rows have one; "
+                f"fill the column for every row (e.g. re-score the split) or drop it with `remove_columns`."
+            )
         return torch.as_tensor(
             [float(row[column]) if dtype.is_floating_point else int(row[column]) for row in rows], dtype=dtype
         )
