@@ -6,11 +6,11 @@
 #   - otherwise TORCH_SPEC (default "torch==2.13.0") is installed, with TORCH_INDEX_URL as index when set
 #     (e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for the CPU build on a machine whose pip would
 #     otherwise pick the CUDA build); on a machine with nvidia-smi the default is plain "torch".
-# Extras: EXTRAS="dev,minilm" (default "dev").
+# Extras: EXTRAS="dev,evaluate,minilm" (default "dev,evaluate": the test suite also checks the `evaluate` module).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EXTRAS:-dev}"
+EXTRAS="${EXTRAS:-dev,evaluate}"
 
 if [ ! -x .venv/bin/python ]; then
   echo "[bootstrap] creating .venv with $($PYTHON --version)"
