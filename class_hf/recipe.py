@@ -661,9 +661,9 @@ def _save_scored_dataset(trainer: CurriculumTrainer, data, data_args: DataArgume
     from datasets import DatasetDict
 
     from .curriculum.difficulty import DIFFICULTY_COLUMN, difficulty_summary
+    from .curriculum.provider import SAMPLE_IDX
     from .data.graphs import FINGERPRINT_COLUMNS, GRAPH_COLUMNS
     from .hub import save_scored_dataset, scored_dataset_card
-    from .trainer import SAMPLE_IDX
 
     train = trainer.train_dataset
     if train is None or DIFFICULTY_COLUMN not in train.column_names:

@@ -23,9 +23,9 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import global_mean_pool
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
-from class_hf.curriculum.callback import DIFFICULTY_FILE, STATE_FILE
 from class_hf.curriculum.intensity import IntensityTarget
 from class_hf.curriculum.pacing import get_pacing, planned_optimizer_steps, planned_sample_passes, pool_sizes
+from class_hf.curriculum.provider import DIFFICULTY_FILE, STATE_FILE
 from class_hf.curriculum.sampler import CurriculumOrder
 from class_hf.models.losses import contrastive_loss
 from class_hf.models.outputs import RetrievalOutput
@@ -169,7 +169,7 @@ class RecordingTrainer(CurriculumTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
-            self.seen.setdefault(self._epoch, []).extend(inputs["sample_idx"].tolist())
+            self.seen.setdefault(self.current_epoch, []).extend(inputs["sample_idx"].tolist())
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 
@@ -451,18 +451,17 @@ def test_curriculum_none_and_intensity_off_is_a_plain_trainer(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- resume
 class StopAt(TrainerCallback):
-    """Interrupts training (with a save) at a given epoch end or optimizer step."""
+    """Interrupts training (with a save) at the end of a given curriculum epoch or at an optimizer step.
+
+    ``state.epoch`` counts curriculum epochs (CurriculumCallback runs before the user's callbacks).
+    """
 
     def __init__(self, epoch: int | None = None, step: int | None = None) -> None:
         self.epoch, self.step = epoch, step
 
-    def on_epoch_end(self, args, state, control, **kwargs):
-        if self.epoch is not None and round(state.epoch) >= self.epoch:
-            control.should_training_stop = control.should_save = True
-        return control
-
     def on_step_end(self, args, state, control, **kwargs):
-        if self.step is not None and state.global_step >= self.step:
+        epoch_done = self.epoch is not None and state.epoch >= self.epoch
+        if epoch_done or (self.step is not None and state.global_step >= self.step):
             control.should_training_stop = control.should_save = True
         return control
 
@@ -578,7 +577,7 @@ def test_difficulty_refresh_at_stage_boundaries_and_resume(tmp_path):
     class SnapshotTrainer(RecordingTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
-                self.snapshots.setdefault(self._epoch, self.difficulty.copy())
+                self.snapshots.setdefault(self.current_epoch, self.difficulty.copy())
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def make(output_dir, **kwargs):
