@@ -1,29 +1,19 @@
 """``CurriculumTrainer``: CLASS curriculum training for any text-molecule retrieval backbone.
 
-:class:`CurriculumTrainer` is a ``transformers.Trainer`` that wires the pieces of :mod:`class_hf.curriculum` into the
-Trainer through its public hooks:
+A ``transformers.Trainer`` that wires :mod:`class_hf.curriculum` in through public hooks only:
 
-- ``train``: the difficulty is prepared before the Trainer's loop
-  (:class:`~class_hf.curriculum.provider.DifficultyProvider`: a checkpoint's values, the dataset's column or a
-  scoring pass), and a checkpoint's curriculum state is restored;
-- ``get_train_dataloader``: every curriculum epoch's batches back to back as one deterministic stream
-  (:class:`~class_hf.curriculum.sampler.CurriculumBatchSampler` over a
-  :class:`~class_hf.curriculum.plan.CurriculumPlan`), which covers each epoch's pool exactly once across processes;
-- ``set_initial_training_values``: ``max_steps`` is the plan's number of optimizer steps, so the Trainer makes one pass
-  and the learning-rate schedule ends exactly at the last step; resuming rides on the Trainer's own batch skipping;
-- :class:`~class_hf.curriculum.callback.CurriculumCallback`: maps the global step to the curriculum epoch for
-  evaluations, checkpoints, logs and the history;
-- ``compute_loss``: the per-sample weights and stage multiplier of
-  :class:`~class_hf.curriculum.intensity.AdaptiveIntensity`;
-- ``create_optimizer`` / ``create_scheduler``: one learning rate per parameter group of the backbone, and the stage
-  multiplier on the learning rate;
-- ``evaluation_loop``: the eval loss plus retrieval metrics from a
-  :class:`~class_hf.evaluation.evaluator.RetrievalEvaluator`;
-- ``_set_signature_columns_if_needed``: keeps the columns the collator reads (as TRL does).
+- ``train`` prepares the difficulty (:class:`~class_hf.curriculum.provider.DifficultyProvider`) and restores a
+  checkpoint's curriculum state;
+- ``get_train_dataloader`` returns every curriculum epoch's batches as one deterministic stream
+  (a :class:`~class_hf.curriculum.sampler.CurriculumBatchSampler` over a ``CurriculumPlan``);
+  ``set_initial_training_values`` sets ``max_steps`` to the plan's optimizer steps: the Trainer makes one pass, the
+  schedule ends at the last step, resuming rides on the Trainer's own batch skipping;
+- :class:`~class_hf.curriculum.callback.CurriculumCallback` maps the global step to the curriculum epoch;
+- ``compute_loss`` applies :class:`~class_hf.curriculum.intensity.AdaptiveIntensity`; ``create_optimizer`` /
+  ``create_scheduler`` set per-group learning rates and the stage multiplier; ``evaluation_loop`` adds retrieval
+  metrics; ``_set_signature_columns_if_needed`` keeps the collator's columns (as TRL does).
 
-No other private Trainer method is overridden. With ``curriculum="none"``, ``intensity_target="none"`` and
-``intensity_beta=0`` the Trainer's own data loader and schedule are used unchanged: the run is a plain
-``transformers.Trainer`` run, bit for bit.
+With ``curriculum="none"``, ``intensity_target="none"``, ``intensity_beta=0`` it is a plain ``Trainer``, bit for bit.
 """
 
 from __future__ import annotations
@@ -48,6 +38,8 @@ from .curriculum.pacing import Pacing, get_pacing
 from .curriculum.plan import CurriculumPlan, balanced_batch_sizes
 from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
 from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
+from .models.losses import enable_gather_across_ranks
+from .optimization import apply_group_learning_rates, group_learning_rates, open_clip_decay_names
 from .training_args import CurriculumTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -90,8 +82,7 @@ class CurriculumTrainer(Trainer):
             ``optimizer_cls_and_kwargs``, ...).
 
     Attributes:
-        difficulty_provider (DifficultyProvider): the run's difficulty (values, scoring information, refreshes).
-        plan (CurriculumPlan | None): the run's plan, once training started.
+        difficulty_provider (DifficultyProvider): the run's difficulty; plan (CurriculumPlan | None): the run's plan.
     """
 
     def __init__(
@@ -141,89 +132,25 @@ class CurriculumTrainer(Trainer):
                 "`compute_metrics` is not used by CurriculumTrainer: evaluation reports the contrastive loss and the "
                 "retrieval metrics (Hits@k, MRR, mean rank); pass `evaluator=` for more."
             )
-        if args.curriculum_enabled and args.accelerator_config.split_batches:
-            raise ValueError(
-                "`accelerator_config.split_batches=True` cannot be combined with a curriculum: the curriculum cuts "
-                "every process's batches itself. Keep the default `split_batches=False`."
-            )
         self.evaluator = evaluator
-        self.pacing: Pacing = get_pacing(pacing) if pacing is not None else self._build_pacing()
-        self.intensity = AdaptiveIntensity(
-            beta=args.intensity_beta,
-            gamma_min=args.intensity_gamma_min,
-            gamma_max=args.intensity_gamma_max,
-            target=args.intensity_target,
-        )
-        self.difficulty_provider = DifficultyProvider(
-            source=args.difficulty_source,
-            column=args.difficulty_column,
-            pacing=self.pacing,
-            num_epochs=self.num_epochs,
-            refresh=args.difficulty_refresh and args.curriculum_enabled,
-            score_kwargs={
-                "delta": args.difficulty_delta,
-                "chunk_size": args.eval_chunk_size,
-                "batch_size": args.difficulty_batch_size or args.per_device_eval_batch_size,
-                "show_progress": not args.disable_tqdm,
-            },
-            source_kwargs={
-                "seed": self._data_seed,
-                "warmup_fraction": args.difficulty_warmup_fraction,
-                "warmup_epochs": args.difficulty_warmup_epochs,
-                "warmup_learning_rate": args.difficulty_warmup_learning_rate or args.learning_rate,
-            },
-            broadcast=self._broadcast,
-        )
+        self.pacing: Pacing = get_pacing(pacing) if pacing is not None else Pacing.from_training_args(args)
+        self.intensity = AdaptiveIntensity.from_training_args(args)
+        self.difficulty_provider = DifficultyProvider.from_training_args(args, self.pacing, self.num_epochs)
         self.add_callback(DifficultyCheckpointCallback(self.difficulty_provider, self._sampler_state))
         if self.model is not None:
-            self._configure_backbone(self.model)
+            self.intensity.check_backbone(self.model)
+            if args.gather_across_ranks:
+                enable_gather_across_ranks(self.model)
         self.plan: CurriculumPlan | None = None
         self._curriculum_sampler: CurriculumSampler | None = None
         self._restored_sampler_state: dict[str, Any] | None = None
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
     # ------------------------------------------------------------------------------------------------- set-up
-    def _build_pacing(self) -> Pacing:
-        args = self.args
-        return get_pacing(
-            args.pacing if callable(args.pacing) else args.pacing.value,
-            num_stages=args.pacing_stages,
-            start_fraction=args.pacing_start_fraction,
-            fractions=args.pacing_fractions,
-            saturation=args.pacing_saturation,
-            root_degree=args.pacing_root_degree,
-        )
-
-    def _configure_backbone(self, model: nn.Module) -> None:
-        if self.intensity.target in (IntensityTarget.TEMPERATURE, IntensityTarget.MARGIN) and not getattr(
-            model, "supports_intensity", False
-        ):
-            raise ValueError(
-                f"`intensity_target={self.intensity.target.value!r}` passes the stage multiplier to the backbone, but "
-                f"{type(model).__name__} does not declare `supports_intensity = True`. Use `intensity_target='lr'` "
-                "(or 'loss'/'none'), or add an `intensity` argument to the backbone's forward."
-            )
-        if self.args.gather_across_ranks:
-            config = getattr(model, "config", None)
-            if config is not None and hasattr(config, "gather_across_ranks"):
-                config.gather_across_ranks = True
-            elif hasattr(model, "gather_across_ranks"):
-                model.gather_across_ranks = True
-            else:
-                raise ValueError(
-                    f"`gather_across_ranks=True`, but {type(model).__name__} has no `gather_across_ranks` setting "
-                    "(in its config or as an attribute). Set `gather_across_ranks=False` or use a backbone that "
-                    "gathers in-batch negatives across ranks."
-                )
-
     @property
     def num_epochs(self) -> int:
         """Curriculum epochs the pacing is spread over (``ceil(num_train_epochs)``)."""
         return max(1, math.ceil(self.args.num_train_epochs))
-
-    @property
-    def _data_seed(self) -> int:
-        return self.args.data_seed if self.args.data_seed is not None else self.args.seed
 
     @property
     def _needs_difficulty(self) -> bool:
@@ -248,16 +175,6 @@ class CurriculumTrainer(Trainer):
     def scoring_info(self) -> dict[str, Any]:
         """What the difficulty scoring before training reported (source, seconds, ...)."""
         return self.difficulty_provider.scoring_info
-
-    def _broadcast(self, values: np.ndarray) -> np.ndarray:
-        """Process 0's values on every process."""
-        if self.accelerator.num_processes <= 1:
-            return values
-        from accelerate.utils import broadcast_object_list
-
-        box = [values]
-        broadcast_object_list(box, from_process=0)
-        return np.asarray(box[0])
 
     def _sampler_state(self) -> dict[str, Any]:
         return {"sampler": self._curriculum_sampler.state_dict() if self._curriculum_sampler is not None else None}
@@ -309,7 +226,19 @@ class CurriculumTrainer(Trainer):
             self._prepare_difficulty()
         if not args.curriculum_enabled:
             dataloader = super().get_train_dataloader()
-            self._set_plan(self._trainer_epochs_plan(dataloader), drive_epochs=False)
+            world = self.accelerator.num_processes
+            plan = CurriculumPlan.for_trainer_epochs(
+                len(self.train_dataset),
+                self.pacing,
+                self.num_epochs,
+                batches_per_process=len(dataloader),
+                batch_size=self._train_batch_size,
+                world_size=world,
+                gradient_accumulation_steps=args.gradient_accumulation_steps,
+                drop_last=args.dataloader_drop_last,
+                padded=world > 1 and (args.dataloader_drop_last or args.accelerator_config.even_batches),
+            )
+            self._set_plan(plan, drive_epochs=False)
             return dataloader
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
@@ -317,7 +246,7 @@ class CurriculumTrainer(Trainer):
             self.difficulty_provider.values,
             self.pacing,
             num_epochs=self.num_epochs,
-            seed=self._data_seed,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
             order=args.curriculum,
             redraw_random_subset=args.redraw_random_subset,
         )
@@ -333,20 +262,24 @@ class CurriculumTrainer(Trainer):
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             drop_last=args.dataloader_drop_last,
         )
+        self._set_plan(plan, drive_epochs=True)
+        logger.info("Curriculum plan (%s, %s): %s.", args.curriculum.value, self.pacing, plan.describe())
+        return self._loader(self.train_dataset, CurriculumBatchSampler(sampler, plan, before_epoch=self._before_epoch))
+
+    def _loader(self, dataset, batch_sampler) -> DataLoader:
+        """A prepared data loader of ``dataset``'s collator columns over ``batch_sampler``."""
+        args = self.args
         self._set_signature_columns_if_needed()
-        dataset = self.train_dataset
         dataset = dataset.select_columns([c for c in dataset.column_names if c in self._signature_columns])
         loader = DataLoader(
             dataset,
-            batch_sampler=CurriculumBatchSampler(sampler, plan, before_epoch=self._before_epoch),
+            batch_sampler=batch_sampler,
             collate_fn=self.data_collator,
             num_workers=args.dataloader_num_workers,
             pin_memory=args.dataloader_pin_memory and args.device.type != "cpu",
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
             prefetch_factor=args.dataloader_prefetch_factor,
         )
-        self._set_plan(plan, drive_epochs=True)
-        logger.info("Curriculum plan (%s, %s): %s.", args.curriculum.value, self.pacing, plan.describe())
         return self.accelerator.prepare(loader)
 
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
@@ -357,34 +290,9 @@ class CurriculumTrainer(Trainer):
             return super().get_eval_dataloader(eval_dataset)
         if isinstance(eval_dataset, str) or eval_dataset is None:
             eval_dataset = self.eval_dataset[eval_dataset] if isinstance(eval_dataset, str) else self.eval_dataset
-        self._set_signature_columns_if_needed()
-        dataset = eval_dataset.select_columns([c for c in eval_dataset.column_names if c in self._signature_columns])
-        sizes = balanced_batch_sizes(len(dataset), self.args.eval_batch_size, self.accelerator.num_processes)
+        sizes = balanced_batch_sizes(len(eval_dataset), self.args.eval_batch_size, self.accelerator.num_processes)
         starts = np.cumsum([0, *sizes])
-        batches = [list(range(a, b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
-        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=self.data_collator, num_workers=0)
-        return self.accelerator.prepare(loader)
-
-    def _trainer_epochs_plan(self, dataloader) -> CurriculumPlan:
-        """The Trainer's own epochs as a plan (no curriculum): every sample every epoch."""
-        args, batches = self.args, len(dataloader)
-        world = self.accelerator.num_processes
-        num_samples = len(self.train_dataset)
-        padded = world > 1 and (args.dataloader_drop_last or args.accelerator_config.even_batches)
-        per_epoch = batches * world * self._train_batch_size if padded else num_samples
-        return CurriculumPlan(
-            num_samples=num_samples,
-            batch_size=self._train_batch_size,
-            world_size=world,
-            gradient_accumulation_steps=args.gradient_accumulation_steps,
-            drop_last=args.dataloader_drop_last,
-            fractions=[1.0] * self.num_epochs,
-            pool_sizes=[num_samples] * self.num_epochs,
-            stages=[self.pacing.stage(e, self.num_epochs) for e in range(self.num_epochs)],
-            progress=[self.pacing.progress(e, self.num_epochs) for e in range(self.num_epochs)],
-            updates=[max(1, math.ceil(batches / args.gradient_accumulation_steps))] * self.num_epochs,
-            epoch_samples=[per_epoch] * self.num_epochs,
-        )
+        return self._loader(eval_dataset, [list(range(a, b)) for a, b in zip(starts[:-1], starts[1:], strict=True)])
 
     def _set_plan(self, plan: CurriculumPlan, drive_epochs: bool) -> None:
         self.plan = plan
@@ -460,14 +368,8 @@ class CurriculumTrainer(Trainer):
         current epoch was drawn with; the backbone receives ``intensity=gamma`` with ``intensity_target``
         ``temperature``/``margin``. In evaluation the backbone's own loss is returned unchanged.
 
-        Args:
-            model (nn.Module): the (possibly wrapped) backbone.
-            inputs (dict): the batch; ``sample_idx`` and ``difficulty`` are removed before the forward.
-            return_outputs (bool): also return the backbone's outputs.
-            num_items_in_batch: unused (the loss is a per-batch mean).
-
-        Returns:
-            torch.Tensor | tuple[torch.Tensor, Any]: the loss (and the outputs).
+        The batch's ``sample_idx`` and ``difficulty`` are removed before the forward; ``num_items_in_batch`` is unused
+        (the loss is a per-batch mean).
         """
         sample_idx = inputs.pop(SAMPLE_IDX, None)
         batch_difficulty = inputs.pop("difficulty", None)
@@ -483,16 +385,7 @@ class CurriculumTrainer(Trainer):
         outputs = model(**inputs, **extra)
         d_hat = None
         if self.intensity.beta > 0 and progress > 0:
-            if sample_idx is not None and self.difficulty_provider.values is not None:
-                d_hat = self.difficulty_provider.normalized(epoch)[sample_idx.detach().long().cpu()]
-            elif batch_difficulty is not None:
-                d_hat = batch_difficulty.detach().clamp(0.0, 1.0)
-            else:
-                raise ValueError(
-                    f"`intensity_beta={self.args.intensity_beta}` weights samples by difficulty, but the batch has "
-                    f"neither `{SAMPLE_IDX}` nor `difficulty`. Use a collator that passes them through "
-                    "(MoleculeTextCollator does) or set `intensity_beta=0`."
-                )
+            d_hat = self.difficulty_provider.batch_normalized(epoch, sample_idx, batch_difficulty)
         name = type(self.accelerator.unwrap_model(model)).__name__
         loss, logs = weigh_loss(outputs, d_hat, progress, self.intensity, name=name)
         for key, value in logs.items():
@@ -503,47 +396,18 @@ class CurriculumTrainer(Trainer):
     def get_decay_parameter_names(self, model) -> list[str]:
         """The Trainer's rule; for a backbone with ``param_groups()`` also open_clip's: only 2+-dim tensors decay."""
         names = super().get_decay_parameter_names(model)
-        if callable(getattr(model, "param_groups", None)):
-            shapes = {n: p.ndim for n, p in model.named_parameters()}
-            names = [n for n in names if shapes.get(n, 0) >= 2]
-        return names
+        return open_clip_decay_names(model, names) if callable(getattr(model, "param_groups", None)) else names
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
-        """The Trainer's optimizer, with one learning rate per parameter group the backbone names.
-
-        Every group ``g`` of ``model.param_groups()`` (``text_encoder``, AMAN's ``discriminator``, ...) trains at
-        ``args.<g>_learning_rate`` when the arguments set it, else at ``model.config.<g>_learning_rate`` when the
-        config sets it (ORMA/AMAN: text encoder 3e-5), else at ``learning_rate``. A model without ``param_groups()``
-        has the group ``text_encoder`` (parameters named ``text_encoder.*``). The schedule scales every group alike.
-        """
+        """The Trainer's optimizer, with one learning rate per parameter group the backbone names
+        (:mod:`class_hf.optimization`: ``<group>_learning_rate`` of the arguments, else of the model config)."""
         created = self.optimizer is None
         optimizer = super().create_optimizer(model)
         if created:
             unwrapped = self.accelerator.unwrap_model(self.model if model is None else model)
-            rates = self._group_learning_rates(unwrapped)
-            if rates:
-                _split_param_groups(optimizer, unwrapped, rates)
+            if rates := group_learning_rates(unwrapped, self.args):
+                apply_group_learning_rates(optimizer, unwrapped, rates)
         return optimizer
-
-    def _group_learning_rates(self, model: nn.Module) -> dict[str, float]:
-        args = self.args
-        named = _named_groups(model)
-        if args.text_encoder_learning_rate is not None and not named.get("text_encoder"):
-            raise ValueError(
-                f"`text_encoder_learning_rate` is set but {type(model).__name__} has no text-encoder parameters "
-                "(none in `param_groups()['text_encoder']` nor named `text_encoder.*`). Unset it or rename the module."
-            )
-        config = getattr(model, "config", None)
-        rates: dict[str, float] = {}
-        for group in (g for g in named if g != "other" and named[g]):
-            key = f"{group}_learning_rate"
-            sources = (("training arguments", getattr(args, key, None)), ("model config", getattr(config, key, None)))
-            for where, value in sources:
-                if value is not None:
-                    rates[group] = float(value)
-                    logger.info("Parameter group %r: learning rate %g (`%s` of the %s).", group, value, key, where)
-                    break
-        return rates
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """The Trainer's schedule over ``num_training_steps``, times gamma when ``intensity_target='lr'``.
@@ -568,26 +432,14 @@ class CurriculumTrainer(Trainer):
         if "loss" in logs and self.plan is not None:
             logs.update(self._reduced_metrics())
             plan, step = self.plan, self.state.global_step
-            epoch = plan.epoch_of_step(max(step - 1, 0))
-            logs["curriculum/epoch"] = epoch
-            logs["curriculum/stage"] = plan.stages[epoch]
-            logs["curriculum/fraction"] = plan.fractions[epoch]
-            logs["curriculum/progress"] = plan.progress[epoch]
-            logs["curriculum/samples_seen"] = self._samples_seen(step)
-            logs["intensity/gamma"] = self.intensity.gamma(plan.progress[epoch])
+            logs.update(plan.log_values(step))
+            logs["intensity/gamma"] = self.intensity.gamma(logs["curriculum/progress"])
             if self.difficulty_provider.scoring_seconds:
                 logs["curriculum/scoring_seconds"] = self.difficulty_provider.scoring_seconds
         elif "train_runtime" in logs and self.plan is not None:
-            logs["curriculum/samples_seen"] = self._samples_seen(self.state.global_step)
+            logs["curriculum/samples_seen"] = self.plan.samples_until(self.state.global_step)
             logs["curriculum/scoring_seconds"] = self.difficulty_provider.scoring_seconds
         super().log(logs, start_time)
-
-    def _samples_seen(self, global_step: int) -> int:
-        plan = self.plan
-        epoch = plan.epoch_of_step(max(global_step - 1, 0))
-        done = min(global_step, plan.total_updates) - plan.first_step(epoch)
-        before = sum(plan.samples(e) for e in range(epoch))
-        return before + (plan.samples(epoch) if done >= plan.updates[epoch] else plan.samples_in_steps(epoch, done))
 
     def _reduced_metrics(self) -> dict[str, float]:
         keys = sorted(self._metrics)
@@ -636,46 +488,13 @@ class CurriculumTrainer(Trainer):
     # ------------------------------------------------------------------------------------------------ summary
     def curriculum_summary(self) -> dict[str, Any]:
         """Totals of the run for benchmarks: planned vs actual sample passes and steps, and the time split."""
-        plan, history = self.plan, self.curriculum_history
-        summary = {
+        return {
             "curriculum": self.args.curriculum.value,
             "pacing": self.pacing.describe(),
-            "num_samples": plan.num_samples if plan else None,
             "num_epochs": self.num_epochs,
-            "planned_sample_passes": plan.sample_passes if plan else None,
-            "full_sample_passes": plan.full_sample_passes if plan else None,
-            "planned_optimizer_steps": plan.total_updates if plan else None,
-            "samples_seen": sum(r["samples_seen"] for r in history),
-            "optimizer_steps": sum(r["optimizer_steps"] for r in history),
-            "train_seconds": sum(r["train_seconds"] for r in history),
-            "eval_seconds": sum(r["eval_seconds"] for r in history),
+            **self.curriculum_callback.summary(),
             "scoring_seconds": self.difficulty_provider.scoring_seconds,
         }
-        if plan:
-            summary["sample_pass_saving"] = 1.0 - plan.sample_passes / max(1, plan.full_sample_passes)
-        return summary
-
-
-def _named_groups(model: nn.Module) -> dict[str, list[str]]:
-    """The backbone's ``param_groups()``, or ``text_encoder`` = the parameters named ``text_encoder.*``."""
-    if callable(getattr(model, "param_groups", None)):
-        return model.param_groups()
-    return {"text_encoder": [n for n, _ in model.named_parameters() if n.startswith("text_encoder.")]}
-
-
-def _split_param_groups(optimizer: torch.optim.Optimizer, model: nn.Module, rates: dict[str, float]) -> None:
-    """Splits every optimizer parameter group by the model's named groups and sets each named group's rate."""
-    named = _named_groups(model)
-    params = dict(model.named_parameters())
-    owner = {id(params[name]): group for group, names in named.items() if group in rates for name in names}
-    groups = []
-    for group in optimizer.param_groups:
-        buckets: dict[str | None, list[nn.Parameter]] = defaultdict(list)
-        for param in group["params"]:
-            buckets[owner.get(id(param))].append(param)
-        for name, members in buckets.items():
-            groups.append({**group, "params": members, **({"lr": rates[name]} if name is not None else {})})
-    optimizer.param_groups = groups
 
 
 __all__ = ["CurriculumTrainer"]

@@ -251,6 +251,11 @@ class CurriculumTrainingArguments(TrainingArguments):
                     "`curriculum='none'` to keep the Trainer's sampling strategy."
                 )
         super().__post_init__()
+        if self.curriculum != CurriculumOrder.NONE and self.accelerator_config.split_batches:
+            raise ValueError(
+                "`accelerator_config.split_batches=True` cannot be combined with a curriculum: the curriculum cuts "
+                "every process's batches itself. Keep the default `split_batches=False`."
+            )
 
     @property
     def curriculum_enabled(self) -> bool:

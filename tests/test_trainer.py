@@ -646,3 +646,81 @@ def test_dual_encoder_with_the_real_collator(tmp_path, chebi20_sample_dir, tiny_
     assert [r["samples_seen"] for r in trainer.curriculum_history] == [8, 32]
     evals = [h for h in trainer.state.log_history if "eval_t2m_mrr" in h]
     assert len(evals) == 2 and all(0 < h["eval_mrr"] <= 1 for h in evals)
+
+
+# ------------------------------------------------------------------------------------------ public hooks only
+def test_no_private_trainer_method_is_overridden_but_the_signature_columns():
+    """CurriculumTrainer extends the Trainer through public hooks and callbacks (plus the TRL-style column hook)."""
+    allowed = {"_set_signature_columns_if_needed", "_get_train_sampler"}
+    overridden = {
+        name
+        for name in vars(CurriculumTrainer)
+        if name.startswith("_") and not name.startswith("__") and hasattr(Trainer, name)
+    }
+    assert overridden <= allowed, overridden - allowed
+
+
+def test_evaluation_and_checkpoint_once_per_curriculum_epoch(tmp_path):
+    """`eval_strategy`/`save_strategy="epoch"` act at the end of every curriculum epoch, not of the Trainer's pass."""
+    args = make_args(tmp_path, eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch")
+    trainer = CurriculumTrainer(
+        model=make_model(),
+        args=args,
+        train_dataset=make_pairs(40),  # epoch ends at steps 3, 8, 16, 26
+        eval_dataset=make_pairs(12, seed=1),
+        data_collator=TinyCollator(),
+    )
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_mrr" in h]
+    assert [(h["step"], h["epoch"]) for h in evals] == [(3, 1.0), (8, 2.0), (16, 3.0), (26, 4.0)]
+    assert sorted(int(p.name.split("-")[1]) for p in tmp_path.glob("checkpoint-*")) == [3, 8, 16, 26]
+    assert [h["curriculum/epoch"] for h in trainer.state.log_history if "loss" in h] == [0, 1, 2, 3]
+    assert all(r["eval_seconds"] > 0 for r in trainer.curriculum_history)
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ([0.5] * 39 + [1.7], r"`difficulty` must lie in \[0, 1\].*row 39 holds 1.7"),
+        ([-0.2] + [0.5] * 39, r"`difficulty` must lie in \[0, 1\].*row 0 holds -0.2"),
+        (["0.5"] * 40, r"Column `difficulty` must hold one number per row.*'0.5'"),
+        ([True, False] * 20, r"Column `difficulty` must hold one number per row.*bool"),
+        (["easy", "hard"] * 20, r"Column `difficulty` must hold one number per row.*'easy'"),
+    ],
+)
+def test_precomputed_difficulty_is_checked_by_the_trainer(tmp_path, values, match):
+    train = make_pairs(40, difficulty=False).add_column("difficulty", values)
+    trainer = recording_trainer(make_args(tmp_path), train)
+    with pytest.raises(ValueError, match=match):
+        trainer.train()
+    assert not (tmp_path / "checkpoint-1").exists()
+
+
+def test_a_resumed_run_adds_the_times_of_the_interrupted_epoch(tmp_path):
+    train = make_pairs(40)
+    first = recording_trainer(make_args(tmp_path), train, callbacks=[StopAt(step=12)])
+    first.train()
+    state = json.loads((tmp_path / "checkpoint-12" / "trainer_state.json").read_text())
+    carry = state["stateful_callbacks"]["CurriculumCallback"]["attributes"]["carry"]
+    assert carry["epoch"] == 2 and carry["optimizer_steps"] == 4 and carry["train_seconds"] > 0
+    resumed = recording_trainer(make_args(tmp_path), train)
+    resumed.train(resume_from_checkpoint=True)
+    history = resumed.curriculum_history
+    assert [r["optimizer_steps"] for r in history] == [3, 5, 8, 10]
+    assert history[2]["train_seconds"] > carry["train_seconds"]
+    assert [r["train_seconds"] for r in history[:2]] == [r["train_seconds"] for r in first.curriculum_history[:2]]
+    assert first.curriculum_history[2]["complete"] is False and history[2]["complete"] is True
+
+
+def test_resume_with_the_trainer_restoring_callback_states(tmp_path):
+    """`restore_callback_states_from_checkpoint=True` rebuilds the CurriculumCallback; the run stays identical."""
+    train = make_pairs(40)
+    full = recording_trainer(make_args(tmp_path / "full"), train)
+    full.train()
+    overrides = {"restore_callback_states_from_checkpoint": True}
+    recording_trainer(make_args(tmp_path / "run", **overrides), train, callbacks=[StopAt(step=12)]).train()
+    resumed = recording_trainer(make_args(tmp_path / "run", **overrides), train, model=make_model(seed=5))
+    resumed.train(resume_from_checkpoint=True)
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert [r["samples_seen"] for r in resumed.curriculum_history] == [10, 20, 30, 40]

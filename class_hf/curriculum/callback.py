@@ -167,6 +167,23 @@ class CurriculumCallback(TrainerCallback, ExportableState):
         self._non_training = 0.0
         self._eval.pop(epoch, None)
 
+    def summary(self) -> dict[str, Any]:
+        """Planned vs actual sample passes and optimizer steps, and the time split, over the history."""
+        plan, history = self.plan, self.history
+        summary: dict[str, Any] = {
+            "num_samples": plan.num_samples if plan else None,
+            "planned_sample_passes": plan.sample_passes if plan else None,
+            "full_sample_passes": plan.full_sample_passes if plan else None,
+            "planned_optimizer_steps": plan.total_updates if plan else None,
+            "samples_seen": sum(r["samples_seen"] for r in history),
+            "optimizer_steps": sum(r["optimizer_steps"] for r in history),
+            "train_seconds": sum(r["train_seconds"] for r in history),
+            "eval_seconds": sum(r["eval_seconds"] for r in history),
+        }
+        if plan:
+            summary["sample_pass_saving"] = 1.0 - plan.sample_passes / max(1, plan.full_sample_passes)
+        return summary
+
     # ------------------------------------------------------------------------------------------------ events
     def on_train_begin(self, args, state, control, **kwargs):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)

@@ -132,6 +132,31 @@ class AdaptiveIntensity:
                 f"{self.gamma_max}."
             )
 
+    @classmethod
+    def from_training_args(cls, args: Any) -> AdaptiveIntensity:
+        """The settings ``CurriculumTrainingArguments`` describe (``intensity_beta``, ``intensity_target``, ...)."""
+        return cls(
+            beta=args.intensity_beta,
+            gamma_min=args.intensity_gamma_min,
+            gamma_max=args.intensity_gamma_max,
+            target=args.intensity_target,
+        )
+
+    def check_backbone(self, model: Any) -> None:
+        """Checks that ``model`` accepts the stage multiplier when the target passes it to the backbone.
+
+        Raises:
+            ValueError: target ``temperature``/``margin`` and a backbone without ``supports_intensity = True``.
+        """
+        if self.target in (IntensityTarget.TEMPERATURE, IntensityTarget.MARGIN) and not getattr(
+            model, "supports_intensity", False
+        ):
+            raise ValueError(
+                f"`intensity_target={self.target.value!r}` passes the stage multiplier to the backbone, but "
+                f"{type(model).__name__} does not declare `supports_intensity = True`. Use `intensity_target='lr'` "
+                "(or 'loss'/'none'), or add an `intensity` argument to the backbone's forward."
+            )
+
     @property
     def uses_gamma(self) -> bool:
         """Whether a stage multiplier is applied at all."""

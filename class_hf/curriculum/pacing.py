@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from transformers.utils import ExplicitEnum
 
@@ -100,6 +101,18 @@ class Pacing:
         if num_epochs <= 1:
             return 1.0
         return min(1.0, epoch / (num_epochs - 1))
+
+    @staticmethod
+    def from_training_args(args: Any) -> Pacing:
+        """The pacing ``CurriculumTrainingArguments`` describe (``pacing``, ``pacing_stages``, ...)."""
+        return get_pacing(
+            args.pacing if callable(args.pacing) else getattr(args.pacing, "value", args.pacing),
+            num_stages=args.pacing_stages,
+            start_fraction=args.pacing_start_fraction,
+            fractions=args.pacing_fractions,
+            saturation=args.pacing_saturation,
+            root_degree=args.pacing_root_degree,
+        )
 
     def describe(self) -> dict:
         """A JSON-serialisable description, stored in checkpoints and logs."""

@@ -138,6 +138,49 @@ class CurriculumPlan:
             progress=[pacing.progress(e, num_epochs) for e in range(num_epochs)],
         )
 
+    @classmethod
+    def for_trainer_epochs(
+        cls,
+        num_samples: int,
+        pacing: Pacing,
+        num_epochs: int,
+        *,
+        batches_per_process: int,
+        batch_size: int,
+        world_size: int = 1,
+        gradient_accumulation_steps: int = 1,
+        drop_last: bool = False,
+        padded: bool = False,
+    ) -> CurriculumPlan:
+        """The Trainer's own epochs (no curriculum: every sample every epoch) as a plan.
+
+        Args:
+            num_samples (int): training set size ``N``.
+            pacing (Pacing): the pacing (for the stages and progress of the intensity).
+            num_epochs (int): epochs.
+            batches_per_process (int): the Trainer's data loader length.
+            batch_size (int): per-device batch size.
+            world_size (int): number of processes.
+            gradient_accumulation_steps (int): ``GA``.
+            drop_last (bool): ``dataloader_drop_last``.
+            padded (bool): accelerate completes the last batches with repeated samples (``even_batches``), so an
+                epoch makes ``batches * W * B`` sample passes.
+        """
+        per_epoch = batches_per_process * world_size * batch_size if padded else num_samples
+        return cls(
+            num_samples=num_samples,
+            batch_size=batch_size,
+            world_size=world_size,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            drop_last=drop_last,
+            fractions=[1.0] * num_epochs,
+            pool_sizes=[num_samples] * num_epochs,
+            stages=[pacing.stage(e, num_epochs) for e in range(num_epochs)],
+            progress=[pacing.progress(e, num_epochs) for e in range(num_epochs)],
+            updates=[max(1, math.ceil(batches_per_process / gradient_accumulation_steps))] * num_epochs,
+            epoch_samples=[per_epoch] * num_epochs,
+        )
+
     # ------------------------------------------------------------------------------------------------- sizes
     @property
     def batches_per_step(self) -> int:
@@ -226,6 +269,24 @@ class CurriculumPlan:
     def samples_in_steps(self, epoch: int, steps: int) -> int:
         """Sample passes of the first ``steps`` optimizer steps of ``epoch``."""
         return sum(self.batch_sizes(epoch)[: steps * self.batches_per_step])
+
+    def samples_until(self, global_step: int) -> int:
+        """Sample passes of the first ``global_step`` optimizer steps of the run."""
+        epoch = self.epoch_of_step(max(global_step - 1, 0))
+        done = min(global_step, self.total_updates) - self.first_step(epoch)
+        before = sum(self.samples(e) for e in range(epoch))
+        return before + (self.samples(epoch) if done >= self.updates[epoch] else self.samples_in_steps(epoch, done))
+
+    def log_values(self, global_step: int) -> dict[str, float]:
+        """The ``curriculum/{epoch,stage,fraction,progress,samples_seen}`` log values after ``global_step`` steps."""
+        epoch = self.epoch_of_step(max(global_step - 1, 0))
+        return {
+            "curriculum/epoch": epoch,
+            "curriculum/stage": self.stages[epoch],
+            "curriculum/fraction": self.fractions[epoch],
+            "curriculum/progress": self.progress[epoch],
+            "curriculum/samples_seen": self.samples_until(global_step),
+        }
 
     # ------------------------------------------------------------------------------------------------- state
     def to_dict(self) -> dict[str, Any]:

@@ -56,6 +56,19 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def broadcast_from_main(values: np.ndarray) -> np.ndarray:
+    """Process 0's values on every process (scoring may differ in the last bits between processes)."""
+    from accelerate import PartialState
+
+    if PartialState().num_processes <= 1:
+        return values
+    from accelerate.utils import broadcast_object_list
+
+    box = [values]
+    broadcast_object_list(box, from_process=0)
+    return np.asarray(box[0])
+
+
 def with_sample_idx(dataset):
     """``dataset`` with a ``sample_idx`` column holding the row positions (added when missing, checked otherwise)."""
     positions = np.arange(len(dataset), dtype=np.int64)
@@ -82,8 +95,8 @@ class DifficultyProvider:
         score_kwargs (dict): ``delta``, ``chunk_size``, ``batch_size``, ``show_progress`` of the scoring passes.
         source_kwargs (dict): the extra arguments of :func:`~class_hf.curriculum.difficulty.compute_difficulty`
             (``seed``, ``warmup_fraction``, ``warmup_epochs``, ``warmup_learning_rate``).
-        broadcast (Callable[[np.ndarray], np.ndarray] | None): gives every process process 0's values (identity on
-            one process).
+        broadcast (Callable[[np.ndarray], np.ndarray] | None): gives every process process 0's values (default:
+            accelerate's ``broadcast_object_list`` on several processes).
     """
 
     def __init__(
@@ -105,8 +118,31 @@ class DifficultyProvider:
         self.refresh = refresh
         self.score_kwargs = dict(score_kwargs or {})
         self.source_kwargs = dict(source_kwargs or {})
-        self.broadcast = broadcast or (lambda values: values)
+        self.broadcast = broadcast or broadcast_from_main
         self.reset()
+
+    @classmethod
+    def from_training_args(cls, args: Any, pacing: Pacing, num_epochs: int) -> DifficultyProvider:
+        """The provider ``CurriculumTrainingArguments`` describe (``difficulty_*``, ``eval_chunk_size``, ...)."""
+        return cls(
+            source=args.difficulty_source,
+            column=args.difficulty_column,
+            pacing=pacing,
+            num_epochs=num_epochs,
+            refresh=args.difficulty_refresh and args.curriculum_enabled,
+            score_kwargs={
+                "delta": args.difficulty_delta,
+                "chunk_size": args.eval_chunk_size,
+                "batch_size": args.difficulty_batch_size or args.per_device_eval_batch_size,
+                "show_progress": not args.disable_tqdm,
+            },
+            source_kwargs={
+                "seed": args.data_seed if args.data_seed is not None else args.seed,
+                "warmup_fraction": args.difficulty_warmup_fraction,
+                "warmup_epochs": args.difficulty_warmup_epochs,
+                "warmup_learning_rate": args.difficulty_warmup_learning_rate or args.learning_rate,
+            },
+        )
 
     def reset(self) -> None:
         """Forgets the values of a previous run."""
@@ -128,6 +164,24 @@ class DifficultyProvider:
             raise RuntimeError("The difficulty has not been prepared; call `prepare` first.")
         start = max((e for e in self._normalized if e <= epoch), default=min(self._normalized))
         return self._normalized[start]
+
+    def batch_normalized(
+        self, epoch: int, sample_idx: torch.Tensor | None, difficulty: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``d_hat`` of a batch's samples in ``epoch`` (by ``sample_idx``, else the batch's own ``difficulty``).
+
+        Raises:
+            ValueError: when the batch has neither.
+        """
+        if sample_idx is not None and self.values is not None:
+            return self.normalized(epoch)[sample_idx.detach().long().cpu()]
+        if difficulty is not None:
+            return difficulty.detach().clamp(0.0, 1.0)
+        raise ValueError(
+            f"The per-sample weights (`intensity_beta` > 0) need each sample's difficulty, but the batch has neither "
+            f"`{SAMPLE_IDX}` nor `difficulty`. Use a collator that passes them through (MoleculeTextCollator does) "
+            "or set `intensity_beta=0`."
+        )
 
     def prepare(self, dataset, *, model=None, data_collator=None, tokenizer=None, restored: np.ndarray | None = None):
         """Gives the training set its difficulty values and a ``sample_idx`` column; returns the dataset to train on.

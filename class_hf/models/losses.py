@@ -53,6 +53,25 @@ def gather_features(features: torch.Tensor) -> tuple[torch.Tensor, int]:
     return _AllGatherWithGrad.apply(features, sizes), sum(sizes[: dist.get_rank()])
 
 
+def enable_gather_across_ranks(model: torch.nn.Module) -> None:
+    """Turns on cross-rank negatives in ``model`` (its config's or its own ``gather_across_ranks``).
+
+    Raises:
+        ValueError: when the model has no such setting.
+    """
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "gather_across_ranks"):
+        config.gather_across_ranks = True
+    elif hasattr(model, "gather_across_ranks"):
+        model.gather_across_ranks = True
+    else:
+        raise ValueError(
+            f"`gather_across_ranks=True`, but {type(model).__name__} has no `gather_across_ranks` setting (in its "
+            "config or as an attribute). Set `gather_across_ranks=False` or use a backbone that gathers in-batch "
+            "negatives across ranks."
+        )
+
+
 def contrastive_loss(
     text_embeds: torch.Tensor,
     mol_embeds: torch.Tensor,
