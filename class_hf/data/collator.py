@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .graphs import BATCH_COLUMNS, FINGERPRINT_COLUMNS, FINGERPRINT_DIM, MOL2VEC_COLUMN, rows_to_batch
+from .text_features import TEXT_FEATURES_COLUMN, collate_text_features
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,9 @@ class MoleculeTextCollator:
     holds:
 
     - ``input_ids``, ``attention_mask``: ``LongTensor [B, L]`` from the tokenizer (any Hugging Face tokenizer;
-      truncated to ``max_length``);
+      truncated to ``max_length``); or, when the rows hold cached frozen text features
+      (:func:`~class_hf.data.text_features.add_text_features`), ``text_features`` (``[B, D]``, or ``[B, L, D]`` with
+      its ``attention_mask``) instead;
     - ``graph``: a :class:`torch_geometric.data.Batch` of :class:`~class_hf.data.graphs.MoleculeGraph` with ``x``
       ``[N, 9]``, ``edge_index``, ``edge_attr`` ``[E, 3]``, ``atom2motif`` ``[N]`` (offset so that it indexes the
       batch's motifs), ``num_motifs`` ``[B]``, ``batch`` ``[N]``, and ``fp`` float ``[B, fingerprint_dim]`` (``log1p``
@@ -69,10 +72,18 @@ class MoleculeTextCollator:
     def columns(self) -> list[str]:
         """Dataset columns the collator reads; a trainer should keep exactly these.
 
-        The text column and the graph columns (``num_nodes`` aside: ``x`` implies it) are required; the fingerprint
-        columns, ``mol2vec_index``, ``sample_idx`` and ``difficulty`` are read when present.
+        The text column (or cached ``text_features``) and the graph columns (``num_nodes`` aside: ``x`` implies it)
+        are required; the fingerprint columns, ``mol2vec_index``, ``sample_idx`` and ``difficulty`` are read when
+        present.
         """
-        return [self.text_column, *BATCH_COLUMNS, *FINGERPRINT_COLUMNS, MOL2VEC_COLUMN, *OPTIONAL_COLUMNS]
+        return [
+            self.text_column,
+            TEXT_FEATURES_COLUMN,
+            *BATCH_COLUMNS,
+            *FINGERPRINT_COLUMNS,
+            MOL2VEC_COLUMN,
+            *OPTIONAL_COLUMNS,
+        ]
 
     def _texts(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
         texts = []
@@ -124,18 +135,18 @@ class MoleculeTextCollator:
         """
         if len(rows) == 0:
             raise ValueError("Cannot collate an empty list of rows.")
-        encoded = self.tokenizer(
-            self._texts(rows),
-            padding=self.padding,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        batch: dict[str, Any] = {
-            "input_ids": encoded["input_ids"].long(),
-            "attention_mask": encoded["attention_mask"].long(),
-            "graph": rows_to_batch(rows, fingerprint_dim=self.fingerprint_dim),
-        }
+        if TEXT_FEATURES_COLUMN in rows[0]:  # frozen text features cached in the dataset: no tokenization
+            batch: dict[str, Any] = collate_text_features(rows)
+        else:
+            encoded = self.tokenizer(
+                self._texts(rows),
+                padding=self.padding,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            batch = {"input_ids": encoded["input_ids"].long(), "attention_mask": encoded["attention_mask"].long()}
+        batch["graph"] = rows_to_batch(rows, fingerprint_dim=self.fingerprint_dim)
         sample_idx = self._optional(rows, "sample_idx", torch.long)
         if sample_idx is not None:
             batch["sample_idx"] = sample_idx

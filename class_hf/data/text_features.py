@@ -1,0 +1,188 @@
+"""Frozen text-encoder features, computed once per description and stored as a dataset column.
+
+When a backbone's text encoder is frozen, its output for a description never changes. :func:`add_text_features`
+computes it once with the backbone itself (``model.text_features``) and stores it in a ``text_features`` column;
+the collator then passes the column instead of token ids, and the backbone's ``encode_text`` skips the encoder.
+Every epoch, every evaluation and every difficulty-scoring pass becomes a lookup: on a CPU the text side costs
+nothing and only the molecule side and the projections train.
+
+Two layouts, chosen by the backbone:
+
+- ``pooled``: one ``float32`` vector per description (the dual encoder, AMAN: e.g. the masked means of the encoder's
+  layers, concatenated);
+- ``tokens``: a ``[tokens, dim]`` ``float16`` matrix per description, real tokens only (ORMA's token and phrase
+  states); the collator pads a batch and rebuilds its attention mask.
+
+The column is computed with ``Dataset.map`` under a fingerprint made of the dataset's and the backbone's
+(:meth:`text_feature_key`: encoder, its configuration, the layers, the pooling, the token limit), so ``datasets``
+reloads it from its cache when the same data meets the same frozen encoder again.
+
+Backbone side (optional part of the contract): ``text_features(input_ids, attention_mask) -> Tensor`` (``[B, D]``
+pooled, or ``[B, L, D]`` token states), ``text_feature_key() -> str``, ``text_feature_layout`` (``"pooled"`` or
+``"tokens"``) and ``encode_text(..., text_features=...)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Array2D, Dataset, DatasetDict, Features, Sequence, Value
+
+logger = logging.getLogger(__name__)
+
+TEXT_FEATURES_COLUMN = "text_features"
+
+
+def supports_text_features(model: Any) -> bool:
+    """Whether ``model`` can compute and consume cached text features."""
+    return callable(getattr(model, "text_features", None)) and callable(getattr(model, "text_feature_key", None))
+
+
+def _check_model(model: Any) -> str:
+    if not supports_text_features(model):
+        raise ValueError(
+            f"{type(model).__name__} cannot cache its text features: it needs `text_features(input_ids, "
+            "attention_mask)` and `text_feature_key()` (the class-hf backbones have them)."
+        )
+    if not getattr(model, "text_encoder_frozen", False):
+        raise ValueError(
+            f"Caching text features needs a frozen text encoder, but {type(model).__name__}'s text encoder trains "
+            "(set `freeze_text_encoder=True` in its config, or do not cache the text features)."
+        )
+    layout = getattr(model, "text_feature_layout", "pooled")
+    if layout not in ("pooled", "tokens"):
+        raise ValueError(f"`text_feature_layout` must be 'pooled' or 'tokens', got {layout!r}.")
+    return layout
+
+
+def _feature_type(layout: str, dim: int) -> Any:
+    if layout == "pooled":
+        return Sequence(Value("float32"), length=dim)
+    return Array2D(shape=(None, dim), dtype="float16")
+
+
+def _encode_batch(batch: dict[str, list], *, model, tokenizer, text_column: str, max_length: int, layout: str):
+    encoded = tokenizer(batch[text_column], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    device = next(model.parameters()).device
+    input_ids = encoded["input_ids"].to(device)
+    attention_mask = encoded["attention_mask"].to(device)
+    with torch.no_grad():
+        features = model.text_features(input_ids, attention_mask).float().cpu()
+    if layout == "pooled":
+        return {TEXT_FEATURES_COLUMN: features.numpy()}
+    lengths = attention_mask.sum(dim=1).tolist()
+    return {TEXT_FEATURES_COLUMN: [f[:n].half().numpy() for f, n in zip(features, lengths, strict=True)]}
+
+
+def text_features_fingerprint(dataset: Dataset, model: Any, max_length: int, text_column: str) -> str:
+    """The fingerprint of ``dataset`` with the text features of ``model`` added."""
+    # `_fingerprint` is how `datasets` names a dataset's content; every transform derives the next one from it.
+    parts = [getattr(dataset, "_fingerprint", None) or "", model.text_feature_key(), str(max_length), text_column]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def add_text_features(
+    dataset: Dataset | DatasetDict,
+    model: Any,
+    tokenizer: Any,
+    *,
+    max_length: int = 256,
+    text_column: str = "description",
+    batch_size: int = 64,
+    desc: str | None = "Caching frozen text features",
+) -> Dataset | DatasetDict:
+    """Adds the ``text_features`` column: the frozen part of ``model``'s text tower, once per row.
+
+    Args:
+        dataset (Dataset | DatasetDict): rows with a text column (a ``DatasetDict`` is done split by split).
+        model: a backbone with a frozen text encoder and ``text_features`` / ``text_feature_key`` (see the module
+            docstring); it is used in eval mode and left in the mode it was in.
+        tokenizer: the backbone's tokenizer.
+        max_length (int): token limit (the collator's ``max_length`` when training on token ids).
+        text_column (str): the column holding the descriptions.
+        batch_size (int): descriptions per forward pass.
+        desc (str | None): progress-bar description (None: no bar).
+
+    Returns:
+        Dataset | DatasetDict: ``dataset`` plus ``text_features`` (an existing column is replaced).
+
+    Raises:
+        ValueError: a model without the methods, with a text encoder that trains, or a missing text column.
+    """
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict(
+            {
+                split: add_text_features(
+                    part,
+                    model,
+                    tokenizer,
+                    max_length=max_length,
+                    text_column=text_column,
+                    batch_size=batch_size,
+                    desc=desc and f"{desc} ({split})",
+                )
+                for split, part in dataset.items()
+            }
+        )
+    layout = _check_model(model)
+    if text_column not in dataset.column_names:
+        raise ValueError(
+            f"`text_column` {text_column!r} is not a column of the dataset (columns: {dataset.column_names})."
+        )
+    if TEXT_FEATURES_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(TEXT_FEATURES_COLUMN)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            probe = tokenizer(["probe"], return_tensors="pt")
+            device = next(model.parameters()).device
+            dim = int(model.text_features(probe["input_ids"].to(device), probe["attention_mask"].to(device)).shape[-1])
+        features = dataset.features.copy()
+        features[TEXT_FEATURES_COLUMN] = _feature_type(layout, dim)
+        return dataset.map(
+            _encode_batch,
+            batched=True,
+            batch_size=batch_size,
+            fn_kwargs={
+                "model": model,
+                "tokenizer": tokenizer,
+                "text_column": text_column,
+                "max_length": max_length,
+                "layout": layout,
+            },
+            features=Features(features),
+            new_fingerprint=text_features_fingerprint(dataset, model, max_length, text_column),
+            desc=desc,
+        )
+    finally:
+        model.train(was_training)
+
+
+def collate_text_features(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """``text_features`` of a batch: ``[B, D]`` (pooled), or ``[B, L, D]`` padded plus its ``attention_mask``."""
+    values = [row[TEXT_FEATURES_COLUMN] for row in rows]
+    first = np.asarray(values[0])
+    if first.ndim == 1:
+        return {TEXT_FEATURES_COLUMN: torch.as_tensor(np.asarray(values, dtype=np.float32))}
+    arrays = [np.asarray(v, dtype=np.float32) for v in values]
+    length = max(a.shape[0] for a in arrays)
+    out = torch.zeros(len(arrays), length, first.shape[-1])
+    mask = torch.zeros(len(arrays), length, dtype=torch.long)
+    for i, array in enumerate(arrays):
+        out[i, : array.shape[0]] = torch.from_numpy(array)
+        mask[i, : array.shape[0]] = 1
+    return {TEXT_FEATURES_COLUMN: out, "attention_mask": mask}
+
+
+__all__ = [
+    "TEXT_FEATURES_COLUMN",
+    "add_text_features",
+    "collate_text_features",
+    "supports_text_features",
+    "text_features_fingerprint",
+]
