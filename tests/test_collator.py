@@ -96,6 +96,7 @@ def test_optional_columns_absent(collator, rows):
 def test_columns_property(collator):
     assert collator.columns == [
         "description",
+        "text_features",
         "x",
         "edge_index",
         "edge_attr",
@@ -194,3 +195,14 @@ def test_null_optional_column_is_absent_and_partial_nulls_name_the_row(collator,
     mixed = [dict(rows[0]), dict(rows[1], difficulty=None)]
     with pytest.raises(ValueError, match="Row 1 .*'difficulty'"):
         collator(mixed)
+
+
+def test_cached_text_features_replace_the_tokens(collator, rows):
+    pooled = [{**row, "text_features": [float(i)] * 6} for i, row in enumerate(rows)]
+    batch = collator(pooled)
+    assert "input_ids" not in batch and batch["text_features"].shape == (len(rows), 6)
+    assert batch["text_features"][2, 0] == 2.0 and batch["graph"].num_graphs == len(rows)
+    tokens = [{**row, "text_features": [[1.0] * 4] * (i + 1)} for i, row in enumerate(rows[:3])]
+    batch = collator(tokens)
+    assert batch["text_features"].shape == (3, 3, 4)
+    assert batch["attention_mask"].tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
