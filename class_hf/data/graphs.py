@@ -664,7 +664,7 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FING
 
     Args:
         rows (Sequence[Mapping]): rows with the graph columns of :func:`featurize_molecules` (lists or tensors), and
-            optionally ``mol2vec_index`` (per-atom ids, see ``class_hf.models.orma.Mol2VecIndexer``). When every
+            optionally ``mol2vec_index`` (per-atom ids, see ``class_hf.data.mol2vec.Mol2VecIndexer``). When every
             row has ``fp_index`` / ``fp_count``, the batch also gets ``fp`` float ``[B, dim]`` (``log1p`` counts).
         fingerprint_dim (int, optional): size of ``fp``. (default: ``2048``)
 
