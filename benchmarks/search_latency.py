@@ -75,7 +75,7 @@ def _tokenizer(texts: list[str]):
 def _model(size: str, vocab_size: int):
     from transformers import BertConfig
 
-    from class_hf.models.dual_encoder import DualEncoderConfig, DualEncoderModel
+    from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
 
     if size == "minilm":
         text = BertConfig(

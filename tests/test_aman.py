@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModel, BertModel, Trainer, TrainingArgu
 
 from class_hf.data.collator import MoleculeTextCollator
 from class_hf.data.graphs import smiles_to_graph
-from class_hf.models.aman import AmanConfig, AmanModel, gradient_reversal
+from class_hf.models.modeling_aman import AmanConfig, AmanModel, gradient_reversal
 from class_hf.models.losses import triplet_loss
 
 # One single-atom molecule without bonds (methane), an ion, and ordinary molecules.

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from class_hf.curriculum.pacing import get_pacing, pool_sizes
-from class_hf.recipe import COMMON_DEFAULTS, ModelArguments, _check_launch, build_model, parse_recipe_args
+from class_hf.recipe import COMMON_DEFAULTS, ModelArguments, build_model, check_launch, parse_recipe_args
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "recipes" / "configs"
@@ -120,14 +120,14 @@ def test_bad_arguments_are_reported(tmp_path, monkeypatch, caplog):
 
     _, _, args = parse_recipe_args(["--output_dir", str(tmp_path), "--fp16", "--use_cpu"])
     with caplog.at_level(logging.WARNING, logger="class_hf.recipe"):
-        _check_launch(args)
+        check_launch(args)
     assert "fp16=True` on CPU silently runs in fp32" in caplog.text
     if not torch.cuda.is_available():
         _, _, args = parse_recipe_args(["--output_dir", str(tmp_path)])
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
         with pytest.raises(ValueError, match="--use_cpu"):
-            _check_launch(args)
+            check_launch(args)
 
 
 # -------------------------------------------------------------------------------------------------- end to end

@@ -17,7 +17,8 @@ import pytest
 import torch
 from conftest import CHEBI20_SAMPLE, make_tiny_bert_config, make_tiny_tokenizer
 
-from class_hf.search.index import MoleculeIndex, SearchResult, model_reference, top_k
+from class_hf.evaluation.retrieval import top_k
+from class_hf.search.index import MoleculeIndex, SearchResult, model_reference
 from class_hf.search.library import read_molecules
 from class_hf.search.report import format_table, render_search_html, truncate
 
@@ -41,7 +42,7 @@ def library() -> dict:
 
 
 def _tiny_model(tokenizer):
-    from class_hf.models.dual_encoder import DualEncoderConfig, DualEncoderModel
+    from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
 
     config = DualEncoderConfig(
         text_config=make_tiny_bert_config(len(tokenizer)).to_dict(),

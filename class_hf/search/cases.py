@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from .index import MoleculeIndex, SearchResult, top_k
+from ..evaluation.retrieval import top_k
+from .index import MoleculeIndex, SearchResult
 from .report import (
     DIRECTION_LABELS,
     legend_html,
