@@ -14,8 +14,8 @@ from transformers import AutoConfig, AutoModel, BertModel, Trainer, TrainingArgu
 
 from class_hf.data.collator import MoleculeTextCollator
 from class_hf.data.graphs import smiles_to_graph
-from class_hf.models.modeling_aman import AmanConfig, AmanModel, gradient_reversal
 from class_hf.models.losses import triplet_loss
+from class_hf.models.modeling_aman import AmanConfig, AmanModel, gradient_reversal
 
 # One single-atom molecule without bonds (methane), an ion, and ordinary molecules.
 SMILES = ["C", "[Na+]", "CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "OCC(O)CO", "C#N", "CC(C)(C)C(=O)O"]

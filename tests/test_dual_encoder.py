@@ -14,8 +14,8 @@ from torch_geometric.data import Batch, Data
 from transformers import AutoConfig, AutoModel, BertModel
 
 from class_hf.data.graphs import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS
-from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
 from class_hf.models.losses import contrastive_loss
+from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
 
 
 def make_molecule(num_atoms: int, num_bonds: int, generator: torch.Generator, fp_dim: int = 2048) -> Data:
