@@ -120,7 +120,9 @@ def prepare(args: argparse.Namespace) -> int:
         try:
             fractions = [float(v) for v in args.resplit.split(",")]
         except ValueError:
-            raise SystemExit(f"--resplit must be comma-separated numbers such as 0.8,0.1,0.1, got {args.resplit!r}.")
+            raise SystemExit(
+                f"--resplit must be comma-separated numbers such as 0.8,0.1,0.1, got {args.resplit!r}."
+            ) from None
         data = resplit_by_cid(data, fractions, seed=args.seed)
     data = MoleculeFeatures(fingerprints=args.fingerprints).featurize(data, num_proc=args.num_proc)
     data.save_to_disk(args.out)

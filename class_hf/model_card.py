@@ -191,26 +191,27 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _cell(metrics: Mapping[str, float], key: str, percent: bool = True) -> str:
+    """A metric for the results table: a percentage with two decimals (a plain number with ``percent=False``)."""
+    value = metrics.get(key)
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}" if percent else f"{value:.2f}"
+
+
 def _result_rows(test_metrics: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
     rows = []
     for pool, metrics in test_metrics.items():
         for direction, (_, _, arrow) in DIRECTIONS.items():
-
-            def cell(name: str, percent: bool = True) -> str:
-                value = metrics.get(f"{direction}_{name}")
-                if value is None:
-                    return "–"
-                return f"{100 * value:.2f}" if percent else f"{value:.2f}"
-
             rows.append(
                 {
                     "pool": pool,
                     "direction": arrow,
-                    "hits1": cell("hits@1"),
-                    "hits5": cell("hits@5"),
-                    "hits10": cell("hits@10"),
-                    "mrr": cell("mrr"),
-                    "mean_rank": cell("mean_rank", percent=False),
+                    "hits1": _cell(metrics, f"{direction}_hits@1"),
+                    "hits5": _cell(metrics, f"{direction}_hits@5"),
+                    "hits10": _cell(metrics, f"{direction}_hits@10"),
+                    "mrr": _cell(metrics, f"{direction}_mrr"),
+                    "mean_rank": _cell(metrics, f"{direction}_mean_rank", percent=False),
                 }
             )
     return rows

@@ -82,10 +82,11 @@ def test_models_load_with_automodel_after_import_class_hf(tmp_path):
 def test_a_plain_module_with_the_four_methods_follows_the_contract():
     class Minimal(torch.nn.Module):
         def forward(self, input_ids, attention_mask, graph, **kwargs):
-            return RetrievalOutput()
+            text, mol = self.encode_text(input_ids, attention_mask), self.encode_molecule(graph)
+            return RetrievalOutput(text_embeds=text, mol_embeds=mol)
 
         def encode_text(self, input_ids, attention_mask):
-            return input_ids.float()
+            return (input_ids * attention_mask).float()
 
         def encode_molecule(self, graph):
             return graph
@@ -95,10 +96,12 @@ def test_a_plain_module_with_the_four_methods_follows_the_contract():
 
     class NoScore(torch.nn.Module):
         def encode_text(self, input_ids, attention_mask):
-            return input_ids
+            return input_ids * attention_mask
 
     assert isinstance(Minimal(), RetrievalBackbone)
     assert not isinstance(NoScore(), RetrievalBackbone)
+    ids = torch.ones(2, 3)
+    assert Minimal()(ids, ids, ids).text_embeds.shape == (2, 3)
 
 
 # ------------------------------------------------------------------------------------------------------ forward
@@ -114,7 +117,7 @@ class _Tiny(RetrievalPreTrainedModel):
         self.post_init()
 
     def encode_text(self, input_ids, attention_mask):
-        return self.text(input_ids).mean(1)
+        return (self.text(input_ids) * attention_mask.unsqueeze(-1)).mean(1)
 
     def encode_molecule(self, graph):
         return torch.ones(int(graph.num_graphs), 4)

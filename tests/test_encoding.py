@@ -118,7 +118,7 @@ def test_eval_mode_no_grad_and_modes_restored(model):
 def test_eval_mode_restored_after_an_error(model):
     model.train()
 
-    def broken_collator(rows):
+    def broken_collator(_rows):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):

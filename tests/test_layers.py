@@ -111,7 +111,7 @@ def test_imports_point_down_and_never_at_private_names(path):
     assert not problems, "\n".join(problems)
 
 
-def test_the_checker_sees_relative_imports_and_skips_type_checking_blocks(tmp_path):
+def test_the_checker_sees_relative_imports_and_skips_type_checking_blocks():
     """The import parser itself: relative levels resolve, ``TYPE_CHECKING`` blocks are skipped."""
     module = PACKAGE / "curriculum" / "callback.py"
     targets = {target for target, _, _ in _imports(module)}

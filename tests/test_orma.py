@@ -358,7 +358,7 @@ def test_save_and_load_roundtrip(tiny_bert_config, tiny_tokenizer, tmp_path):
     torch.testing.assert_close(model.score_pairs(batch), loaded.score_pairs(batch))
 
 
-def test_pretrained_text_encoder_is_loaded_once(tiny_bert_config, tiny_tokenizer, tmp_path):
+def test_pretrained_text_encoder_is_loaded_once(tiny_bert_config, tmp_path):
     torch.manual_seed(3)
     bert = BertModel(tiny_bert_config)
     bert.save_pretrained(tmp_path / "bert")

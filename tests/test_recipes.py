@@ -231,7 +231,7 @@ def test_a_resumed_run_writes_what_an_uninterrupted_run_writes(tmp_path, monkeyp
     full = _recipe("dual_encoder").main([*argv, "--output_dir", str(tmp_path / "full")])
 
     class KillAfterFirstCheckpoint(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
+        def on_save(self, _args, state, _control, **kwargs):
             raise _Killed(f"checkpoint-{state.global_step}")
 
     class InterruptedTrainer(recipe_run.RecipeTrainer):

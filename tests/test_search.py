@@ -276,7 +276,7 @@ def test_model_reference_revision_from_the_hub_cache(tmp_path, trained, monkeypa
 def test_own_molecule_ranks_first_for_the_trained_model(index, library):
     queries = library["description"][:NUM_TRAIN]
     hits = index.search(queries, k=3)
-    first = [h[0].cid == cid for h, cid in zip(hits, library["cid"][:NUM_TRAIN])]
+    first = [h[0].cid == cid for h, cid in zip(hits, library["cid"][:NUM_TRAIN], strict=True)]
     assert sum(first) >= 0.9 * NUM_TRAIN, (
         f"only {sum(first)} of {NUM_TRAIN} training descriptions rank their molecule first"
     )
@@ -287,7 +287,7 @@ def test_own_molecule_ranks_first_for_the_trained_model(index, library):
 
     # Molecule -> text: a training molecule finds its own description.
     texts = index.search(smiles=library["smiles"][:NUM_TRAIN], k=1)
-    own = [h[0].cid == cid for h, cid in zip(texts, library["cid"][:NUM_TRAIN])]
+    own = [h[0].cid == cid for h, cid in zip(texts, library["cid"][:NUM_TRAIN], strict=True)]
     assert sum(own) >= 0.9 * NUM_TRAIN
 
     # Truth located wherever it ranks, and marked when in the results.
@@ -306,7 +306,7 @@ def test_untrained_model_does_not_find_the_molecules(library):
     tokenizer = make_tiny_tokenizer()
     fresh = MoleculeIndex.build(_tiny_model(tokenizer), LIBRARY, tokenizer, show_progress=False)
     hits = fresh.search(library["description"][:NUM_TRAIN], k=1)
-    assert sum(h[0].cid == cid for h, cid in zip(hits, library["cid"][:NUM_TRAIN])) < 0.5 * NUM_TRAIN
+    assert sum(h[0].cid == cid for h, cid in zip(hits, library["cid"][:NUM_TRAIN], strict=True)) < 0.5 * NUM_TRAIN
 
 
 def test_invalid_library_smiles_are_reported_with_row_numbers(trained, caplog):

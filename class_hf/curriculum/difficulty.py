@@ -547,8 +547,6 @@ def compute_difficulty(
         )
         info.update(extra)
     elif source == "fingerprint":
-        from .fingerprint_scorer import FingerprintScorer
-
         info["source"] = source
         encoder = text_encoder if text_encoder is not None else _text_encoder_of(model)
         if encoder is None:
@@ -556,35 +554,57 @@ def compute_difficulty(
                 "`difficulty_source='fingerprint'` needs a text encoder: pass `text_encoder` (a name, path or module) "
                 "or a `model` with a `text_encoder` attribute."
             )
-        if tokenizer is None:
-            tokenizer = getattr(data_collator, "tokenizer", None)
-        init_names = inspect.signature(FingerprintScorer).parameters
-        kwargs = dict(fingerprint_kwargs or {})
-        folds = kwargs.pop("cross_fit_folds", 5)
-        init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}
-        init_kwargs.setdefault("seed", seed)
-        init_kwargs.setdefault("show_progress", show_progress)
-        scorer = FingerprintScorer(encoder, tokenizer, **init_kwargs)
-        # The fit's own held-out slice chooses the epochs; eval_dataset only reports (it is not scored here).
-        scorer.fit(dataset, **kwargs)
-        info.update(scorer.fit_info, fingerprint_cross_fit_folds=folds or 0)
-        if folds and folds > 1:
-            counts = scorer.cross_fit_counts(dataset, folds, delta=delta, chunk_size=chunk_size)
-            scored = add_difficulty_columns(dataset, *counts)
-        else:
-            embeds = scorer(dataset)
-            scored = score_difficulty(dataset, *embeds, scorer=scorer.score, delta=delta, chunk_size=chunk_size)
-        if eval_dataset is not None:
-            from ..evaluation.retrieval import retrieval_metrics
-
-            metrics = retrieval_metrics(*scorer(eval_dataset), chunk_size=chunk_size, ks=(1, 10))
-            info.update(eval_t2m_mrr=metrics["t2m_mrr"], eval_m2t_mrr=metrics["m2t_mrr"])
+        scored, extra = _score_with_fingerprints(
+            dataset,
+            encoder,
+            tokenizer if tokenizer is not None else getattr(data_collator, "tokenizer", None),
+            fingerprint_kwargs={"seed": seed, "show_progress": show_progress, **(fingerprint_kwargs or {})},
+            delta=delta,
+            chunk_size=chunk_size,
+            eval_dataset=eval_dataset,
+        )
+        info.update(extra)
     else:
         raise ValueError(f"Unknown `difficulty_source` {source!r}; choose one of {DIFFICULTY_SOURCES} or a callable.")
     info["seconds"] = time.perf_counter() - start
     info.update(difficulty_summary(scored))
     info.setdefault("num_pairs", len(scored))
     logger.info("Difficulty from %s in %.1f s: %s", info["source"], info["seconds"], info)
+    return scored, info
+
+
+def _score_with_fingerprints(
+    dataset: Dataset,
+    encoder: str | torch.nn.Module,
+    tokenizer,
+    *,
+    fingerprint_kwargs: Mapping[str, Any],
+    delta: float,
+    chunk_size: int,
+    eval_dataset: Dataset | None,
+) -> tuple[Dataset, dict]:
+    """``difficulty_source="fingerprint"``: a FingerprintScorer fitted on the pairs (out of fold by default)."""
+    from .fingerprint_scorer import FingerprintScorer
+
+    init_names = inspect.signature(FingerprintScorer).parameters
+    kwargs = dict(fingerprint_kwargs)
+    folds = kwargs.pop("cross_fit_folds", 5)
+    init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}
+    scorer = FingerprintScorer(encoder, tokenizer, **init_kwargs)
+    # The fit's own held-out slice chooses the epochs; eval_dataset only reports (it is not scored here).
+    scorer.fit(dataset, **kwargs)
+    info = {**scorer.fit_info, "fingerprint_cross_fit_folds": folds or 0}
+    if folds and folds > 1:
+        counts = scorer.cross_fit_counts(dataset, folds, delta=delta, chunk_size=chunk_size)
+        scored = add_difficulty_columns(dataset, *counts)
+    else:
+        embeds = scorer(dataset)
+        scored = score_difficulty(dataset, *embeds, scorer=scorer.score, delta=delta, chunk_size=chunk_size)
+    if eval_dataset is not None:
+        from ..evaluation.retrieval import retrieval_metrics
+
+        metrics = retrieval_metrics(*scorer(eval_dataset), chunk_size=chunk_size, ks=(1, 10))
+        info.update(eval_t2m_mrr=metrics["t2m_mrr"], eval_m2t_mrr=metrics["m2t_mrr"])
     return scored, info
 
 

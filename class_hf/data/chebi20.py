@@ -178,7 +178,7 @@ def _find_issues(
             smiles_column = _column(dataset, "smiles")
             descriptions = _column(dataset, "description") if require_description else None
             kept: list[int] = []
-            for row, (cid, smiles) in enumerate(zip(cids, smiles_column)):
+            for row, (cid, smiles) in enumerate(zip(cids, smiles_column, strict=True)):
                 cid = None if cid is None else str(cid).strip()
                 reason, detail = None, ""
                 if not cid:
@@ -718,7 +718,7 @@ def _check_fractions(fractions: Sequence[float] | Mapping[str, float]) -> dict[s
                 f"fractions must give {len(SPLITS)} numbers (train, validation, test), got {len(fractions)}: "
                 f"{fractions}."
             )
-        named = dict(zip(SPLITS, fractions))
+        named = dict(zip(SPLITS, fractions, strict=True))
     for split, value in named.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"fractions: the {split!r} fraction must be a finite number >= 0, got {value!r}.")

@@ -189,7 +189,8 @@ def find_cases(
                 is_truth=candidate == int(truth[q]),
             )
 
-        shown = [result(int(i), r, float(s)) for r, (s, i) in enumerate(zip(top_scores[q], top_indices[q]), 1)][:k]
+        ranked = enumerate(zip(top_scores[q], top_indices[q], strict=True), start=1)
+        shown = [result(int(i), r, float(s)) for r, (s, i) in ranked][:k]
         return Case(
             query=index.rows["description"][row] if direction == "t2m" else index.rows["smiles"][row],
             query_cid=truth_cid,

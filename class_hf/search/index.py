@@ -184,6 +184,23 @@ def _check_positive(name: str, value: Any) -> int:
     return value
 
 
+def _parsable_rows(table: Mapping[str, Sequence[Any]], rows: range, skipped: list[dict[str, Any]]) -> list[int]:
+    """The rows of ``table`` whose SMILES RDKit parses; each other row is appended to ``skipped`` with the reason."""
+    from ..data.graphs import parse_smiles
+
+    valid = []
+    for i in rows:
+        smiles = table["smiles"][i]
+        try:
+            if smiles is None:
+                raise ValueError("the SMILES is empty")
+            parse_smiles(smiles)
+            valid.append(i)
+        except ValueError as err:
+            skipped.append({name: table[name][i] for name in ("row", "line", "cid", "smiles")} | {"reason": str(err)})
+    return valid
+
+
 def _describe(entry: Mapping[str, Any]) -> str:
     where = f"row {entry['row']}" + (f" (line {entry['line']})" if entry.get("line") is not None else "")
     if entry.get("cid"):
@@ -352,7 +369,6 @@ class MoleculeIndex:
             ValueError: no row of the library has a valid SMILES, ``texts=True`` without any description or without
                 a tokenizer, or an invalid argument.
         """
-        from ..data.graphs import parse_smiles
         from ..evaluation.encoding import embed_molecules, embed_texts
 
         _check_positive("batch_size", batch_size)
@@ -378,18 +394,7 @@ class MoleculeIndex:
         parts: list[torch.Tensor] = []
         with tqdm(total=num_rows, desc="Indexing molecules", unit="mol", disable=not show_progress) as bar:
             for start in range(0, num_rows, chunk_size):
-                valid = []
-                for i in range(start, min(start + chunk_size, num_rows)):
-                    smiles = table["smiles"][i]
-                    try:
-                        if smiles is None:
-                            raise ValueError("the SMILES is empty")
-                        parse_smiles(smiles)
-                        valid.append(i)
-                    except ValueError as err:
-                        skipped.append(
-                            {name: table[name][i] for name in ("row", "line", "cid", "smiles")} | {"reason": str(err)}
-                        )
+                valid = _parsable_rows(table, range(start, min(start + chunk_size, num_rows)), skipped)
                 if valid:
                     featurized = featurize_for_model([table["smiles"][i] for i in valid], model, num_proc=num_proc)
                     parts.append(
@@ -681,7 +686,7 @@ class MoleculeIndex:
             results.append(
                 [
                     self._result(int(i), rank, float(s), direction, cid)
-                    for rank, (s, i) in enumerate(zip(top_scores[q], top_indices[q]), start=1)
+                    for rank, (s, i) in enumerate(zip(top_scores[q], top_indices[q], strict=True), start=1)
                 ]
             )
             position = int(positions[q])
