@@ -19,6 +19,7 @@ _EXPORTS = {
     "metrics_from_ranks": "retrieval",
     "plot_curves": "plots",
     "plot_sample_ratio": "plots",
+    "rank_metrics": "retrieval",
     "ranks": "retrieval",
     "retrieval_metrics": "retrieval",
     "top_k": "retrieval",

@@ -74,6 +74,7 @@ __all__ = [
     "confusion_counts",
     "cosine_scores",
     "metrics_from_ranks",
+    "rank_metrics",
     "ranks",
     "retrieval_metrics",
     "top_k",
@@ -306,10 +307,37 @@ def ranks(
     return n_t2m + 1, n_m2t + 1
 
 
+def rank_metrics(
+    rank: torch.Tensor, *, ks: Sequence[int] = (1, 5, 10), prefix: str = "", name: str = "rank"
+) -> dict[str, float]:
+    """Hits@k, MRR and mean rank of one direction's per-query ranks.
+
+    Args:
+        rank: ``[N]`` 1-based ranks of the true partners.
+        ks: the cut-offs of Hits@k.
+        prefix: prepended to every key (e.g. ``"t2m_"``).
+        name: the argument's name in error messages.
+
+    Returns:
+        ``{f"{prefix}hits@{k}", f"{prefix}mrr", f"{prefix}mean_rank"}``; Hits and MRR in ``[0, 1]``.
+    """
+    ks = list(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}.")
+    rank = torch.as_tensor(rank)
+    if rank.numel() == 0 or bool((rank < 1).any()):
+        raise ValueError(f"`{name}` must be a non-empty tensor of 1-based ranks, got {rank.tolist()[:5]}.")
+    rank = rank.double()
+    metrics = {f"{prefix}hits@{k}": float((rank <= k).double().mean()) for k in sorted(set(ks))}
+    metrics[f"{prefix}mrr"] = float((1.0 / rank).mean())
+    metrics[f"{prefix}mean_rank"] = float(rank.mean())
+    return metrics
+
+
 def metrics_from_ranks(
     rank_t2m: torch.Tensor, rank_m2t: torch.Tensor, *, ks: Sequence[int] = (1, 5, 10), prefix: str = ""
 ) -> dict[str, float]:
-    """Hits@k, MRR and mean rank of both directions from per-query ranks.
+    """Hits@k, MRR and mean rank of both directions from per-query ranks (:func:`rank_metrics` of each).
 
     Args:
         rank_t2m: ``[N]`` 1-based ranks of the text→molecule queries.
@@ -321,20 +349,10 @@ def metrics_from_ranks(
         ``{f"{prefix}{d}_hits@{k}", f"{prefix}{d}_mrr", f"{prefix}{d}_mean_rank"}`` for ``d`` in ``t2m``, ``m2t``;
         Hits and MRR in ``[0, 1]``.
     """
-    ks = list(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-        raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}.")
-    metrics: dict[str, float] = {}
-    for direction, rank in (("t2m", rank_t2m), ("m2t", rank_m2t)):
-        rank = torch.as_tensor(rank)
-        if rank.numel() == 0 or bool((rank < 1).any()):
-            raise ValueError(f"`rank_{direction}` must be a non-empty tensor of 1-based ranks.")
-        rank = rank.double()
-        for k in sorted(set(ks)):
-            metrics[f"{prefix}{direction}_hits@{k}"] = float((rank <= k).double().mean())
-        metrics[f"{prefix}{direction}_mrr"] = float((1.0 / rank).mean())
-        metrics[f"{prefix}{direction}_mean_rank"] = float(rank.mean())
-    return metrics
+    return {
+        **rank_metrics(rank_t2m, ks=ks, prefix=f"{prefix}t2m_", name="rank_t2m"),
+        **rank_metrics(rank_m2t, ks=ks, prefix=f"{prefix}m2t_", name="rank_m2t"),
+    }
 
 
 def retrieval_metrics(
