@@ -22,6 +22,7 @@ from .curriculum import (
     planned_sample_passes,
     sample_pass_saving,
 )
+from .curriculum.plan import CurriculumPlan
 from .data import (
     MoleculeTextCollator,
     ValidationReport,
@@ -45,7 +46,7 @@ from .models import (
     RetrievalOutput,
 )
 from .search import MoleculeIndex, SearchResult
-from .trainer import CurriculumPlan, CurriculumTrainer
+from .trainer import CurriculumTrainer
 from .training_args import CurriculumTrainingArguments
 
 __all__ = [

@@ -63,6 +63,8 @@ class CurriculumTrainingArguments(TrainingArguments):
         pacing_fractions (list[float] | None): explicit stage fractions for ``staged`` (the last must be 1.0).
         pacing_saturation (float): share of the epochs after which continuous pacing uses all data.
         pacing_root_degree (float): degree ``p`` of ``root`` pacing.
+        redraw_random_subset (bool): with ``curriculum="random_subset"``, draw a fresh random subset every epoch
+            (default); False takes nested prefixes of one fixed random permutation, as ``easy_first``'s pools nest.
 
     > Difficulty
 
@@ -126,6 +128,13 @@ class CurriculumTrainingArguments(TrainingArguments):
         metadata={"help": "Share of the epochs after which 'linear'/'root'/'geometric' pacing uses all data."},
     )
     pacing_root_degree: float = field(default=2.0, metadata={"help": "Degree p of 'root' pacing (>= 1)."})
+    redraw_random_subset: bool = field(
+        default=True,
+        metadata={
+            "help": "With curriculum='random_subset': draw a fresh random subset every epoch (True), or take nested "
+            "prefixes of one fixed random permutation, as easy_first's pools nest (False)."
+        },
+    )
 
     # > Difficulty
     difficulty_source: str = field(
@@ -242,6 +251,11 @@ class CurriculumTrainingArguments(TrainingArguments):
                     "`curriculum='none'` to keep the Trainer's sampling strategy."
                 )
         super().__post_init__()
+        if self.curriculum != CurriculumOrder.NONE and self.accelerator_config.split_batches:
+            raise ValueError(
+                "`accelerator_config.split_batches=True` cannot be combined with a curriculum: the curriculum cuts "
+                "every process's batches itself. Keep the default `split_batches=False`."
+            )
 
     @property
     def curriculum_enabled(self) -> bool:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ def ddp_results(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     results = {}
-    for name in ("even", "uneven"):
+    for name in ("even", "uneven", "uneven_eval"):
         results[name] = [json.loads((out / f"{name}-rank{r}.json").read_text()) for r in range(2)]
     return results
 
@@ -63,14 +62,19 @@ def test_ranks_end_with_identical_parameters_and_planned_steps(ddp_results):
             assert [h["optimizer_steps"] for h in result["history"]] == planned, name
 
 
-def test_uneven_pools_are_covered_and_only_padded(ddp_results):
-    ranks = ddp_results["uneven"]
-    pools = _pools(ranks[0], "hard_first")  # 42 pairs: pools 11/21/32/42, not multiples of 3 x 2
+@pytest.mark.parametrize("name", ["uneven", "uneven_eval"])
+def test_uneven_pools_are_covered_exactly_once(ddp_results, name):
+    """42 pairs, batch 3, 2 processes: pools 11/21/32/42 are not multiples of 6, and no sample repeats."""
+    ranks = ddp_results[name]
+    pools = _pools(ranks[0], "hard_first" if name == "uneven" else "easy_first")
     for epoch, pool in enumerate(pools):
-        seen = ranks[0]["seen"][str(epoch)] + ranks[1]["seen"][str(epoch)]
-        assert set(seen) == set(pool), epoch
-        batches = len(ranks[0]["seen"][str(epoch)]) // 3
-        assert len(seen) == batches * 3 * 2 == -(-len(pool) // 6) * 6, epoch  # ceil(pool / (B W)) rounds
-        extra = Counter(seen) - Counter(pool)
-        assert sum(extra.values()) == len(seen) - len(pool)  # duplicates only from accelerate's even_batches padding
-        assert [h["samples_seen"] for h in ranks[0]["history"]][epoch] == len(seen)
+        a, b = ranks[0]["seen"][str(epoch)], ranks[1]["seen"][str(epoch)]
+        assert not set(a) & set(b), f"epoch {epoch}: a sample went to both ranks"
+        assert sorted(a + b) == pool, f"epoch {epoch}: the ranks together must cover the pool exactly once"
+        assert abs(len(a) - len(b)) <= len(pool) // 6 + 1  # the same number of batches, sizes differing by <= 1
+        assert [h["samples_seen"] for h in ranks[0]["history"]][epoch] == len(pool)
+
+
+def test_even_batches_off_with_evaluation_ends_with_one_evaluation_per_epoch(ddp_results):
+    for rank in ddp_results["uneven_eval"]:
+        assert [round(e["epoch"]) for e in rank["evaluations"]] == [1, 2, 3, 4]

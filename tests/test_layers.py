@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "curriculum": 1,
     "evaluation": 1,
     "training_args": 2,
+    "optimization": 2,
     "trainer": 2,
     "model_card": 2,
     "hub": 2,

@@ -23,9 +23,9 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import global_mean_pool
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
-from class_hf.curriculum.callback import DIFFICULTY_FILE, STATE_FILE
 from class_hf.curriculum.intensity import IntensityTarget
 from class_hf.curriculum.pacing import get_pacing, planned_optimizer_steps, planned_sample_passes, pool_sizes
+from class_hf.curriculum.provider import DIFFICULTY_FILE, STATE_FILE
 from class_hf.curriculum.sampler import CurriculumOrder
 from class_hf.models.losses import contrastive_loss
 from class_hf.models.outputs import RetrievalOutput
@@ -169,7 +169,7 @@ class RecordingTrainer(CurriculumTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
-            self.seen.setdefault(self._epoch, []).extend(inputs["sample_idx"].tolist())
+            self.seen.setdefault(self.current_epoch, []).extend(inputs["sample_idx"].tolist())
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 
@@ -451,18 +451,17 @@ def test_curriculum_none_and_intensity_off_is_a_plain_trainer(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- resume
 class StopAt(TrainerCallback):
-    """Interrupts training (with a save) at a given epoch end or optimizer step."""
+    """Interrupts training (with a save) at the end of a given curriculum epoch or at an optimizer step.
+
+    ``state.epoch`` counts curriculum epochs (CurriculumCallback runs before the user's callbacks).
+    """
 
     def __init__(self, epoch: int | None = None, step: int | None = None) -> None:
         self.epoch, self.step = epoch, step
 
-    def on_epoch_end(self, args, state, control, **kwargs):
-        if self.epoch is not None and round(state.epoch) >= self.epoch:
-            control.should_training_stop = control.should_save = True
-        return control
-
     def on_step_end(self, args, state, control, **kwargs):
-        if self.step is not None and state.global_step >= self.step:
+        epoch_done = self.epoch is not None and state.epoch >= self.epoch
+        if epoch_done or (self.step is not None and state.global_step >= self.step):
             control.should_training_stop = control.should_save = True
         return control
 
@@ -578,7 +577,7 @@ def test_difficulty_refresh_at_stage_boundaries_and_resume(tmp_path):
     class SnapshotTrainer(RecordingTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
-                self.snapshots.setdefault(self._epoch, self.difficulty.copy())
+                self.snapshots.setdefault(self.current_epoch, self.difficulty.copy())
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def make(output_dir, **kwargs):
@@ -647,3 +646,81 @@ def test_dual_encoder_with_the_real_collator(tmp_path, chebi20_sample_dir, tiny_
     assert [r["samples_seen"] for r in trainer.curriculum_history] == [8, 32]
     evals = [h for h in trainer.state.log_history if "eval_t2m_mrr" in h]
     assert len(evals) == 2 and all(0 < h["eval_mrr"] <= 1 for h in evals)
+
+
+# ------------------------------------------------------------------------------------------ public hooks only
+def test_no_private_trainer_method_is_overridden_but_the_signature_columns():
+    """CurriculumTrainer extends the Trainer through public hooks and callbacks (plus the TRL-style column hook)."""
+    allowed = {"_set_signature_columns_if_needed", "_get_train_sampler"}
+    overridden = {
+        name
+        for name in vars(CurriculumTrainer)
+        if name.startswith("_") and not name.startswith("__") and hasattr(Trainer, name)
+    }
+    assert overridden <= allowed, overridden - allowed
+
+
+def test_evaluation_and_checkpoint_once_per_curriculum_epoch(tmp_path):
+    """`eval_strategy`/`save_strategy="epoch"` act at the end of every curriculum epoch, not of the Trainer's pass."""
+    args = make_args(tmp_path, eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch")
+    trainer = CurriculumTrainer(
+        model=make_model(),
+        args=args,
+        train_dataset=make_pairs(40),  # epoch ends at steps 3, 8, 16, 26
+        eval_dataset=make_pairs(12, seed=1),
+        data_collator=TinyCollator(),
+    )
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_mrr" in h]
+    assert [(h["step"], h["epoch"]) for h in evals] == [(3, 1.0), (8, 2.0), (16, 3.0), (26, 4.0)]
+    assert sorted(int(p.name.split("-")[1]) for p in tmp_path.glob("checkpoint-*")) == [3, 8, 16, 26]
+    assert [h["curriculum/epoch"] for h in trainer.state.log_history if "loss" in h] == [0, 1, 2, 3]
+    assert all(r["eval_seconds"] > 0 for r in trainer.curriculum_history)
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ([0.5] * 39 + [1.7], r"`difficulty` must lie in \[0, 1\].*row 39 holds 1.7"),
+        ([-0.2] + [0.5] * 39, r"`difficulty` must lie in \[0, 1\].*row 0 holds -0.2"),
+        (["0.5"] * 40, r"Column `difficulty` must hold one number per row.*'0.5'"),
+        ([True, False] * 20, r"Column `difficulty` must hold one number per row.*bool"),
+        (["easy", "hard"] * 20, r"Column `difficulty` must hold one number per row.*'easy'"),
+    ],
+)
+def test_precomputed_difficulty_is_checked_by_the_trainer(tmp_path, values, match):
+    train = make_pairs(40, difficulty=False).add_column("difficulty", values)
+    trainer = recording_trainer(make_args(tmp_path), train)
+    with pytest.raises(ValueError, match=match):
+        trainer.train()
+    assert not (tmp_path / "checkpoint-1").exists()
+
+
+def test_a_resumed_run_adds_the_times_of_the_interrupted_epoch(tmp_path):
+    train = make_pairs(40)
+    first = recording_trainer(make_args(tmp_path), train, callbacks=[StopAt(step=12)])
+    first.train()
+    state = json.loads((tmp_path / "checkpoint-12" / "trainer_state.json").read_text())
+    carry = state["stateful_callbacks"]["CurriculumCallback"]["attributes"]["carry"]
+    assert carry["epoch"] == 2 and carry["optimizer_steps"] == 4 and carry["train_seconds"] > 0
+    resumed = recording_trainer(make_args(tmp_path), train)
+    resumed.train(resume_from_checkpoint=True)
+    history = resumed.curriculum_history
+    assert [r["optimizer_steps"] for r in history] == [3, 5, 8, 10]
+    assert history[2]["train_seconds"] > carry["train_seconds"]
+    assert [r["train_seconds"] for r in history[:2]] == [r["train_seconds"] for r in first.curriculum_history[:2]]
+    assert first.curriculum_history[2]["complete"] is False and history[2]["complete"] is True
+
+
+def test_resume_with_the_trainer_restoring_callback_states(tmp_path):
+    """`restore_callback_states_from_checkpoint=True` rebuilds the CurriculumCallback; the run stays identical."""
+    train = make_pairs(40)
+    full = recording_trainer(make_args(tmp_path / "full"), train)
+    full.train()
+    overrides = {"restore_callback_states_from_checkpoint": True}
+    recording_trainer(make_args(tmp_path / "run", **overrides), train, callbacks=[StopAt(step=12)]).train()
+    resumed = recording_trainer(make_args(tmp_path / "run", **overrides), train, model=make_model(seed=5))
+    resumed.train(resume_from_checkpoint=True)
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert [r["samples_seen"] for r in resumed.curriculum_history] == [10, 20, 30, 40]

@@ -1,6 +1,6 @@
-"""The CLASS method: difficulty, pacing, the curriculum sampler and adaptive intensity. Backbone-agnostic."""
+"""The CLASS method: difficulty, pacing, the curriculum plan and sampler, and adaptive intensity. Backbone-agnostic."""
 
-from .callback import CurriculumStateCallback, load_curriculum_state
+from .callback import CurriculumCallback
 from .difficulty import add_difficulty_columns, compute_difficulty, difficulty_from_counts, score_with_model
 from .fingerprint_scorer import FingerprintScorer
 from .intensity import AdaptiveIntensity, IntensityTarget, sample_weights
@@ -12,13 +12,18 @@ from .pacing import (
     planned_sample_passes,
     sample_pass_saving,
 )
-from .sampler import CurriculumOrder, CurriculumSampler
+from .plan import CurriculumPlan
+from .provider import DifficultyProvider
+from .sampler import CurriculumBatchSampler, CurriculumOrder, CurriculumSampler
 
 __all__ = [
     "AdaptiveIntensity",
+    "CurriculumBatchSampler",
+    "CurriculumCallback",
     "CurriculumOrder",
+    "CurriculumPlan",
     "CurriculumSampler",
-    "CurriculumStateCallback",
+    "DifficultyProvider",
     "FingerprintScorer",
     "IntensityTarget",
     "Pacing",
@@ -27,7 +32,6 @@ __all__ = [
     "compute_difficulty",
     "difficulty_from_counts",
     "get_pacing",
-    "load_curriculum_state",
     "planned_optimizer_steps",
     "planned_sample_passes",
     "sample_pass_saving",

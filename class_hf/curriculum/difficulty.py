@@ -222,33 +222,51 @@ def score_with_model(
     return score_difficulty(dataset, text_embeds, mol_embeds, scorer=scorer, delta=delta, chunk_size=chunk_size)
 
 
-def _check_precomputed(dataset: Dataset) -> None:
-    if DIFFICULTY_COLUMN not in dataset.column_names:
+def check_difficulty_column(dataset: Dataset, column: str = DIFFICULTY_COLUMN) -> None:
+    """Checks precomputed difficulty: ``column`` present, one finite number in ``[0, 1]`` per row.
+
+    The count columns (``n_confusing_t2m``, ``n_confusing_m2t``), when present, must be finite numbers too. This is the
+    check of ``compute_difficulty(dataset, "precomputed")`` and of the trainer's precomputed difficulty.
+
+    Args:
+        dataset (Dataset): the scored pairs.
+        column (str): the difficulty column.
+
+    Raises:
+        ValueError: naming the column (and the first bad row): missing, not numeric (strings, booleans), not finite,
+            or outside ``[0, 1]``.
+    """
+    if column not in dataset.column_names:
         raise ValueError(
-            f"`difficulty_source='precomputed'` needs a `{DIFFICULTY_COLUMN}` column, but the dataset only has "
+            f"`difficulty_source='precomputed'` needs a `{column}` column, but the dataset only has "
             f"{dataset.column_names}. Score it first (`class-hf score` or `compute_difficulty`) or choose another "
             "`difficulty_source`."
         )
-    for name in DIFFICULTY_COLUMNS:
+    for name in dict.fromkeys([column, *DIFFICULTY_COLUMNS]):
         if name not in dataset.column_names:
             continue
         feature = dataset.features[name]
         if not isinstance(feature, Value) or not (
             feature.dtype.startswith("int") or feature.dtype.startswith("float")
         ):
-            raise ValueError(f"Column `{name}` must hold one number per row, but its feature is {feature}.")
+            raise ValueError(
+                f"Column `{name}` must hold one number per row, but its feature is {feature}"
+                + (f" (row 0 holds {dataset[0][name]!r})" if len(dataset) else "")
+                + ". Convert it to float (`dataset.cast_column`) or score the dataset again."
+            )
         values = np.asarray(dataset[name], dtype=np.float64)
         if values.shape != (len(dataset),):
             raise ValueError(f"Column `{name}` has {values.size} values for {len(dataset)} rows.")
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise ValueError(f"Column `{name}` is missing or not finite in {bad.size} rows (first: row {bad[0]}).")
-    difficulty = np.asarray(dataset[DIFFICULTY_COLUMN], dtype=np.float64)
+    difficulty = np.asarray(dataset[column], dtype=np.float64)
     outside = np.flatnonzero((difficulty < 0) | (difficulty > 1))
     if outside.size:
         raise ValueError(
-            f"Column `{DIFFICULTY_COLUMN}` must lie in [0, 1]; {outside.size} rows do not "
-            f"(row {outside[0]} holds {difficulty[outside[0]]})."
+            f"Column `{column}` must lie in [0, 1]; {outside.size} rows do not "
+            f"(row {outside[0]} holds {difficulty[outside[0]]}). Difficulty is a percentile rank: rescale the values "
+            "or score the dataset with `compute_difficulty`."
         )
 
 
@@ -495,7 +513,7 @@ def compute_difficulty(
         raise TypeError(f"`source` must be a string or a callable, got {type(source).__name__}.")
     elif source == "precomputed":
         info["source"] = source
-        _check_precomputed(dataset)
+        check_difficulty_column(dataset)
         scored = dataset
     elif source.startswith("precomputed:"):
         info["source"] = source

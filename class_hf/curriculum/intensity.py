@@ -32,8 +32,9 @@ trains at the user's schedule); ``beta = 1``. These are class-hf's reconstructio
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,6 +130,31 @@ class AdaptiveIntensity:
             raise ValueError(
                 f"`intensity_gamma_min` and `intensity_gamma_max` must be positive, got {self.gamma_min} and "
                 f"{self.gamma_max}."
+            )
+
+    @classmethod
+    def from_training_args(cls, args: Any) -> AdaptiveIntensity:
+        """The settings ``CurriculumTrainingArguments`` describe (``intensity_beta``, ``intensity_target``, ...)."""
+        return cls(
+            beta=args.intensity_beta,
+            gamma_min=args.intensity_gamma_min,
+            gamma_max=args.intensity_gamma_max,
+            target=args.intensity_target,
+        )
+
+    def check_backbone(self, model: Any) -> None:
+        """Checks that ``model`` accepts the stage multiplier when the target passes it to the backbone.
+
+        Raises:
+            ValueError: target ``temperature``/``margin`` and a backbone without ``supports_intensity = True``.
+        """
+        if self.target in (IntensityTarget.TEMPERATURE, IntensityTarget.MARGIN) and not getattr(
+            model, "supports_intensity", False
+        ):
+            raise ValueError(
+                f"`intensity_target={self.target.value!r}` passes the stage multiplier to the backbone, but "
+                f"{type(model).__name__} does not declare `supports_intensity = True`. Use `intensity_target='lr'` "
+                "(or 'loss'/'none'), or add an `intensity` argument to the backbone's forward."
             )
 
     @property
@@ -235,3 +261,59 @@ def scale_lambda_lr(scheduler: torch.optim.lr_scheduler.LRScheduler, factor: Cal
         composed.last_epoch = last_epoch - 1
         composed.step()
     return composed
+
+
+def _scalar(value: Any) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def weigh_loss(
+    outputs: Any,
+    d_hat: torch.Tensor | None,
+    progress: float,
+    intensity: AdaptiveIntensity,
+    *,
+    name: str = "the backbone",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of a batch under adaptive intensity, and what to log about it.
+
+    ``loss = gamma_loss * (sum_i w_i l_i / sum_i w_i + aux)`` (see :func:`combine_loss`), with ``w_i = 1 + beta p d_i``
+    when ``d_hat`` is given and the backbone's own loss otherwise; ``gamma_loss`` is gamma with target ``loss`` and 1
+    otherwise.
+
+    Args:
+        outputs: the backbone's output (a mapping with ``loss``, ``per_sample_loss`` and optionally
+            ``loss_components``, or a tuple whose first element is the loss).
+        d_hat (torch.Tensor | None): ``[B]`` normalised difficulty of the batch's samples; None: no weights.
+        progress (float): curriculum progress ``p``.
+        intensity (AdaptiveIntensity): the run's settings.
+        name (str): the backbone's name, for the error message.
+
+    Returns:
+        tuple[torch.Tensor, dict[str, float]]: the loss, and ``intensity/mean_weight`` plus the ``loss/<part>``
+        components as floats.
+
+    Raises:
+        ValueError: when weights are asked for but the backbone returns no ``per_sample_loss``.
+    """
+    if isinstance(outputs, Mapping):
+        loss, per_sample = outputs["loss"], outputs.get("per_sample_loss")
+        components = outputs.get("loss_components") or {}
+    else:
+        loss, per_sample, components = outputs[0], None, {}
+    logs: dict[str, float] = {"intensity/mean_weight": 1.0}
+    if d_hat is not None:
+        if per_sample is None:
+            raise ValueError(
+                f"`intensity_beta={intensity.beta}` needs the backbone's `per_sample_loss` (one per pair), but {name} "
+                "returns none. Return it, or set `intensity_beta=0`."
+            )
+        weights = intensity.weights(d_hat.to(device=per_sample.device, dtype=per_sample.dtype), progress)
+        loss, parts = combine_loss(loss, per_sample, weights)
+        logs["intensity/mean_weight"] = _scalar(weights.mean())
+        logs.update({f"loss/{key}": _scalar(value) for key, value in parts.items()})
+    factor = intensity.loss_factor(progress)
+    if factor != 1.0:
+        loss = loss * factor
+    logs.update({f"loss/{key}": _scalar(value) for key, value in components.items()})
+    return loss, logs

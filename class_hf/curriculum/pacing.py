@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from transformers.utils import ExplicitEnum
 
@@ -100,6 +101,18 @@ class Pacing:
         if num_epochs <= 1:
             return 1.0
         return min(1.0, epoch / (num_epochs - 1))
+
+    @staticmethod
+    def from_training_args(args: Any) -> Pacing:
+        """The pacing ``CurriculumTrainingArguments`` describe (``pacing``, ``pacing_stages``, ...)."""
+        return get_pacing(
+            args.pacing if callable(args.pacing) else getattr(args.pacing, "value", args.pacing),
+            num_stages=args.pacing_stages,
+            start_fraction=args.pacing_start_fraction,
+            fractions=args.pacing_fractions,
+            saturation=args.pacing_saturation,
+            root_degree=args.pacing_root_degree,
+        )
 
     def describe(self) -> dict:
         """A JSON-serialisable description, stored in checkpoints and logs."""
@@ -366,18 +379,6 @@ def sample_pass_saving(num_samples: int, pacing: Pacing, num_epochs: int) -> flo
     return 1.0 - planned_sample_passes(num_samples, pacing, num_epochs) / (num_samples * num_epochs)
 
 
-def batches_per_epoch(pool: int, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:
-    """Batches each rank runs for a pool of ``pool`` samples, as accelerate shards them.
-
-    Every rank walks the same order and keeps every ``world_size``-th batch of ``batch_size``; with ``drop_last`` the
-    incomplete batches are dropped, otherwise (accelerate's ``even_batches``) the last round is completed from the
-    start of the epoch's order: ``ceil(pool / (batch_size * world_size))``.
-    """
-    if drop_last:
-        return (pool // batch_size) // world_size
-    return math.ceil(math.ceil(pool / batch_size) / world_size)
-
-
 def planned_optimizer_steps(
     num_samples: int,
     pacing: Pacing,
@@ -387,11 +388,11 @@ def planned_optimizer_steps(
     gradient_accumulation_steps: int = 1,
     drop_last: bool = False,
 ) -> list[int]:
-    """Optimizer steps of every epoch, counted as ``transformers.Trainer`` (5.x) counts them.
+    """Optimizer steps of every epoch of a curriculum run (see :class:`~class_hf.curriculum.plan.CurriculumPlan`).
 
-    For epoch ``e`` with ``L_e = batches_per_epoch(ceil(lambda(e) N), B, W)`` batches per rank, the Trainer makes
-    ``ceil(L_e / GA)`` updates: the last update of an epoch takes the remaining ``L_e mod GA`` batches. The LR
-    schedule must span ``sum(planned_optimizer_steps(...))`` steps.
+    Epoch ``e`` has ``ceil(P_e / (B * W * GA))`` optimizer steps for a pool of ``P_e = ceil(lambda(e) N)`` samples
+    (``floor`` with ``drop_last``): the Trainer's count for as many batches, with the pool spread over whole steps on
+    every process. The learning-rate schedule spans ``sum(planned_optimizer_steps(...))`` steps.
 
     Args:
         num_samples (int): training set size ``N``.
@@ -405,8 +406,15 @@ def planned_optimizer_steps(
     Returns:
         list[int]: optimizer steps per epoch.
     """
-    steps = []
-    for pool in pool_sizes(num_samples, pacing, num_epochs):
-        batches = batches_per_epoch(pool, batch_size, world_size, drop_last)
-        steps.append(max(1, math.ceil(batches / gradient_accumulation_steps)) if batches else 0)
-    return steps
+    from .plan import CurriculumPlan
+
+    plan = CurriculumPlan.build(
+        num_samples,
+        pacing,
+        num_epochs,
+        batch_size=batch_size,
+        world_size=world_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        drop_last=drop_last,
+    )
+    return list(plan.updates)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -236,3 +236,62 @@ class CurriculumSampler(Sampler[int]):
             f"CurriculumSampler(num_samples={self.num_samples}, order={self.order.value!r}, pacing={self.pacing!r}, "
             f"num_epochs={self.num_epochs}, seed={self.seed}, epoch={self.epoch})"
         )
+
+
+class CurriculumBatchSampler(Sampler[list[int]]):
+    """Every curriculum epoch's batches, back to back, as one deterministic stream (what the Trainer iterates).
+
+    Epoch ``e`` draws its order from ``sampler.indices(e)`` and cuts it into the batch sizes of
+    :meth:`CurriculumPlan.batch_sizes` (sizes that differ by at most one, a whole number of optimizer steps on every
+    process). accelerate shards the stream as any batch sampler, batch ``j`` to process ``j mod W``; since every
+    epoch has a multiple of ``W`` batches, no process pads or repeats a sample, whatever ``even_batches`` says.
+
+    The Trainer sees a single pass over this stream (``max_steps`` is the plan's total), so resuming relies on its own
+    batch skipping: the stream replays identically from ``(difficulty, pacing, seed, order)``.
+
+    Args:
+        sampler (CurriculumSampler): the per-epoch pools and orders.
+        plan (CurriculumPlan): the batch sizes of every epoch.
+        before_epoch (Callable[[int], None] | None): called with ``e`` before epoch ``e``'s order is drawn (the
+            trainer refreshes the difficulty there). The data loader draws ahead of training (accelerate prefetches
+            one batch, the Trainer the batches of one optimizer step), so it runs during the last optimizer step of
+            epoch ``e - 1``, before that step's update.
+
+    Attributes:
+        batch_size (None): batches vary in size (accelerate reads this attribute).
+        drop_last (bool): always True: accelerate never completes a batch from the start of the stream.
+    """
+
+    batch_size = None
+    drop_last = True
+
+    def __init__(self, sampler: CurriculumSampler, plan, before_epoch: Callable[[int], None] | None = None) -> None:
+        if plan.num_samples != sampler.num_samples or plan.num_epochs != sampler.num_epochs:
+            raise ValueError(
+                f"The plan ({plan.num_samples} samples, {plan.num_epochs} epochs) does not match the sampler "
+                f"({sampler.num_samples} samples, {sampler.num_epochs} epochs)."
+            )
+        self.sampler = sampler
+        self.plan = plan
+        self.before_epoch = before_epoch
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The batches of ``epoch`` in stream order (all processes)."""
+        order = self.sampler.indices(epoch).tolist()
+        batches, start = [], 0
+        for size in self.plan.batch_sizes(epoch):
+            batches.append(order[start : start + size])
+            start += size
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for epoch in range(self.plan.num_epochs):
+            if self.before_epoch is not None:
+                self.before_epoch(epoch)
+            yield from self.epoch_batches(epoch)
+
+    def __len__(self) -> int:
+        return self.plan.total_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Accepted and ignored: the stream covers every curriculum epoch (the Trainer runs one pass over it)."""

@@ -13,39 +13,63 @@ import torch.nn.functional as F
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
-    """``all_gather`` whose backward returns each rank its own slice of the summed gradient."""
+    """``all_gather`` of batches of any sizes, whose backward returns each rank its slice of the summed gradient."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        world_size = dist.get_world_size()
-        gathered = [torch.empty_like(tensor) for _ in range(world_size)]
-        dist.all_gather(gathered, tensor.contiguous())
-        ctx.rank = dist.get_rank()
+    def forward(ctx, tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        gathered = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(gathered, padded.contiguous())
+        ctx.start = sum(sizes[: dist.get_rank()])
         ctx.batch = tensor.shape[0]
-        return torch.cat(gathered, dim=0)
+        return torch.cat([part[:size] for part, size in zip(gathered, sizes, strict=True)], dim=0)
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad = grad_output.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch]
+        return grad[ctx.start : ctx.start + ctx.batch], None
 
 
 def gather_features(features: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Gathers ``features`` from every rank, keeping the gradient of the local slice.
 
-    All ranks must hold the same batch size (the trainer drops the last partial batch when gathering).
+    Ranks may hold batches of different sizes (a curriculum epoch's batches differ by at most one sample).
 
     Args:
         features (torch.Tensor): local features, shape ``[batch, ...]``.
 
     Returns:
         tuple[torch.Tensor, int]: the features of all ranks concatenated in rank order, shape
-        ``[world_size * batch, ...]``, and the offset of this rank's rows in it.
+        ``[sum of the batches, ...]``, and the offset of this rank's rows in it.
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return features, 0
-    return _AllGatherWithGrad.apply(features), dist.get_rank() * features.shape[0]
+    size = torch.tensor([features.shape[0]], device=features.device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    sizes = [int(s) for s in sizes]
+    return _AllGatherWithGrad.apply(features, sizes), sum(sizes[: dist.get_rank()])
+
+
+def enable_gather_across_ranks(model: torch.nn.Module) -> None:
+    """Turns on cross-rank negatives in ``model`` (its config's or its own ``gather_across_ranks``).
+
+    Raises:
+        ValueError: when the model has no such setting.
+    """
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "gather_across_ranks"):
+        config.gather_across_ranks = True
+    elif hasattr(model, "gather_across_ranks"):
+        model.gather_across_ranks = True
+    else:
+        raise ValueError(
+            f"`gather_across_ranks=True`, but {type(model).__name__} has no `gather_across_ranks` setting (in its "
+            "config or as an attribute). Set `gather_across_ranks=False` or use a backbone that gathers in-batch "
+            "negatives across ranks."
+        )
 
 
 def contrastive_loss(

@@ -198,10 +198,10 @@ def save_scored_dataset(run: RecipeRun, trainer: CurriculumTrainer) -> str | Non
     from datasets import DatasetDict
 
     from ..curriculum.difficulty import DIFFICULTY_COLUMN, difficulty_summary
+    from ..curriculum.provider import SAMPLE_IDX
     from ..data.graphs import FINGERPRINT_COLUMNS, GRAPH_COLUMNS
     from ..hub import save_scored_dataset as save_with_card
     from ..hub import scored_dataset_card
-    from ..trainer import SAMPLE_IDX
 
     data_args = run.data_args
     train = trainer.train_dataset

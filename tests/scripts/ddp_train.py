@@ -4,10 +4,10 @@ Usage::
 
     torchrun --nproc_per_node 2 tests/scripts/ddp_train.py OUTPUT_DIR
 
-Each rank trains the tiny backbone of ``tests/test_trainer.py`` twice (``even``: every pool divides into global
-batches; ``uneven``: it does not, so accelerate completes the last round from the start of the epoch's order) and
-writes ``OUTPUT_DIR/<config>-rank<r>.json`` with the sample indices it trained on per epoch, its optimizer steps and
-a checksum of its parameters.
+Each rank trains the tiny backbone of ``tests/test_trainer.py`` three times (``even``: every pool divides into global
+batches; ``uneven``: it does not; ``uneven_eval``: it does not, with accelerate's ``even_batches=False`` and an
+evaluation at the end of every curriculum epoch) and writes ``OUTPUT_DIR/<config>-rank<r>.json`` with the sample
+indices it trained on per epoch, its optimizer steps, its evaluations and a checksum of its parameters.
 """
 
 from __future__ import annotations
@@ -44,8 +44,18 @@ def main(output_dir: str) -> None:
     torch.set_num_threads(1)
     helpers = _load_test_helpers()
     rank = int(os.environ.get("RANK", "0"))
-    configs = {"even": {"n": 48, "order": "easy_first"}, "uneven": {"n": 42, "order": "hard_first"}}
+    configs = {
+        "even": {"n": 48, "order": "easy_first"},
+        "uneven": {"n": 42, "order": "hard_first"},
+        "uneven_eval": {
+            "n": 42,
+            "order": "easy_first",
+            "accelerator_config": {"even_batches": False},
+            "eval_strategy": "epoch",
+        },
+    }
     for name, config in configs.items():
+        overrides = {k: v for k, v in config.items() if k not in ("n", "order")}
         args = helpers.make_args(
             Path(output_dir) / name,
             per_device_train_batch_size=3,
@@ -54,11 +64,13 @@ def main(output_dir: str) -> None:
             gather_across_ranks=True,
             ddp_find_unused_parameters=False,
             logging_steps=5,
+            **overrides,
         )
         trainer = helpers.RecordingTrainer(
             model=helpers.make_model(),
             args=args,
             train_dataset=helpers.make_pairs(config["n"]),
+            eval_dataset=helpers.make_pairs(10, seed=1) if "eval_strategy" in config else None,
             data_collator=helpers.TinyCollator(),
         )
         trainer.seen = {}
@@ -72,6 +84,7 @@ def main(output_dir: str) -> None:
             "history": trainer.curriculum_history,
             "checksum": _checksum(trainer.model),
             "difficulty": [float(x) for x in trainer.difficulty],
+            "evaluations": [h for h in trainer.state.log_history if "eval_mrr" in h],
         }
         with open(Path(output_dir) / f"{name}-rank{rank}.json", "w") as f:
             json.dump(result, f)

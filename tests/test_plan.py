@@ -1,0 +1,93 @@
+"""The curriculum plan and the batch stream: exact coverage of every pool on any number of processes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from accelerate.data_loader import BatchSamplerShard
+
+from class_hf.curriculum.pacing import get_pacing, planned_optimizer_steps
+from class_hf.curriculum.plan import CurriculumPlan, balanced_batch_sizes
+from class_hf.curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
+
+
+@pytest.mark.parametrize("pool", [1, 7, 11, 42, 100])
+@pytest.mark.parametrize(("batch", "per_step"), [(4, 1), (3, 2), (5, 4), (2, 6)])
+def test_balanced_batches_cover_the_pool_in_whole_steps(pool, batch, per_step):
+    if pool < per_step * math.ceil(pool / (batch * per_step)):
+        with pytest.raises(ValueError, match="too few"):
+            balanced_batch_sizes(pool, batch, per_step)
+        return
+    sizes = balanced_batch_sizes(pool, batch, per_step)
+    assert sum(sizes) == pool
+    assert len(sizes) == math.ceil(pool / (batch * per_step)) * per_step
+    assert max(sizes) <= batch and max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_drop_last_keeps_full_batches_only():
+    assert balanced_batch_sizes(42, 4, 2, drop_last=True) == [4] * 10
+    with pytest.raises(ValueError, match="too few"):
+        balanced_batch_sizes(7, 4, 2, drop_last=True)
+
+
+@pytest.mark.parametrize(
+    ("world", "accumulation", "drop_last"), [(1, 1, False), (2, 1, False), (2, 3, False), (3, 2, True)]
+)
+def test_planned_steps_are_the_trainers_count_for_as_many_batches(world, accumulation, drop_last):
+    """ceil(P / (B W GA)) equals the Trainer's ceil(ceil(ceil(P / B) / W) / GA) for the same pools."""
+    pacing = get_pacing("staged")
+    plan = CurriculumPlan.build(
+        500, pacing, 8, batch_size=7, world_size=world, gradient_accumulation_steps=accumulation, drop_last=drop_last
+    )
+    for pool, steps in zip(plan.pool_sizes, plan.updates, strict=True):
+        batches = (pool // 7) // world if drop_last else math.ceil(math.ceil(pool / 7) / world)
+        assert steps == (batches // accumulation if drop_last else math.ceil(batches / accumulation))
+    assert plan.updates == planned_optimizer_steps(500, pacing, 8, 7, world, accumulation, drop_last)
+
+
+def test_steps_map_to_epochs():
+    plan = CurriculumPlan.build(40, get_pacing("staged"), 4, batch_size=4)  # pools 10/20/30/40
+    assert plan.updates == [3, 5, 8, 10]
+    assert [plan.epoch_of_step(s) for s in (0, 2, 3, 7, 8, 25, 99)] == [0, 0, 1, 1, 2, 3, 3]
+    assert (plan.first_step(2), plan.end_step(2)) == (8, 16)
+    assert plan.epoch_position(8) == 2.0 and plan.epoch_position(12) == 2.5 and plan.epoch_position(26) == 4.0
+    assert plan.samples_until(8) == 30 and plan.samples_until(26) == plan.sample_passes == 100
+    assert plan.samples_until(10) == 30 + sum(plan.batch_sizes(2)[:2])
+    assert CurriculumPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_a_pool_too_small_for_the_processes_names_the_epoch():
+    with pytest.raises(ValueError, match="Epoch 0 of the curriculum.*pacing_start_fraction"):
+        CurriculumPlan.build(6, get_pacing("staged"), 4, batch_size=4, world_size=4)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("even_batches", [True, False])
+def test_accelerate_sharding_of_the_stream_covers_every_pool_exactly_once(world, even_batches):
+    difficulty = np.random.default_rng(0).random(43)
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=4, seed=3)
+    plan = CurriculumPlan.build(43, sampler.pacing, 4, batch_size=3, world_size=world, gradient_accumulation_steps=2)
+    stream = CurriculumBatchSampler(sampler, plan)
+    shards = [list(BatchSamplerShard(stream, world, rank, even_batches=even_batches)) for rank in range(world)]
+    assert len({len(s) for s in shards}) == 1 and len(shards[0]) == len(stream) // world
+    start = 0
+    for epoch in range(4):
+        count = plan.updates[epoch] * plan.batches_per_step // world  # batches per process in this epoch
+        seen = [i for shard in shards for batch in shard[start : start + count] for i in batch]
+        start += count
+        assert sorted(seen) == sorted(sampler.indices(epoch).tolist()), epoch  # each pool sample exactly once
+        assert len(seen) == len(set(seen)) == plan.pool_sizes[epoch]
+
+
+def test_the_stream_calls_before_epoch_before_drawing_each_epoch():
+    calls = []
+    sampler = CurriculumSampler(np.arange(10.0), "staged", num_epochs=2)
+    plan = CurriculumPlan.build(10, sampler.pacing, 2, batch_size=2)
+    stream = CurriculumBatchSampler(sampler, plan, before_epoch=calls.append)
+    batches = iter(stream)
+    next(batches)
+    assert calls == [0]
+    list(batches)
+    assert calls == [0, 1]
