@@ -105,55 +105,41 @@ def machine_info() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ backbones
 def build_model(backbone: str, data: BenchData, size: dict[str, Any]) -> torch.nn.Module:
     """The backbone with its text tower replaced by the cached frozen encoder (identical in every arm)."""
+    from class_hf.models.registry import get_backbone
+
+    spec = get_backbone(backbone)  # an unknown name is an error that lists the known ones
     text_config = copy.deepcopy(data.text_config)
+    states = data.text_states
     if backbone == "dual_encoder":
-        from class_hf.models.configuration_dual_encoder import DualEncoderConfig
-        from class_hf.models.dual_encoder import DualEncoderModel
-
-        config = DualEncoderConfig(
-            text_config=text_config,
-            gnn_type="gine",
-            gnn_hidden_size=size["hidden"],
-            gnn_num_layers=size["layers"],
-            use_fingerprint=size["fingerprint"],
-            projection_dim=256,
-            freeze_text_encoder=True,
-        )
-        model = DualEncoderModel(config)
-        states = data.text_states
+        config = {
+            "gnn_type": "gine",
+            "gnn_hidden_size": size["hidden"],
+            "gnn_num_layers": size["layers"],
+            "use_fingerprint": size["fingerprint"],
+            "projection_dim": 256,
+            "freeze_text_encoder": True,
+        }
     elif backbone == "aman":
-        from class_hf.models.aman import AmanModel
-        from class_hf.models.configuration_aman import AmanConfig
-
-        config = AmanConfig(
-            text_config=text_config,
-            text_encoder_name_or_path=None,
-            text_pooling="mean",
-            graph_hidden_size=size["hidden"],
-            graph_num_layers=size["layers"],
-            graph_ffn_size=2 * size["hidden"],
-            projection_dim=256,
-        )
-        model = AmanModel(config)
-        states = data.text_states
-    elif backbone == "orma":
-        from class_hf.models.configuration_orma import OrmaConfig
-        from class_hf.models.orma import OrmaModel
-
+        config = {
+            "text_encoder_name_or_path": None,
+            "text_pooling": "mean",
+            "graph_hidden_size": size["hidden"],
+            "graph_num_layers": size["layers"],
+            "graph_ffn_size": 2 * size["hidden"],
+            "projection_dim": 256,
+        }
+    else:  # orma
         if data.token_states is None:
             raise ValueError("ORMA needs the cached token states; prepare the data with token states.")
-        config = OrmaConfig(
-            text_config=text_config,
-            text_encoder_name_or_path=None,
-            pooling="mean",
-            emb_dim=size["hidden"],
-            num_gnn_layers=size["layers"],
-            ot_iterations=size.get("ot_iterations", 20),
-        )
-        model = OrmaModel(config)
+        config = {
+            "text_encoder_name_or_path": None,
+            "pooling": "mean",
+            "emb_dim": size["hidden"],
+            "num_gnn_layers": size["layers"],
+            "ot_iterations": size.get("ot_iterations", 20),
+        }
         states = data.token_states
-    else:
-        raise ValueError(f"Unknown backbone {backbone!r}; choose dual_encoder, aman or orma.")
+    model = spec.build(text_config=text_config, **config)
     return install_cached_text_encoder(model, CachedTextEncoder(states, data.text_config))
 
 
@@ -167,18 +153,14 @@ def make_collator(backbone: str, data: BenchData):
 # ------------------------------------------------------------------------------------------------ evaluation
 def test_metrics(model, dataset, collator, pool_extra, batch_size: int, with_all: bool) -> dict[str, Any]:
     """Hits@1/5/10, MRR, mean rank both directions on ``dataset`` (pool ``split``) and, with ``with_all``, ``all``."""
-    from class_hf.evaluation.encoding import embed_molecules, embed_pairs
-    from class_hf.evaluation.retrieval import retrieval_metrics
+    from class_hf.evaluation.evaluator import RetrievalEvaluator, metrics_by_pool
 
-    out: dict[str, Any] = {}
     start = time.perf_counter()
-    text, mol = embed_pairs(model, dataset, collator, batch_size=batch_size, show_progress=False)
-    scorer = getattr(model, "score", None)
-    out["split"] = retrieval_metrics(text, mol, scorer=scorer)
-    if with_all and pool_extra is not None:
-        extra = embed_molecules(model, pool_extra, None, batch_size=batch_size, show_progress=False)  # graph-only
-        out["all"] = retrieval_metrics(text, mol, scorer=scorer, extra_mol_embeds=extra)
-        out["all_pool_size"] = len(dataset) + len(pool_extra)
+    extra = pool_extra if with_all and pool_extra is not None else None  # molecules only: no descriptions
+    evaluator = RetrievalEvaluator(dataset, data_collator=collator, extra_molecules=extra, batch_size=batch_size)
+    out: dict[str, Any] = dict(metrics_by_pool(evaluator(model)))
+    if extra is not None:
+        out["all_pool_size"] = evaluator.pool_sizes["all_num_candidate_molecules"]
     out["seconds"] = time.perf_counter() - start
     return out
 

@@ -38,7 +38,8 @@ import psutil
 import torch
 from retrieval_eval import _kernel_peak_bytes, _reset_peak  # the sibling benchmark's peak-RSS reader
 
-from class_hf.search.index import MoleculeIndex, top_k
+from class_hf.evaluation.retrieval import top_k
+from class_hf.search.index import MoleculeIndex
 
 DATA = Path("/work/shared/data/chebi20")
 RESULTS = Path(__file__).parent / "results" / "search_latency.json"
@@ -75,7 +76,7 @@ def _tokenizer(texts: list[str]):
 def _model(size: str, vocab_size: int):
     from transformers import BertConfig
 
-    from class_hf.models.dual_encoder import DualEncoderConfig, DualEncoderModel
+    from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
 
     if size == "minilm":
         text = BertConfig(

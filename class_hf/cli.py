@@ -5,7 +5,7 @@ Examples::
     class-hf prepare --source /path/to/chebi20 --out data/chebi20 --fingerprints
     class-hf score --data data/chebi20 --source fingerprint --text-encoder sentence-transformers/all-MiniLM-L6-v2 \\
         --out data/chebi20-scored [--push-to-hub ORG/chebi20-class-difficulty]
-    class-hf evaluate --model runs/orma/checkpoint-best --data data/chebi20 --split test --pool all
+    class-hf evaluate --model runs/orma --data data/chebi20 --split test --pool all
 
 To add a subcommand, write ``_my_arguments(parser)`` and ``my_command(args) -> int`` and call
 ``register_command("my", "one-line help", _my_arguments, my_command)`` at the bottom of this module.
@@ -14,7 +14,6 @@ To add a subcommand, write ``_my_arguments(parser)`` and ``my_command(args) -> i
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -82,23 +81,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers
-def _is_saved_dataset(path: str) -> bool:
-    return os.path.isdir(path) and any(
-        os.path.exists(os.path.join(path, name)) for name in ("dataset_dict.json", "state.json", "dataset_info.json")
-    )
-
-
-def load_data(path_or_id: str):
-    """Loads a ``save_to_disk`` folder, or else ChEBI-20 files / a Hub id through ``load_chebi20``."""
-    from datasets import load_from_disk
-
-    if _is_saved_dataset(path_or_id):
-        return load_from_disk(path_or_id)
-    from .data.chebi20 import load_chebi20
-
-    return load_chebi20(path_or_id)
-
-
 def _split_of(data, split: str, what: str = "--split"):
     from datasets import DatasetDict
 
@@ -107,16 +89,6 @@ def _split_of(data, split: str, what: str = "--split"):
     if split not in data:
         raise SystemExit(f"{what} {split!r} is not in the data; its splits are {list(data)}.")
     return data[split]
-
-
-def _featurized(dataset, fingerprints: bool = False):
-    """Adds the graph columns when they are missing (e.g. data not run through ``class-hf prepare``)."""
-    from .data.graphs import featurize_molecules
-
-    if "x" in dataset.column_names and (not fingerprints or "fp_index" in dataset.column_names):
-        return dataset
-    logger.info("The data has no graph columns: featurizing %d molecules.", len(dataset))
-    return featurize_molecules(dataset, fingerprints=fingerprints)
 
 
 def _write_json(obj: Any) -> None:
@@ -141,16 +113,18 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
 def prepare(args: argparse.Namespace) -> int:
     """``class-hf prepare``: load and validate ChEBI-20, optionally re-split, featurize, ``save_to_disk``."""
     from .data.chebi20 import load_chebi20, resplit_by_cid
-    from .data.graphs import featurize_molecules
+    from .data.features import MoleculeFeatures
 
     data = load_chebi20(args.source, strict=args.strict)
     if args.resplit:
         try:
             fractions = [float(v) for v in args.resplit.split(",")]
         except ValueError:
-            raise SystemExit(f"--resplit must be comma-separated numbers such as 0.8,0.1,0.1, got {args.resplit!r}.")
+            raise SystemExit(
+                f"--resplit must be comma-separated numbers such as 0.8,0.1,0.1, got {args.resplit!r}."
+            ) from None
         data = resplit_by_cid(data, fractions, seed=args.seed)
-    data = featurize_molecules(data, num_proc=args.num_proc, fingerprints=args.fingerprints)
+    data = MoleculeFeatures(fingerprints=args.fingerprints).featurize(data, num_proc=args.num_proc)
     data.save_to_disk(args.out)
     logger.info("Saved %s to %s", {split: len(part) for split, part in data.items()}, args.out)
     return 0
@@ -194,18 +168,17 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _backbone_for_warmup(args: argparse.Namespace):
+    """The backbone the warm-up scorer copies: ``--model``, or a new default backbone around ``--text-encoder``."""
     from transformers import AutoModel
 
-    from . import models  # noqa: F401  (registers the class_hf backbones with AutoModel)
+    from .models.registry import DEFAULT_BACKBONE, get_backbone, register_backbones
 
     if args.model:
+        register_backbones()
         return AutoModel.from_pretrained(args.model)
     if not args.text_encoder:
         raise SystemExit("--source warmup needs --model (a backbone checkpoint) or --text-encoder.")
-    from .models.configuration_dual_encoder import DualEncoderConfig
-    from .models.dual_encoder import DualEncoderModel
-
-    return DualEncoderModel(DualEncoderConfig(text_encoder_name_or_path=args.text_encoder))
+    return get_backbone(DEFAULT_BACKBONE).build(text_encoder_name_or_path=args.text_encoder)
 
 
 def _tokenizer_for(args: argparse.Namespace):
@@ -215,30 +188,6 @@ def _tokenizer_for(args: argparse.Namespace):
         args.text_encoder or args.model or (args.source.split(":", 1)[1] if args.source.startswith("model:") else None)
     )
     return AutoTokenizer.from_pretrained(name) if name else None
-
-
-def dataset_card_text(info: dict[str, Any], *, split: str, command: str) -> str:
-    """Markdown body of the dataset card of a scored dataset: which scorer, its cost and quality."""
-    quality = {k: v for k, v in info.items() if k.endswith("_mrr") or k in ("zero_confusion_share", "mean_confusing")}
-    lines = [
-        "# CLASS difficulty scores",
-        "",
-        f"The `{split}` split carries the CLASS curriculum columns `n_confusing_t2m`, `n_confusing_m2t` (int64: how "
-        "many other molecules / texts score at least as high as the true partner) and `difficulty` (float32, the "
-        "percentile rank of their sum in [0, 1], ties sharing their average rank).",
-        "",
-        f"- scored by: `{info.get('source')}`"
-        + (f" (text encoder `{info['fingerprint_text_encoder']}`)" if "fingerprint_text_encoder" in info else "")
-        + (
-            f", out of fold ({info['fingerprint_cross_fit_folds']} folds)"
-            if info.get("fingerprint_cross_fit_folds", 0) > 1
-            else ""
-        ),
-        f"- pairs: {info.get('num_pairs')}; scoring time: {info.get('seconds', float('nan')):.1f} s",
-    ]
-    lines += [f"- {key}: {value:.4f}" for key, value in sorted(quality.items())]
-    lines += ["", "Produced with class-hf:", "", "```", command, "```", ""]
-    return "\n".join(lines)
 
 
 def _push_with_card(data, repo_id: str, card_text: str, private: bool) -> None:
@@ -257,17 +206,17 @@ def score(args: argparse.Namespace) -> int:
     from datasets import DatasetDict
 
     from .curriculum.difficulty import compute_difficulty
+    from .data.sources import load_data
+    from .hub import dataset_card_text
 
     data = load_data(args.data)
     dataset = _split_of(data, args.split)
     eval_dataset = _split_of(data, args.eval_split, "--eval-split") if args.eval_split else None
     tokenizer = _tokenizer_for(args)
     model = None
-    if args.source == "warmup" or args.source.startswith("model:"):
-        dataset = _featurized(dataset)
-        eval_dataset = _featurized(eval_dataset) if eval_dataset is not None else None
-        if args.source == "warmup":
-            model = _backbone_for_warmup(args)
+    # A backbone scorer (warmup, model:) featurizes the pairs for itself: the columns its molecule tower reads.
+    if args.source == "warmup":
+        model = _backbone_for_warmup(args)
     elif args.source == "fingerprint" and not args.text_encoder:
         raise SystemExit("--source fingerprint needs --text-encoder (a Hub id or a local folder).")
     scored, info = compute_difficulty(
@@ -331,83 +280,49 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file.")
 
 
-def _pool_molecules(path: str, exclude: set[str]):
-    """Rows ``{cid, smiles}`` of a CID/SMILES table (backslashes un-doubled), without the CIDs in ``exclude``."""
-    import csv
-
-    from datasets import Dataset
-
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        fields = {name.lower(): name for name in reader.fieldnames or []}
-        if "cid" not in fields or "smiles" not in fields:
-            raise SystemExit(f"--pool-molecules {path} needs CID and SMILES columns, found {reader.fieldnames}.")
-        rows = {}
-        for row in reader:
-            cid = row[fields["cid"]].strip()
-            if cid not in exclude and cid not in rows:
-                rows[cid] = row[fields["smiles"]].replace("\\\\", "\\")
-    logger.info("%d further candidate molecules from %s.", len(rows), path)
-    return Dataset.from_dict({"cid": list(rows), "smiles": list(rows.values())})
-
-
 def evaluate(args: argparse.Namespace) -> int:
     """``class-hf evaluate``: retrieval metrics of a checkpoint on one split, both directions, the chosen pool."""
-    import torch
-    from datasets import DatasetDict, concatenate_datasets
-    from transformers import AutoModel, AutoTokenizer
+    from datasets import DatasetDict
 
-    from . import models  # noqa: F401  (registers the class_hf backbones with AutoModel)
-    from .curriculum.difficulty import collator_for_model
-    from .data.graphs import rows_to_batch
-    from .evaluation.encoding import embed_molecules, embed_pairs
-    from .evaluation.retrieval import retrieval_metrics
+    from .data.chebi20 import load_chebi20_molecules
+    from .data.features import MoleculeFeatures
+    from .data.sources import load_data
+    from .evaluation.evaluator import RetrievalEvaluator, metrics_by_pool
+    from .models.registry import load_backbone
 
     start = time.perf_counter()
-    model = AutoModel.from_pretrained(args.model).eval()
-    collator = collator_for_model(AutoTokenizer.from_pretrained(args.tokenizer or args.model), model)
+    model, tokenizer = load_backbone(args.model, tokenizer=args.tokenizer)
     data = load_data(args.data)
-    dataset = _featurized(_split_of(data, args.split))
-    text_embeds, mol_embeds = embed_pairs(model, dataset, collator, batch_size=args.batch_size)
-    extra_text = extra_mol = None
+    dataset = _split_of(data, args.split)
+    extras = None
     if args.pool == "all":
-        split_cids = set(dataset["cid"])
-        others = [part for name, part in data.items() if name != args.split] if isinstance(data, DatasetDict) else []
-        known = set(split_cids)
-        if others:
-            other = concatenate_datasets([o.select_columns(["cid", "smiles", "description"]) for o in others])
-            other = other.filter(lambda cid: cid not in split_cids, input_columns="cid")
-            extra_text, extra_mol = embed_pairs(model, _featurized(other), collator, batch_size=args.batch_size)
-            known |= set(other["cid"])
+        extras = [part for name, part in data.items() if name != args.split] if isinstance(data, DatasetDict) else []
         if args.pool_molecules:
-            pool = _pool_molecules(args.pool_molecules, known)
-            if len(pool):
-                # Molecules without texts: collate their graphs only.
-                graphs_only = functools.partial(rows_to_batch, fingerprint_dim=collator.fingerprint_dim)
-                pool_mol = embed_molecules(model, _featurized(pool), graphs_only, batch_size=args.batch_size)
-                extra_mol = pool_mol if extra_mol is None else torch.cat([extra_mol, pool_mol])
-        if extra_mol is None:
+            extras.append(load_chebi20_molecules(args.pool_molecules))
+        if not extras:
             raise SystemExit("--pool all needs other splits in --data or a --pool-molecules table.")
     elif args.pool_molecules:
         raise SystemExit("--pool-molecules only applies with --pool all.")
-    metrics = retrieval_metrics(
-        text_embeds,
-        mol_embeds,
-        scorer=getattr(model, "score", None),
-        extra_mol_embeds=extra_mol,
-        extra_text_embeds=extra_text,
+    evaluator = RetrievalEvaluator(
+        dataset,
+        data_collator=MoleculeFeatures.for_model(model).collator(tokenizer, model=model),
+        extra_molecules=extras,
+        batch_size=args.batch_size,
         chunk_size=args.chunk_size,
-        prefix=f"{args.split}_{args.pool}_",
+        show_progress=True,
     )
+    metrics = metrics_by_pool(evaluator(model))[args.pool]
+    sizes = evaluator.pool_sizes
+    prefix = "all_" if args.pool == "all" else ""
     result = {
         "model": args.model,
         "split": args.split,
         "pool": args.pool,
-        "num_queries": len(dataset),
-        "num_candidate_molecules": len(dataset) + (0 if extra_mol is None else len(extra_mol)),
-        "num_candidate_texts": len(dataset) + (0 if extra_text is None else len(extra_text)),
+        "num_queries": sizes["num_queries"],
+        "num_candidate_molecules": sizes.get(f"{prefix}num_candidate_molecules", sizes["num_queries"]),
+        "num_candidate_texts": sizes.get(f"{prefix}num_candidate_texts", sizes["num_queries"]),
         "seconds": time.perf_counter() - start,
-        "metrics": metrics,
+        "metrics": {f"{args.split}_{args.pool}_{key}": value for key, value in metrics.items()},
     }
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
@@ -443,7 +358,8 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
 
 def index_command(args: argparse.Namespace) -> int:
     """``class-hf index``: encode a molecule library into an index folder."""
-    from .search.index import MoleculeIndex, load_backbone
+    from .models.registry import load_backbone
+    from .search.index import MoleculeIndex
 
     model, tokenizer = load_backbone(args.model, revision=args.revision, tokenizer=args.tokenizer, device=args.device)
     index = MoleculeIndex.build(
@@ -478,7 +394,8 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
 
 def search_command(args: argparse.Namespace) -> int:
     """``class-hf search``: top-k molecules for a description (or descriptions for ``--smiles``)."""
-    from .search.index import MoleculeIndex, load_backbone
+    from .models.registry import load_backbone
+    from .search.index import MoleculeIndex
     from .search.report import format_table, render_search_html
 
     if (args.query is None) == (args.smiles is None):
@@ -539,8 +456,9 @@ def _cases_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cases_command(args: argparse.Namespace) -> int:
     """``class-hf cases``: queries the model ranks first and those it fails, as text, JSON or an HTML page."""
+    from .data.sources import load_data
+    from .models.registry import load_backbone
     from .search.cases import find_cases, format_cases, render_cases_html
-    from .search.index import load_backbone
 
     model, tokenizer = load_backbone(args.model, tokenizer=args.tokenizer)
     dataset = _split_of(load_data(args.data), args.split)

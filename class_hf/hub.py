@@ -16,18 +16,57 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .data.sources import is_hub_id
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["save_scored_dataset", "scored_dataset_card"]
+__all__ = ["dataset_card_text", "save_scored_dataset", "scored_dataset_card"]
 
 DATASET_TAGS = ("class-hf", "curriculum-learning", "chemistry", "molecule-retrieval", "text-to-molecule", "chebi-20")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _scorer_lines(info: Mapping[str, Any]) -> list[str]:
+    """What scored the pairs and what it cost."""
+    scorer = f"- scored by: `{info.get('source')}`"
+    if "fingerprint_text_encoder" in info:
+        scorer += f" (text encoder `{info['fingerprint_text_encoder']}`)"
+    if info.get("fingerprint_cross_fit_folds", 0) > 1:
+        scorer += f", out of fold ({info['fingerprint_cross_fit_folds']} folds)"
+    return [scorer, f"- pairs: {info.get('num_pairs')}; scoring time: {info.get('seconds', float('nan')):.1f} s"]
+
+
+def dataset_card_text(
+    info: Mapping[str, Any], *, split: str, command: str, extra_lines: list[str] | None = None
+) -> str:
+    """Markdown body of the dataset card of a scored dataset: which scorer, its cost and quality, the command.
+
+    Args:
+        info (Mapping): what :func:`~class_hf.curriculum.difficulty.compute_difficulty` reported.
+        split (str): the scored split.
+        command (str): the command that produced the data.
+        extra_lines (list[str] | None): Markdown lines put after the scorer's summary, before the command.
+
+    Returns:
+        str: the card's body (no YAML header).
+    """
+    quality = {k: v for k, v in info.items() if k.endswith("_mrr") or k in ("zero_confusion_share", "mean_confusing")}
+    lines = [
+        "# CLASS difficulty scores",
+        "",
+        f"The `{split}` split carries the CLASS curriculum columns `n_confusing_t2m`, `n_confusing_m2t` (int64: how "
+        "many other molecules / texts score at least as high as the true partner) and `difficulty` (float32, the "
+        "percentile rank of their sum in [0, 1], ties sharing their average rank).",
+        "",
+        *_scorer_lines(info),
+    ]
+    lines += [f"- {key}: {value:.4f}" for key, value in sorted(quality.items())]
+    lines += [*(extra_lines or []), "", "Produced with class-hf:", "", "```", command, "```", ""]
+    return "\n".join(lines)
 
 
 def scored_dataset_card(
@@ -54,17 +93,14 @@ def scored_dataset_card(
     Returns:
         DatasetCard: the card (``card.save(folder / "README.md")`` or ``card.push_to_hub(repo_id)``).
     """
-    from .cli import dataset_card_text
-
     card_data = DatasetCardData(
         language="en",
         license=license,
         pretty_name="ChEBI-20 with CLASS difficulty scores",
         tags=list(DATASET_TAGS),
         task_categories=["feature-extraction"],
-        source_datasets=[source] if source and _HUB_ID.match(source) and not os.path.exists(source) else None,
+        source_datasets=[source] if is_hub_id(source) else None,
     )
-    body = dataset_card_text(info, split=split, command=command)
     extra = []
     if scorer:
         extra.append(f"- scoring model: `{scorer}`")
@@ -75,10 +111,8 @@ def scored_dataset_card(
         "Train on it with `difficulty_source=precomputed`: the columns are used as they are, nothing is re-scored.",
         "Data: ChEBI-20 (Edwards, Zhai & Ji, EMNLP 2021); descriptions from ChEBI (CC BY 4.0), molecules from "
         "PubChem. Difficulty as defined by CLASS (Wu et al., arXiv:2502.11633) and reconstructed by class-hf.",
-        "",
     ]
-    head, separator, tail = body.partition("\nProduced with class-hf:")
-    text = head.rstrip("\n") + "\n" + "\n".join(extra) + ("\n" + separator.lstrip("\n") + tail if separator else "")
+    text = dataset_card_text(info, split=split, command=command, extra_lines=extra)
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{text}")
 
 

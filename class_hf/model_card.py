@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .data.sources import is_hub_id
+from .models.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,6 @@ DIRECTIONS = {
     "m2t": ("molecule-to-text-retrieval", "Molecule-to-text retrieval", "molecule→text"),
 }
 _METRIC_NAMES = {"mrr": "MRR", "mean_rank": "mean rank"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 CLASS_CITATION = """@article{wu2025class,
   title   = {{CLASS}: Enhancing Cross-Modal Text-Molecule Retrieval Performance and Training Efficiency},
@@ -59,37 +60,9 @@ CLASS_CITATION = """@article{wu2025class,
 }"""
 
 BACKBONE_CITATIONS: dict[str, tuple[str, str]] = {
-    "class_orma": (
-        "ORMA",
-        """@inproceedings{min2024orma,
-  title     = {Exploring Optimal Transport-Based Multi-Grained Alignments for Text-Molecule Retrieval},
-  author    = {Min, Zijun and Liu, Bingshuai and Zhang, Liang and Song, Jia and Su, Jinsong and He, Song and
-               Bo, Xiaochen},
-  booktitle = {IEEE International Conference on Bioinformatics and Biomedicine (BIBM)},
-  year      = {2024},
-  doi       = {10.1109/BIBM62325.2024.10822800}
-}""",
-    ),
-    "class_aman": (
-        "AMAN",
-        """@article{zhao2023aman,
-  title   = {Adversarial Modality Alignment Network for Cross-Modal Molecule Retrieval},
-  author  = {Zhao, Wenyu and Zhou, Dong and Cao, Buqing and Zhang, Kai and Chen, Jinjun},
-  journal = {IEEE Transactions on Artificial Intelligence},
-  year    = {2023}
-}""",
-    ),
-    "class_dual_encoder": (
-        "Text2Mol-style dual encoder",
-        """@inproceedings{edwards2021text2mol,
-  title     = {{Text2Mol}: Cross-Modal Molecule Retrieval with Natural Language Queries},
-  author    = {Edwards, Carl and Zhai, ChengXiang and Ji, Heng},
-  booktitle = {Proceedings of the 2021 Conference on Empirical Methods in Natural Language Processing},
-  pages     = {595--607},
-  year      = {2021}
-}""",
-    ),
+    spec.model_type: (spec.display_name, spec.citation) for spec in BACKBONES.values()
 }
+"""``model_type`` -> (readable name, BibTeX) of the shipped backbones (:data:`class_hf.models.registry.BACKBONES`)."""
 
 # TrainingArguments fields shown in the card's hyperparameter table (when set).
 HYPERPARAMETER_FIELDS = (
@@ -128,10 +101,6 @@ CLASS_FIELDS = (
     "intensity_gamma_max",
     "gather_across_ranks",
 )
-
-
-def _is_hub_id(name: str | None) -> bool:
-    return bool(name) and bool(_HUB_ID.match(str(name))) and not os.path.exists(str(name))
 
 
 def _metric_key(metric: str) -> tuple[str, str]:
@@ -222,26 +191,27 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _cell(metrics: Mapping[str, float], key: str, percent: bool = True) -> str:
+    """A metric for the results table: a percentage with two decimals (a plain number with ``percent=False``)."""
+    value = metrics.get(key)
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}" if percent else f"{value:.2f}"
+
+
 def _result_rows(test_metrics: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
     rows = []
     for pool, metrics in test_metrics.items():
         for direction, (_, _, arrow) in DIRECTIONS.items():
-
-            def cell(name: str, percent: bool = True) -> str:
-                value = metrics.get(f"{direction}_{name}")
-                if value is None:
-                    return "–"
-                return f"{100 * value:.2f}" if percent else f"{value:.2f}"
-
             rows.append(
                 {
                     "pool": pool,
                     "direction": arrow,
-                    "hits1": cell("hits@1"),
-                    "hits5": cell("hits@5"),
-                    "hits10": cell("hits@10"),
-                    "mrr": cell("mrr"),
-                    "mean_rank": cell("mean_rank", percent=False),
+                    "hits1": _cell(metrics, f"{direction}_hits@1"),
+                    "hits5": _cell(metrics, f"{direction}_hits@5"),
+                    "hits10": _cell(metrics, f"{direction}_hits@10"),
+                    "mrr": _cell(metrics, f"{direction}_mrr"),
+                    "mean_rank": _cell(metrics, f"{direction}_mean_rank", percent=False),
                 }
             )
     return rows
@@ -376,8 +346,8 @@ def build_model_card(
         license=license,
         library_name=LIBRARY_NAME,
         tags=all_tags,
-        datasets=[dataset_id] if _is_hub_id(dataset_id) else None,
-        base_model=base_model if _is_hub_id(base_model) else None,
+        datasets=[dataset_id] if is_hub_id(dataset_id) else None,
+        base_model=base_model if is_hub_id(base_model) else None,
         metrics=["mrr", "hits@1", "hits@10", "mean_rank"],
         pipeline_tag="feature-extraction",
         model_name=name,

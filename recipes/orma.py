@@ -3,7 +3,7 @@
 ORMA (Min, Liu et al., BIBM 2024) aligns tokens with atoms, multi-token spans with motifs and sentences with
 molecules; CLASS (Wu et al., arXiv:2502.11633) scores every training pair's difficulty, trains easy pairs first and
 raises the training intensity stage by stage. The defaults below are ORMA's published settings; everything else is
-shared with the other recipes (``class_hf/recipe.py``).
+shared with the other recipes (the ``class_hf.recipe`` package).
 
 Launch (run from the repository root; see docs/recipes.md for CPU, 1 GPU, N GPUs, multi-node and bf16)::
 

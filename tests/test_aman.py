@@ -14,8 +14,8 @@ from transformers import AutoConfig, AutoModel, BertModel, Trainer, TrainingArgu
 
 from class_hf.data.collator import MoleculeTextCollator
 from class_hf.data.graphs import smiles_to_graph
-from class_hf.models.aman import AmanConfig, AmanModel, gradient_reversal
 from class_hf.models.losses import triplet_loss
+from class_hf.models.modeling_aman import AmanConfig, AmanModel, gradient_reversal
 
 # One single-atom molecule without bonds (methane), an ion, and ordinary molecules.
 SMILES = ["C", "[Na+]", "CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "OCC(O)CO", "C#N", "CC(C)(C)C(=O)O"]
@@ -59,7 +59,7 @@ def rows_for(smiles: list[str], texts: list[str] | None = None) -> list[dict]:
 def fixture_rows(chebi20_sample_dir) -> list[dict]:
     """The first 32 real ChEBI-20 pairs of the fixture, featurized."""
     with open(chebi20_sample_dir / "orma_sample.csv", newline="") as f:
-        pairs = [(r["CanonicalSMILES"], r["Description"]) for _, r in zip(range(32), csv.DictReader(f))]
+        pairs = [(r["CanonicalSMILES"], r["Description"]) for _, r in zip(range(32), csv.DictReader(f), strict=False)]
     return rows_for([s for s, _ in pairs], [d for _, d in pairs])
 
 
@@ -247,7 +247,7 @@ def test_single_atom_and_bondless_molecules(make_model, collator):
     assert single.per_sample_loss.item() == 0.0  # one pair has no negative
 
 
-def test_hand_built_batches_and_errors(make_model, tiny_tokenizer):
+def test_hand_built_batches_and_errors(make_model):
     model = make_model()
     ids = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
     mask = (ids != 0).long()
@@ -355,7 +355,8 @@ def test_init_weights(make_model):
     norm = model.molecule_encoder.projection[-1].module  # PyG BatchNorm wraps an nn.BatchNorm1d
     assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and torch.equal(norm.running_var, torch.ones(16))
     again = make_model()
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    pairs = zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_pretrained_text_encoder_loaded_at_construction_not_at_from_pretrained(tiny_bert_config, tmp_path):

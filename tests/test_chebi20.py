@@ -141,8 +141,8 @@ def test_molt5_doubled_backslashes_match_orma(chebi20_sample_dir):
 
     molt5 = load_chebi20(chebi20_sample_dir / "molt5_sample.tsv", splits="test")["test"]
     orma = load_chebi20(chebi20_sample_dir / "orma_sample.csv", splits="test")["test"]
-    molt5_smiles = dict(zip(molt5["cid"], molt5["smiles"]))
-    orma_smiles = dict(zip(orma["cid"], orma["smiles"]))
+    molt5_smiles = dict(zip(molt5["cid"], molt5["smiles"], strict=True))
+    orma_smiles = dict(zip(orma["cid"], orma["smiles"], strict=True))
     assert not any("\\\\" in s for s in molt5["smiles"])
     for cid in doubled:
         assert molt5_smiles[cid] == raw[cid].replace("\\\\", "\\")
@@ -164,8 +164,8 @@ def test_text2mol_folder(chebi20_sample_dir, text2mol_split_cids):
     # The joined SMILES are the MolT5 SMILES, un-doubled; the descriptions are the original (ORMA) ones.
     molt5 = load_chebi20(chebi20_sample_dir / "molt5_sample.tsv", splits="test")["test"]
     orma = load_chebi20(chebi20_sample_dir / "orma_sample.csv", splits="test")["test"]
-    molt5_smiles = dict(zip(molt5["cid"], molt5["smiles"]))
-    orma_descriptions = dict(zip(orma["cid"], orma["description"]))
+    molt5_smiles = dict(zip(molt5["cid"], molt5["smiles"], strict=True))
+    orma_descriptions = dict(zip(orma["cid"], orma["description"], strict=True))
     for split in dd:
         for row in dd[split]:
             assert row["smiles"] == molt5_smiles[row["cid"]]
@@ -369,7 +369,7 @@ def test_resplit_fraction_sizes():
     pairs = _synthetic_pairs(n)
     for fractions in ((0.8, 0.1, 0.1), (0.5, 0.2, 0.3)):
         sizes = {split: len(ds) for split, ds in resplit_by_cid(pairs, fractions=fractions, seed=3).items()}
-        for split, fraction in zip(("train", "validation", "test"), fractions):
+        for split, fraction in zip(("train", "validation", "test"), fractions, strict=True):
             std = math.sqrt(n * fraction * (1 - fraction))
             assert abs(sizes[split] - n * fraction) < 5 * std, (fractions, sizes)
     sizes = {s: len(ds) for s, ds in resplit_by_cid(pairs, fractions={"train": 0.9, "test": 0.1}).items()}
@@ -504,6 +504,7 @@ def test_hub_offline_molt5_files(offline_hub, molt5_folder):
     assert not any("\\\\" in s for s in dd["test"]["smiles"])
 
 
-def test_hub_offline_not_cached(tmp_path, offline_hub):
+@pytest.mark.usefixtures("offline_hub")
+def test_hub_offline_not_cached(tmp_path):
     with pytest.raises(FileNotFoundError, match="could not be loaded"):
         load_chebi20("chem-org/not-cached", cache_dir=str(tmp_path / "ds_cache"))

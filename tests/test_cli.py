@@ -38,7 +38,7 @@ def prepared_dir(tmp_path_factory, chebi20_sample_dir):
 def test_every_subcommand_is_registered_and_names_are_unique():
     assert {"prepare", "score", "evaluate"} <= set(cli.COMMANDS)
     with pytest.raises(ValueError, match="`score` is already registered"):
-        cli.register_command("score", "again", lambda parser: None, lambda args: 0)
+        cli.register_command("score", "again", lambda _parser: None, lambda _args: 0)
     with pytest.raises(SystemExit):
         cli.main([])  # a subcommand is required
 
@@ -128,7 +128,7 @@ def checkpoint_dir(tmp_path_factory, tiny_tokenizer):
     from conftest import make_tiny_bert_config
 
     from class_hf.models.configuration_dual_encoder import DualEncoderConfig
-    from class_hf.models.dual_encoder import DualEncoderModel
+    from class_hf.models.modeling_dual_encoder import DualEncoderModel
 
     torch.manual_seed(0)
     config = DualEncoderConfig(

@@ -334,7 +334,7 @@ def make_backbone(tokenizer):
     from conftest import make_tiny_bert_config
 
     from class_hf.models.configuration_dual_encoder import DualEncoderConfig
-    from class_hf.models.dual_encoder import DualEncoderModel
+    from class_hf.models.modeling_dual_encoder import DualEncoderModel
 
     torch.manual_seed(0)
     config = DualEncoderConfig(

@@ -14,8 +14,8 @@ from torch_geometric.data import Batch, Data
 from transformers import AutoConfig, AutoModel, BertModel
 
 from class_hf.data.graphs import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS
-from class_hf.models.dual_encoder import DualEncoderConfig, DualEncoderModel
 from class_hf.models.losses import contrastive_loss
+from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
 
 
 def make_molecule(num_atoms: int, num_bonds: int, generator: torch.Generator, fp_dim: int = 2048) -> Data:
@@ -137,7 +137,7 @@ def test_loss_matches_contrastive_loss_and_intensity_scales_logits(make_model, b
         model(**batch, intensity=0.0)
 
 
-def test_logit_scale_is_clamped_at_100_and_optionally_fixed(make_model, batch):
+def test_logit_scale_is_clamped_at_100_and_optionally_fixed(make_model):
     model = make_model()
     with torch.no_grad():
         model.logit_scale.fill_(math.log(1000.0))
@@ -272,7 +272,7 @@ def test_save_pretrained_auto_model_round_trip_is_bit_identical(make_model, batc
     assert torch.equal(a.per_sample_loss, b.per_sample_loss)
 
 
-def test_text_encoder_name_or_path_loads_pretrained_weights(tiny_bert_config, batch, tmp_path):
+def test_text_encoder_name_or_path_loads_pretrained_weights(tiny_bert_config, tmp_path):
     torch.manual_seed(123)
     pretrained = BertModel(tiny_bert_config)
     with torch.no_grad():
@@ -301,7 +301,7 @@ def test_text_encoder_name_or_path_loads_pretrained_weights(tiny_bert_config, ba
     assert loaded.config.text_encoder_name_or_path == str(bert_dir)
 
 
-def test_from_pretrained_with_output_loading_info(make_model, batch, tmp_path):
+def test_from_pretrained_with_output_loading_info(make_model, tmp_path):
     model = make_model(train_text_layers=1)
     model.save_pretrained(tmp_path)
     loaded, info = DualEncoderModel.from_pretrained(tmp_path, output_loading_info=True)

@@ -118,7 +118,7 @@ def test_eval_mode_no_grad_and_modes_restored(model):
 def test_eval_mode_restored_after_an_error(model):
     model.train()
 
-    def broken_collator(rows):
+    def broken_collator(_rows):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
@@ -205,7 +205,7 @@ def test_dual_encoder_end_to_end(featurized_sample, tiny_tokenizer, tiny_bert_co
     from class_hf.data.collator import MoleculeTextCollator
     from class_hf.evaluation.retrieval import retrieval_metrics
     from class_hf.models.configuration_dual_encoder import DualEncoderConfig
-    from class_hf.models.dual_encoder import DualEncoderModel
+    from class_hf.models.modeling_dual_encoder import DualEncoderModel
 
     torch.manual_seed(0)
     config = DualEncoderConfig(text_config=tiny_bert_config, gnn_hidden_size=16, gnn_num_layers=2, projection_dim=8)

@@ -1,4 +1,4 @@
-"""Tests of the ORMA backbone (class_hf.models.orma) and the batched OT solvers (class_hf.models.sinkhorn)."""
+"""Tests of the ORMA backbone (class_hf.models.modeling_orma) and the batched OT solvers (class_hf.models.sinkhorn)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,8 @@ from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
 from class_hf.data.collator import MoleculeTextCollator
 from class_hf.data.graphs import rows_to_batch, smiles_to_graph
-from class_hf.models.orma import (
-    Mol2VecIndexer,
-    OrmaConfig,
-    OrmaModel,
-    mol2vec_atom_identifiers,
-    mol2vec_atom_indices,
-    sparc_grouping,
-)
+from class_hf.data.mol2vec import Mol2VecIndexer, mol2vec_atom_identifiers, mol2vec_atom_indices
+from class_hf.models.modeling_orma import OrmaConfig, OrmaModel, sparc_grouping
 from class_hf.models.sinkhorn import ipot, sinkhorn, transport_plan, uniform_marginals
 
 SMILES = ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "C1CC2CCC1C2", "CCN(CC)CC", "O=C(O)c1ccncc1"]
@@ -207,7 +201,7 @@ def test_edge_case_molecules(tiny_bert_config, tiny_tokenizer, caplog):
     assert smiles_to_graph("c1ccccc1")["num_motifs"] == 1 and smiles_to_graph("[Na+].[Cl-]")["edge_index"] == [[], []]
     model = _model(tiny_bert_config, max_atoms=8, max_motifs=2)
     batch = _batch(tiny_tokenizer, smiles, TEXTS[: len(smiles)])
-    with caplog.at_level(logging.WARNING, logger="class_hf.models.orma"):
+    with caplog.at_level(logging.WARNING, logger="class_hf.models.modeling_orma"):
         out = model(**batch)
         model(**batch)
     assert torch.isfinite(out.per_sample_loss).all()
@@ -254,7 +248,7 @@ def test_text_encoder_with_fewer_layers_falls_back(tiny_tokenizer, caplog):
         intermediate_size=37,
     )
     model = _model(config)
-    with caplog.at_level(logging.WARNING, logger="class_hf.models.orma"):
+    with caplog.at_level(logging.WARNING, logger="class_hf.models.modeling_orma"):
         out = model(**_batch(tiny_tokenizer))
     assert torch.isfinite(out.loss)
     assert any("token_layer=-3" in r.getMessage() for r in caplog.records)
@@ -329,7 +323,7 @@ def test_score_blocks_drops_uneven_batches_in_faithful_mode(tiny_bert_config, ti
     ]
     assert model.score_blocks(blocks).shape == (8, 8)
     model.config.score_mode = "faithful"
-    with caplog.at_level(logging.WARNING, logger="class_hf.models.orma"):
+    with caplog.at_level(logging.WARNING, logger="class_hf.models.modeling_orma"):
         scores = model.score_blocks(blocks)
     assert scores.shape == (6, 6)
     assert any("skipped 2 rows" in r.getMessage() for r in caplog.records)
@@ -364,7 +358,7 @@ def test_save_and_load_roundtrip(tiny_bert_config, tiny_tokenizer, tmp_path):
     torch.testing.assert_close(model.score_pairs(batch), loaded.score_pairs(batch))
 
 
-def test_pretrained_text_encoder_is_loaded_once(tiny_bert_config, tiny_tokenizer, tmp_path):
+def test_pretrained_text_encoder_is_loaded_once(tiny_bert_config, tmp_path):
     torch.manual_seed(3)
     bert = BertModel(tiny_bert_config)
     bert.save_pretrained(tmp_path / "bert")

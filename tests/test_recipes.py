@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from class_hf.curriculum.pacing import get_pacing, pool_sizes
-from class_hf.recipe import COMMON_DEFAULTS, ModelArguments, _check_launch, build_model, parse_recipe_args
+from class_hf.recipe import COMMON_DEFAULTS, ModelArguments, build_model, check_launch, parse_recipe_args
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "recipes" / "configs"
@@ -120,14 +120,14 @@ def test_bad_arguments_are_reported(tmp_path, monkeypatch, caplog):
 
     _, _, args = parse_recipe_args(["--output_dir", str(tmp_path), "--fp16", "--use_cpu"])
     with caplog.at_level(logging.WARNING, logger="class_hf.recipe"):
-        _check_launch(args)
+        check_launch(args)
     assert "fp16=True` on CPU silently runs in fp32" in caplog.text
     if not torch.cuda.is_available():
         _, _, args = parse_recipe_args(["--output_dir", str(tmp_path)])
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
         with pytest.raises(ValueError, match="--use_cpu"):
-            _check_launch(args)
+            check_launch(args)
 
 
 # -------------------------------------------------------------------------------------------------- end to end
@@ -211,6 +211,62 @@ def test_orma_and_aman_tiny_recipes_run_end_to_end(backbone, tmp_path, monkeypat
     assert pools[-1] == 96 and results["curriculum"]["samples_seen"] == sum(pools)  # two stages over 96 pairs
     assert AutoModel.from_pretrained(out).config.model_type == f"class_{backbone}"
     assert (out / "README.md").is_file() and (out / "scored_dataset").is_dir()
+
+
+class _Killed(Exception):
+    """Stands for a kill right after a checkpoint was written."""
+
+
+def test_a_resumed_run_writes_what_an_uninterrupted_run_writes(tmp_path, monkeypatch):
+    """``--resume_from_checkpoint`` after an interruption: the scored dataset, metrics, card, plots and weights of an
+    uninterrupted run."""
+    from datasets import load_from_disk
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from class_hf.recipe import run as recipe_run
+
+    monkeypatch.chdir(ROOT)
+    argv = ["--config", str(CONFIGS / "dual_encoder_tiny.yaml"), *QUICK, "--save_strategy", "epoch"]
+    full = _recipe("dual_encoder").main([*argv, "--output_dir", str(tmp_path / "full")])
+
+    class KillAfterFirstCheckpoint(TrainerCallback):
+        def on_save(self, _args, state, _control, **kwargs):
+            raise _Killed(f"checkpoint-{state.global_step}")
+
+    class InterruptedTrainer(recipe_run.RecipeTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback(KillAfterFirstCheckpoint())
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(recipe_run, "RecipeTrainer", InterruptedTrainer)
+    with pytest.raises(_Killed) as killed:
+        _recipe("dual_encoder").main([*argv, "--output_dir", str(out)])
+    monkeypatch.setattr(recipe_run, "RecipeTrainer", recipe_run.RecipeTrainer.__mro__[1])
+    checkpoint = out / str(killed.value)
+    assert (checkpoint / "model.safetensors").is_file() and not (out / "metrics.json").exists()
+    resume = ["--output_dir", str(out), "--resume_from_checkpoint", str(checkpoint)]
+    resumed = _recipe("dual_encoder").main([*argv, *resume])
+
+    assert resumed["scored_dataset"] == str(out / "scored_dataset")  # was None before: the resumed part scored nothing
+    assert full["scored_dataset"] == str(tmp_path / "full" / "scored_dataset")
+    for split, part in load_from_disk(full["scored_dataset"]).items():
+        again = load_from_disk(resumed["scored_dataset"])[split]
+        assert part.column_names == again.column_names and part.to_dict() == again.to_dict(), split
+    for pool, metrics in full["test"].items():
+        assert resumed["test"][pool] == pytest.approx(metrics, abs=1e-6), pool
+    counts = ("samples_seen", "optimizer_steps", "planned_sample_passes", "full_sample_passes", "num_epochs")
+    assert {k: resumed["curriculum"][k] for k in counts} == {k: full["curriculum"][k] for k in counts}
+    assert resumed["difficulty"]["source"] == full["difficulty"]["source"] == "warmup"
+    assert [r["samples_seen"] for r in resumed["curriculum_history"]] == [
+        r["samples_seen"] for r in full["curriculum_history"]
+    ]
+    assert sorted(Path(p).name for p in resumed["plots"]) == sorted(Path(p).name for p in full["plots"])
+    assert (out / "README.md").is_file() and (out / "scored_dataset" / "README.md").is_file()
+    weights, again = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
+    for name, value in weights.items():
+        assert torch.allclose(value, again[name], atol=1e-6), name
 
 
 # ---------------------------------------------------------------------------------------------------- accelerate

@@ -17,7 +17,8 @@ import pytest
 import torch
 from conftest import CHEBI20_SAMPLE, make_tiny_bert_config, make_tiny_tokenizer
 
-from class_hf.search.index import MoleculeIndex, SearchResult, model_reference, top_k
+from class_hf.evaluation.retrieval import top_k
+from class_hf.search.index import MoleculeIndex, SearchResult, model_reference
 from class_hf.search.library import read_molecules
 from class_hf.search.report import format_table, render_search_html, truncate
 
@@ -41,7 +42,7 @@ def library() -> dict:
 
 
 def _tiny_model(tokenizer):
-    from class_hf.models.dual_encoder import DualEncoderConfig, DualEncoderModel
+    from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
 
     config = DualEncoderConfig(
         text_config=make_tiny_bert_config(len(tokenizer)).to_dict(),
@@ -275,7 +276,7 @@ def test_model_reference_revision_from_the_hub_cache(tmp_path, trained, monkeypa
 def test_own_molecule_ranks_first_for_the_trained_model(index, library):
     queries = library["description"][:NUM_TRAIN]
     hits = index.search(queries, k=3)
-    first = [h[0].cid == cid for h, cid in zip(hits, library["cid"][:NUM_TRAIN])]
+    first = [h[0].cid == cid for h, cid in zip(hits, library["cid"][:NUM_TRAIN], strict=True)]
     assert sum(first) >= 0.9 * NUM_TRAIN, (
         f"only {sum(first)} of {NUM_TRAIN} training descriptions rank their molecule first"
     )
@@ -286,7 +287,7 @@ def test_own_molecule_ranks_first_for_the_trained_model(index, library):
 
     # Molecule -> text: a training molecule finds its own description.
     texts = index.search(smiles=library["smiles"][:NUM_TRAIN], k=1)
-    own = [h[0].cid == cid for h, cid in zip(texts, library["cid"][:NUM_TRAIN])]
+    own = [h[0].cid == cid for h, cid in zip(texts, library["cid"][:NUM_TRAIN], strict=True)]
     assert sum(own) >= 0.9 * NUM_TRAIN
 
     # Truth located wherever it ranks, and marked when in the results.
@@ -305,7 +306,7 @@ def test_untrained_model_does_not_find_the_molecules(library):
     tokenizer = make_tiny_tokenizer()
     fresh = MoleculeIndex.build(_tiny_model(tokenizer), LIBRARY, tokenizer, show_progress=False)
     hits = fresh.search(library["description"][:NUM_TRAIN], k=1)
-    assert sum(h[0].cid == cid for h, cid in zip(hits, library["cid"][:NUM_TRAIN])) < 0.5 * NUM_TRAIN
+    assert sum(h[0].cid == cid for h, cid in zip(hits, library["cid"][:NUM_TRAIN], strict=True)) < 0.5 * NUM_TRAIN
 
 
 def test_invalid_library_smiles_are_reported_with_row_numbers(trained, caplog):

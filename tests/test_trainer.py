@@ -616,7 +616,7 @@ def test_difficulty_refresh_at_stage_boundaries_and_resume(tmp_path):
 def test_dual_encoder_with_the_real_collator(tmp_path, chebi20_sample_dir, tiny_tokenizer, tiny_bert_config):
     """The shipped pieces together: ChEBI-20 rows, featurization, MoleculeTextCollator, DualEncoderModel."""
     from class_hf.data import MoleculeTextCollator, featurize_molecules, load_chebi20
-    from class_hf.models.dual_encoder import DualEncoderConfig, DualEncoderModel
+    from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
 
     pairs = load_chebi20(chebi20_sample_dir / "orma_sample.csv", splits="test")["test"].select(range(48))
     pairs = featurize_molecules(pairs, desc=None)

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from datasets import Dataset, Value
 
+from ..data.features import MoleculeFeatures, collator_for_model
+
 logger = logging.getLogger(__name__)
 
 N_T2M_COLUMN = "n_confusing_t2m"
@@ -196,7 +198,8 @@ def score_with_model(
 
     Args:
         model (torch.nn.Module): a backbone following the contract (``encode_text``, ``encode_molecule``, ``score``).
-        dataset (Dataset): featurized pairs (the columns ``collator`` reads).
+        dataset (Dataset): the pairs; when they have a ``smiles`` column, the molecule columns the model reads are
+            added if missing (:meth:`~class_hf.data.features.MoleculeFeatures.complete`) and kept in the result.
         collator (Callable): builds model inputs from rows (e.g. ``MoleculeTextCollator``).
         delta (float): margin of the confusion test.
         chunk_size (int): rows per chunk of the similarity computation.
@@ -211,6 +214,7 @@ def score_with_model(
 
     if len(dataset) == 0:
         raise ValueError("`dataset` is empty: there is nothing to score.")
+    dataset = MoleculeFeatures.for_model(model).complete(dataset)
     text_embeds, mol_embeds = embed_pairs(
         model, dataset, collator, batch_size=batch_size, device=device, show_progress=show_progress
     )
@@ -268,15 +272,11 @@ def check_difficulty_column(dataset: Dataset, column: str = DIFFICULTY_COLUMN) -
 
 def _load_any_dataset(path_or_id: str, split: str | None = None) -> Dataset:
     """Loads a dataset saved with ``save_to_disk`` or from the Hub; returns ``split`` of a ``DatasetDict``."""
-    import os
-
     from datasets import DatasetDict, load_dataset, load_from_disk
 
-    if os.path.isdir(path_or_id) and (
-        os.path.exists(os.path.join(path_or_id, "dataset_dict.json"))
-        or os.path.exists(os.path.join(path_or_id, "dataset_info.json"))
-        or os.path.exists(os.path.join(path_or_id, "state.json"))
-    ):
+    from ..data.sources import is_saved_dataset
+
+    if is_saved_dataset(path_or_id):
         loaded = load_from_disk(path_or_id)
     else:
         loaded = load_dataset(path_or_id)
@@ -411,13 +411,11 @@ def warm_up_copy(
 
 
 def _eval_mrr(model: torch.nn.Module, eval_dataset: Dataset, collator, *, batch_size: int, chunk_size: int) -> dict:
-    from ..evaluation.encoding import embed_pairs
-    from ..evaluation.retrieval import retrieval_metrics
+    """The scorer's MRR on held-out pairs (pool: those pairs), through the one evaluation path."""
+    from ..evaluation.evaluator import RetrievalEvaluator
 
-    text_embeds, mol_embeds = embed_pairs(model, eval_dataset, collator, batch_size=batch_size, show_progress=False)
-    metrics = retrieval_metrics(
-        text_embeds, mol_embeds, scorer=getattr(model, "score", None), chunk_size=chunk_size, ks=(1, 10)
-    )
+    evaluator = RetrievalEvaluator(eval_dataset, data_collator=collator, batch_size=batch_size, chunk_size=chunk_size)
+    metrics = evaluator(model)
     return {"eval_t2m_mrr": metrics["t2m_mrr"], "eval_m2t_mrr": metrics["m2t_mrr"]}
 
 
@@ -432,27 +430,6 @@ def _collator_for(tokenizer, data_collator, model: torch.nn.Module | None = None
     if data_collator is not None:
         return data_collator
     return None if tokenizer is None else collator_for_model(tokenizer, model)
-
-
-def collator_for_model(tokenizer, model: torch.nn.Module | None = None, max_length: int = 256):
-    """A ``MoleculeTextCollator`` whose ``max_length`` fits the tokenizer's and the backbone's text encoder's limits.
-
-    Args:
-        tokenizer: the text encoder's tokenizer.
-        model (torch.nn.Module | None): a backbone whose ``config.text_config.max_position_embeddings`` bounds the
-            token count.
-        max_length (int): the wanted token limit (lowered to fit).
-
-    Returns:
-        MoleculeTextCollator: the collator.
-    """
-    from ..data.collator import MoleculeTextCollator
-
-    limits = [max_length, getattr(tokenizer, "model_max_length", None)]
-    text_config = getattr(getattr(model, "config", None), "text_config", None)
-    limits.append(getattr(text_config, "max_position_embeddings", None))
-    max_length = min(int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000)
-    return MoleculeTextCollator(tokenizer, max_length=max_length)
 
 
 def compute_difficulty(
@@ -490,7 +467,9 @@ def compute_difficulty(
       (cosine otherwise). A fitted ``FingerprintScorer`` is such a callable.
 
     Args:
-        dataset (Dataset): the training pairs (featurized for ``warmup`` and ``model:``).
+        dataset (Dataset): the training pairs; for ``warmup`` and ``model:`` the molecule columns the scoring
+            backbone reads are added when missing (and kept in the result; see
+            :meth:`~class_hf.data.features.MoleculeFeatures.complete`).
         source (str | Callable): where the scoring encoder comes from (see above).
         model (torch.nn.Module | None): the backbone (``warmup``; its text encoder serves ``fingerprint``).
         data_collator (Callable | None): the collator (``warmup``, ``model:``); built from ``tokenizer`` if None.
@@ -546,6 +525,7 @@ def compute_difficulty(
         collator = _collator_for(tokenizer, data_collator, model)
         if collator is None:
             raise ValueError("`difficulty_source='warmup'` needs `data_collator` (or `tokenizer`) to batch the pairs.")
+        dataset = MoleculeFeatures.for_model(model).complete(dataset)
         warm, num_warm = warm_up_copy(
             model,
             dataset,
@@ -585,8 +565,6 @@ def compute_difficulty(
         )
         info.update(extra)
     elif source == "fingerprint":
-        from .fingerprint_scorer import FingerprintScorer
-
         info["source"] = source
         encoder = text_encoder if text_encoder is not None else _text_encoder_of(model)
         if encoder is None:
@@ -594,35 +572,57 @@ def compute_difficulty(
                 "`difficulty_source='fingerprint'` needs a text encoder: pass `text_encoder` (a name, path or module) "
                 "or a `model` with a `text_encoder` attribute."
             )
-        if tokenizer is None:
-            tokenizer = getattr(data_collator, "tokenizer", None)
-        init_names = inspect.signature(FingerprintScorer).parameters
-        kwargs = dict(fingerprint_kwargs or {})
-        folds = kwargs.pop("cross_fit_folds", 5)
-        init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}
-        init_kwargs.setdefault("seed", seed)
-        init_kwargs.setdefault("show_progress", show_progress)
-        scorer = FingerprintScorer(encoder, tokenizer, **init_kwargs)
-        # The fit's own held-out slice chooses the epochs; eval_dataset only reports (it is not scored here).
-        scorer.fit(dataset, **kwargs)
-        info.update(scorer.fit_info, fingerprint_cross_fit_folds=folds or 0)
-        if folds and folds > 1:
-            counts = scorer.cross_fit_counts(dataset, folds, delta=delta, chunk_size=chunk_size)
-            scored = add_difficulty_columns(dataset, *counts)
-        else:
-            embeds = scorer(dataset)
-            scored = score_difficulty(dataset, *embeds, scorer=scorer.score, delta=delta, chunk_size=chunk_size)
-        if eval_dataset is not None:
-            from ..evaluation.retrieval import retrieval_metrics
-
-            metrics = retrieval_metrics(*scorer(eval_dataset), chunk_size=chunk_size, ks=(1, 10))
-            info.update(eval_t2m_mrr=metrics["t2m_mrr"], eval_m2t_mrr=metrics["m2t_mrr"])
+        scored, extra = _score_with_fingerprints(
+            dataset,
+            encoder,
+            tokenizer if tokenizer is not None else getattr(data_collator, "tokenizer", None),
+            fingerprint_kwargs={"seed": seed, "show_progress": show_progress, **(fingerprint_kwargs or {})},
+            delta=delta,
+            chunk_size=chunk_size,
+            eval_dataset=eval_dataset,
+        )
+        info.update(extra)
     else:
         raise ValueError(f"Unknown `difficulty_source` {source!r}; choose one of {DIFFICULTY_SOURCES} or a callable.")
     info["seconds"] = time.perf_counter() - start
     info.update(difficulty_summary(scored))
     info.setdefault("num_pairs", len(scored))
     logger.info("Difficulty from %s in %.1f s: %s", info["source"], info["seconds"], info)
+    return scored, info
+
+
+def _score_with_fingerprints(
+    dataset: Dataset,
+    encoder: str | torch.nn.Module,
+    tokenizer,
+    *,
+    fingerprint_kwargs: Mapping[str, Any],
+    delta: float,
+    chunk_size: int,
+    eval_dataset: Dataset | None,
+) -> tuple[Dataset, dict]:
+    """``difficulty_source="fingerprint"``: a FingerprintScorer fitted on the pairs (out of fold by default)."""
+    from .fingerprint_scorer import FingerprintScorer
+
+    init_names = inspect.signature(FingerprintScorer).parameters
+    kwargs = dict(fingerprint_kwargs)
+    folds = kwargs.pop("cross_fit_folds", 5)
+    init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}
+    scorer = FingerprintScorer(encoder, tokenizer, **init_kwargs)
+    # The fit's own held-out slice chooses the epochs; eval_dataset only reports (it is not scored here).
+    scorer.fit(dataset, **kwargs)
+    info = {**scorer.fit_info, "fingerprint_cross_fit_folds": folds or 0}
+    if folds and folds > 1:
+        counts = scorer.cross_fit_counts(dataset, folds, delta=delta, chunk_size=chunk_size)
+        scored = add_difficulty_columns(dataset, *counts)
+    else:
+        embeds = scorer(dataset)
+        scored = score_difficulty(dataset, *embeds, scorer=scorer.score, delta=delta, chunk_size=chunk_size)
+    if eval_dataset is not None:
+        from ..evaluation.retrieval import retrieval_metrics
+
+        metrics = retrieval_metrics(*scorer(eval_dataset), chunk_size=chunk_size, ks=(1, 10))
+        info.update(eval_t2m_mrr=metrics["t2m_mrr"], eval_m2t_mrr=metrics["m2t_mrr"])
     return scored, info
 
 
@@ -640,10 +640,11 @@ def _score_with_checkpoint(
 ) -> tuple[Dataset, dict]:
     from transformers import AutoModel, AutoTokenizer
 
-    from .. import models  # noqa: F401  (registers the class_hf backbones with AutoModel)
+    from ..models.registry import register_backbones
 
     if not name_or_path:
         raise ValueError("`difficulty_source='model:<path-or-hub-id>'` needs a path or Hub id after `model:`.")
+    register_backbones()
     scorer_model = AutoModel.from_pretrained(name_or_path)
     scorer_model.eval()
     if data_collator is None and tokenizer is None:

@@ -37,6 +37,7 @@ from datasets import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..evaluation.retrieval import cosine_scores
 from ..models.losses import contrastive_loss
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class FingerprintScorer:
     @staticmethod
     def score(text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
         """Retrieval score ``[Nt, Nm]``: cosine of the projected embeddings."""
-        return F.normalize(text_embeds, dim=-1) @ F.normalize(mol_embeds, dim=-1).T
+        return cosine_scores(text_embeds, mol_embeds)
 
     def __call__(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeds every pair of ``dataset``: ``(text_embeds, mol_embeds)`` (the callable-source protocol)."""

@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import datasets
 from datasets import Dataset, DatasetDict, Features, Value
 
+from .sources import is_hub_id
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "load_chebi20_molecules",
     "resplit_by_cid",
     "save_chebi20",
+    "undouble_backslashes",
     "validate_pairs",
 ]
 
@@ -79,7 +82,6 @@ DUPLICATE_CID = "duplicate_cid"
 REASONS: tuple[str, ...] = (MISSING_CID, MISSING_SMILES, INVALID_SMILES, EMPTY_DESCRIPTION, DUPLICATE_CID)
 
 _MAX_LISTED = 50  # offending rows named in a log message or an error before "... and N more"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -176,7 +178,7 @@ def _find_issues(
             smiles_column = _column(dataset, "smiles")
             descriptions = _column(dataset, "description") if require_description else None
             kept: list[int] = []
-            for row, (cid, smiles) in enumerate(zip(cids, smiles_column)):
+            for row, (cid, smiles) in enumerate(zip(cids, smiles_column, strict=True)):
                 cid = None if cid is None else str(cid).strip()
                 reason, detail = None, ""
                 if not cid:
@@ -292,8 +294,11 @@ class _RawSplit:
     features: Features | None = None
 
 
-def _undouble(smiles: Any) -> Any:
-    """MolT5 and the derived tables write every SMILES backslash twice; ``\\\\`` is never valid SMILES."""
+def undouble_backslashes(smiles: Any) -> Any:
+    """A SMILES with its doubled backslashes un-doubled (anything that is not a string is returned as it is).
+
+    MolT5 and the derived ChEBI-20 tables write every SMILES backslash twice; ``\\\\`` is never valid SMILES.
+    """
     return smiles.replace("\\\\", "\\") if isinstance(smiles, str) else smiles
 
 
@@ -359,7 +364,7 @@ def _read_smiles_table(path: Path) -> dict[str, str]:
     if "cid" not in lowered or "smiles" not in lowered:
         raise ValueError(f"smiles_table {path} needs 'CID' and 'SMILES' columns; its header is {names}.")
     i_cid, i_smiles = lowered.index("cid"), lowered.index("smiles")
-    return {row[i_cid].strip(): _undouble(row[i_smiles]) for row in rows}
+    return {row[i_cid].strip(): undouble_backslashes(row[i_smiles]) for row in rows}
 
 
 def _find_smiles_table(folder: Path) -> Path | None:
@@ -420,7 +425,7 @@ def _normalise_columns(raw: _RawSplit, keep_columns: bool | Sequence[str], where
     cids = raw.columns[chosen["cid"]]
     columns["cid"] = [_cid_to_str(cid) for cid in cids]
     smiles = raw.columns[chosen["smiles"]]
-    columns["smiles"] = [_undouble(s) for s in smiles]
+    columns["smiles"] = [undouble_backslashes(s) for s in smiles]
     n_undoubled = sum(isinstance(s, str) and "\\\\" in s for s in smiles)
     if n_undoubled:
         logger.info("%s: un-doubled the backslashes of %d SMILES", where, n_undoubled)
@@ -645,7 +650,7 @@ def load_chebi20(
             split = "train"
             logger.info("%s: no split name given or in the file name; loading it as the 'train' split", path)
         found = _read_files({split: path}, table, keep_columns)
-    elif isinstance(source, str) and _HUB_ID.match(source):
+    elif is_hub_id(source):
         found = _select_splits(_load_hub(source, table, keep_columns, load_kwargs), wanted, source)
     else:
         raise FileNotFoundError(
@@ -713,7 +718,7 @@ def _check_fractions(fractions: Sequence[float] | Mapping[str, float]) -> dict[s
                 f"fractions must give {len(SPLITS)} numbers (train, validation, test), got {len(fractions)}: "
                 f"{fractions}."
             )
-        named = dict(zip(SPLITS, fractions))
+        named = dict(zip(SPLITS, fractions, strict=True))
     for split, value in named.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"fractions: the {split!r} fraction must be a finite number >= 0, got {value!r}.")
@@ -772,14 +777,14 @@ def load_chebi20_molecules(
     """Load the candidate pool of ChEBI-20 molecules (all 33,010 in ``derived/cid_split_smiles.tsv``).
 
     Args:
-        path: the tab-separated table with ``CID``, ``split`` and ``SMILES`` columns (backslashes doubled, as in
-            ChEBI-20's ``derived/cid_split_smiles.tsv``), or a folder holding ``cid_split_smiles.tsv``.
+        path: the tab-separated table with ``CID``, ``SMILES`` and optionally ``split`` columns (backslashes doubled,
+            as in ChEBI-20's ``derived/cid_split_smiles.tsv``), or a folder holding ``cid_split_smiles.tsv``.
         strict (bool): raise on bad rows instead of dropping them.
         return_report (bool): also return the :class:`ValidationReport` (split name ``"molecules"``).
 
     Returns:
-        Dataset: columns ``cid``, ``smiles`` (un-doubled, RDKit-parsable) and ``split`` (normalised split names),
-        with unique CIDs, in file order.
+        Dataset: columns ``cid``, ``smiles`` (un-doubled, RDKit-parsable) and ``split`` (normalised split names; None
+        when the table has no split column), with unique CIDs, in file order.
     """
     path = Path(path)
     if path.is_dir():
@@ -788,15 +793,16 @@ def load_chebi20_molecules(
         raise FileNotFoundError(f"load_chebi20_molecules: {path} does not exist; pass the cid_split_smiles.tsv path.")
     names, rows = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=True)
     lowered = [name.strip().lower() for name in names]
-    missing = [c for c in ("cid", "smiles", "split") if c not in lowered]
+    missing = [c for c in ("cid", "smiles") if c not in lowered]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing} (header {names}); expected CID, split and SMILES.")
-    i_cid, i_smiles, i_split = (lowered.index(c) for c in ("cid", "smiles", "split"))
+        raise ValueError(f"{path}: missing column(s) {missing} (header {names}); expected CID, SMILES (and split).")
+    i_cid, i_smiles = lowered.index("cid"), lowered.index("smiles")
+    i_split = lowered.index("split") if "split" in lowered else None
     dataset = Dataset.from_dict(
         {
             "cid": [row[i_cid].strip() for row in rows],
-            "smiles": [_undouble(row[i_smiles]) for row in rows],
-            "split": [_normalise_split_name(row[i_split]) for row in rows],
+            "smiles": [undouble_backslashes(row[i_smiles]) for row in rows],
+            "split": [None if i_split is None else _normalise_split_name(row[i_split]) for row in rows],
         },
         features=Features({"cid": Value("string"), "smiles": Value("string"), "split": Value("string")}),
     )

@@ -429,8 +429,8 @@ def _graphs_from_mols_unpaused(mols: list, fingerprints: bool) -> dict[str, list
     atom_bounds = np.cumsum(np.concatenate([[0], num_atoms])).tolist()
     edge_bounds = np.cumsum(np.concatenate([[0], 2 * num_bonds])).tolist()
     x_list, src_list, dst_list, attr_list = x.tolist(), src.tolist(), dst.tolist(), attr.tolist()
-    atom_spans = list(zip(atom_bounds[:-1], atom_bounds[1:]))
-    edge_spans = list(zip(edge_bounds[:-1], edge_bounds[1:]))
+    atom_spans = list(zip(atom_bounds[:-1], atom_bounds[1:], strict=True))
+    edge_spans = list(zip(edge_bounds[:-1], edge_bounds[1:], strict=True))
     out["x"] = [x_list[a:b] for a, b in atom_spans]
     out["edge_index"] = [[src_list[a:b], dst_list[a:b]] for a, b in edge_spans]
     out["edge_attr"] = [attr_list[a:b] for a, b in edge_spans]
@@ -664,7 +664,7 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FING
 
     Args:
         rows (Sequence[Mapping]): rows with the graph columns of :func:`featurize_molecules` (lists or tensors), and
-            optionally ``mol2vec_index`` (per-atom ids, see ``class_hf.models.orma.Mol2VecIndexer``). When every
+            optionally ``mol2vec_index`` (per-atom ids, see ``class_hf.data.mol2vec.Mol2VecIndexer``). When every
             row has ``fp_index`` / ``fp_count``, the batch also gets ``fp`` float ``[B, dim]`` (``log1p`` counts).
         fingerprint_dim (int, optional): size of ``fp``. (default: ``2048``)
 

@@ -55,7 +55,7 @@ def _row_batches(rows: Any, batch_size: int) -> Iterator[list[dict]]:
         stop = min(start + batch_size, len(rows))
         if isinstance(rows, datasets.Dataset):
             columns = rows[start:stop]
-            yield [dict(zip(columns, values)) for values in zip(*columns.values())]
+            yield [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         else:
             yield [rows[i] for i in range(start, stop)]
 

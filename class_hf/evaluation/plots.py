@@ -110,10 +110,10 @@ def curves_figure(
     fig, ax = _new_axes(title, xlabel, ylabel)
     for arm, points in history.items():
         try:
-            xs, ys = zip(*((float(x), float(y)) for x, y in points))
+            xs, ys = zip(*((float(x), float(y)) for x, y in points), strict=True)
         except (TypeError, ValueError) as e:
             raise ValueError(f"`history[{arm!r}]` must be a list of (x, y) number pairs.") from e
-        bad = sum(1 for x, y in zip(xs, ys) if not (math.isfinite(x) and math.isfinite(y)))
+        bad = sum(1 for x, y in zip(xs, ys, strict=True) if not (math.isfinite(x) and math.isfinite(y)))
         if bad:
             # Plotted as a gap by matplotlib; said out loud so that a diverged run is not hidden.
             logger.warning(

@@ -1,4 +1,9 @@
-"""Cross-modal retrieval metrics: confusion counts, ranks, Hits@k, MRR and mean rank, in both directions.
+"""Cross-modal retrieval scoring: the cosine score, top-k, confusion counts, ranks, Hits@k, MRR and mean rank.
+
+This module is the one implementation of retrieval scoring that evaluation (:mod:`.evaluator`), difficulty scoring
+(``class_hf.curriculum.difficulty``) and search (``class_hf.search``) share: :func:`cosine_scores` (also the
+backbones' default ``score``), :func:`top_k` (chunked best candidates and the rank of a known truth) and
+:func:`confusion_counts` / :func:`ranks` / :func:`retrieval_metrics`.
 
 Every pair ``i`` of a split is a text ``t_i`` and its molecule ``m_i``. Text→molecule (``t2m``) ranks, for each text,
 its own molecule among a pool of candidate molecules; molecule→text (``m2t``) does the same the other way round. With
@@ -48,7 +53,7 @@ rows tie never depends on where they sit in the matrix product (BLAS kernels may
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -61,7 +66,33 @@ Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 ArrayLike = torch.Tensor | np.ndarray
 
-__all__ = ["Scorer", "confusion_counts", "metrics_from_ranks", "ranks", "retrieval_metrics"]
+DIRECTIONS = ("t2m", "m2t")
+
+__all__ = [
+    "DIRECTIONS",
+    "Scorer",
+    "confusion_counts",
+    "cosine_scores",
+    "metrics_from_ranks",
+    "rank_metrics",
+    "ranks",
+    "retrieval_metrics",
+    "top_k",
+]
+
+
+def cosine_scores(text_embeds: torch.Tensor, mol_embeds: torch.Tensor, *, out: torch.Tensor | None = None):
+    """Cosine similarity of every text with every molecule: the default retrieval score.
+
+    Args:
+        text_embeds (torch.Tensor): ``[a, D]``.
+        mol_embeds (torch.Tensor): ``[b, D]``.
+        out (torch.Tensor | None): an ``[a, b]`` buffer to write the scores into (no new allocation).
+
+    Returns:
+        torch.Tensor: ``[a, b]`` scores in ``[-1, 1]``.
+    """
+    return torch.mm(F.normalize(text_embeds, dim=-1), F.normalize(mol_embeds, dim=-1).T, out=out)
 
 
 def _as_float32(x: ArrayLike, name: str, device: torch.device | None = None) -> torch.Tensor:
@@ -138,11 +169,10 @@ def _direction_counts(
     num_candidates = candidates.shape[0]
 
     if scorer is None:
-        queries, candidates = F.normalize(queries, dim=1), F.normalize(candidates, dim=1)
 
         def score_into(start: int, stop: int, out: torch.Tensor) -> None:
             # Queries as rows and candidates as columns in both directions (cosine is symmetric).
-            torch.mm(queries[start:stop], candidates.T, out=out)
+            cosine_scores(queries[start:stop], candidates, out=out)
 
     else:
 
@@ -277,10 +307,37 @@ def ranks(
     return n_t2m + 1, n_m2t + 1
 
 
+def rank_metrics(
+    rank: torch.Tensor, *, ks: Sequence[int] = (1, 5, 10), prefix: str = "", name: str = "rank"
+) -> dict[str, float]:
+    """Hits@k, MRR and mean rank of one direction's per-query ranks.
+
+    Args:
+        rank: ``[N]`` 1-based ranks of the true partners.
+        ks: the cut-offs of Hits@k.
+        prefix: prepended to every key (e.g. ``"t2m_"``).
+        name: the argument's name in error messages.
+
+    Returns:
+        ``{f"{prefix}hits@{k}", f"{prefix}mrr", f"{prefix}mean_rank"}``; Hits and MRR in ``[0, 1]``.
+    """
+    ks = list(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}.")
+    rank = torch.as_tensor(rank)
+    if rank.numel() == 0 or bool((rank < 1).any()):
+        raise ValueError(f"`{name}` must be a non-empty tensor of 1-based ranks, got {rank.tolist()[:5]}.")
+    rank = rank.double()
+    metrics = {f"{prefix}hits@{k}": float((rank <= k).double().mean()) for k in sorted(set(ks))}
+    metrics[f"{prefix}mrr"] = float((1.0 / rank).mean())
+    metrics[f"{prefix}mean_rank"] = float(rank.mean())
+    return metrics
+
+
 def metrics_from_ranks(
     rank_t2m: torch.Tensor, rank_m2t: torch.Tensor, *, ks: Sequence[int] = (1, 5, 10), prefix: str = ""
 ) -> dict[str, float]:
-    """Hits@k, MRR and mean rank of both directions from per-query ranks.
+    """Hits@k, MRR and mean rank of both directions from per-query ranks (:func:`rank_metrics` of each).
 
     Args:
         rank_t2m: ``[N]`` 1-based ranks of the text→molecule queries.
@@ -292,20 +349,10 @@ def metrics_from_ranks(
         ``{f"{prefix}{d}_hits@{k}", f"{prefix}{d}_mrr", f"{prefix}{d}_mean_rank"}`` for ``d`` in ``t2m``, ``m2t``;
         Hits and MRR in ``[0, 1]``.
     """
-    ks = list(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-        raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}.")
-    metrics: dict[str, float] = {}
-    for direction, rank in (("t2m", rank_t2m), ("m2t", rank_m2t)):
-        rank = torch.as_tensor(rank)
-        if rank.numel() == 0 or bool((rank < 1).any()):
-            raise ValueError(f"`rank_{direction}` must be a non-empty tensor of 1-based ranks.")
-        rank = rank.double()
-        for k in sorted(set(ks)):
-            metrics[f"{prefix}{direction}_hits@{k}"] = float((rank <= k).double().mean())
-        metrics[f"{prefix}{direction}_mrr"] = float((1.0 / rank).mean())
-        metrics[f"{prefix}{direction}_mean_rank"] = float(rank.mean())
-    return metrics
+    return {
+        **rank_metrics(rank_t2m, ks=ks, prefix=f"{prefix}t2m_", name="rank_t2m"),
+        **rank_metrics(rank_m2t, ks=ks, prefix=f"{prefix}m2t_", name="rank_m2t"),
+    }
 
 
 def retrieval_metrics(
@@ -353,3 +400,97 @@ def retrieval_metrics(
         chunk_size=chunk_size,
     )
     return metrics_from_ranks(rank_t2m, rank_m2t, ks=ks, prefix=prefix)
+
+
+# --------------------------------------------------------------------------------------------------------- top-k
+def _block_scores(scorer: Scorer, queries: torch.Tensor, candidates: torch.Tensor, direction: str) -> torch.Tensor:
+    """``[q, c]`` scores; the scorer is always called as ``scorer(texts, molecules)``."""
+    scores = scorer(queries, candidates) if direction == "t2m" else scorer(candidates, queries).T
+    expected = (queries.shape[0], candidates.shape[0])
+    if tuple(scores.shape) != expected:
+        raise ValueError(
+            f"The model's `score` returned shape {tuple(scores.shape)} where {expected} was expected; it must map "
+            "(text [a, D], molecules [b, D]) to [a, b]."
+        )
+    return scores.float()
+
+
+def top_k(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+    *,
+    scorer: Scorer | None = None,
+    direction: str = "t2m",
+    truth: torch.Tensor | None = None,
+    query_chunk: int = 256,
+    candidate_chunk: int = 16384,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The ``k`` best candidates of every query, and optionally the rank and score of each query's true candidate.
+
+    Scores are computed ``query_chunk x candidate_chunk`` at a time (never a full ``[queries, candidates]`` matrix).
+    The rank of the truth is ``1 + #{j != truth : s_j >= s_truth}``, so ties count against the query, as in
+    :func:`ranks`.
+
+    Args:
+        queries (torch.Tensor): ``[Q, D]`` query embeddings (texts for ``t2m``, molecules for ``m2t``).
+        candidates (torch.Tensor): ``[C, D]`` candidate embeddings.
+        k (int): how many candidates to keep (at most ``C``).
+        scorer (Scorer | None): ``scorer(text_embeds, mol_embeds) -> [a, b]``, e.g. the model's ``score``;
+            :func:`cosine_scores` when None.
+        direction (str): ``t2m`` (queries are texts) or ``m2t`` (queries are molecules).
+        truth (torch.Tensor | None): ``[Q]`` index of each query's true candidate, ``-1`` when it has none.
+        query_chunk (int): queries scored at a time.
+        candidate_chunk (int): candidates scored at a time.
+
+    Returns:
+        tuple: ``top_scores [Q, k]``, ``top_indices [Q, k]`` (best first), and with ``truth`` the ``truth_rank [Q]``
+        (0 where a query has no truth) and ``truth_score [Q]`` (NaN there); otherwise None, None.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}.")
+    scorer = scorer or cosine_scores
+    num_queries, num_candidates = queries.shape[0], candidates.shape[0]
+    k = min(k, num_candidates)
+    top_scores = torch.empty(num_queries, k)
+    top_indices = torch.empty(num_queries, k, dtype=torch.long)
+    truth_rank = truth_score = None
+    if truth is not None:
+        truth = torch.as_tensor(truth, dtype=torch.long).view(-1)
+        truth_rank = torch.zeros(num_queries, dtype=torch.long)
+        truth_score = torch.full((num_queries,), float("nan"))
+
+    def blocks(q: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        for start in range(0, num_candidates, candidate_chunk):
+            yield start, _block_scores(scorer, q, candidates[start : start + candidate_chunk], direction)
+
+    with torch.no_grad():
+        for q_start in range(0, num_queries, query_chunk):
+            q = queries[q_start : q_start + query_chunk]
+            rows = torch.arange(q.shape[0])
+            best_s, best_i = torch.empty(q.shape[0], 0), torch.empty(q.shape[0], 0, dtype=torch.long)
+            t = truth[q_start : q_start + q.shape[0]] if truth is not None else None
+            t_score = torch.full((q.shape[0],), float("nan"))
+            for c_start, scores in blocks(q):
+                merged_s = torch.cat([best_s, scores], dim=1)
+                merged_i = torch.cat([best_i, torch.arange(c_start, c_start + scores.shape[1]).expand_as(scores)], 1)
+                best_s, order = merged_s.topk(min(k, merged_s.shape[1]), dim=1)
+                best_i = merged_i.gather(1, order)
+                if t is not None:
+                    inside = (t >= c_start) & (t < c_start + scores.shape[1])
+                    t_score[inside] = scores[rows[inside], t[inside] - c_start]
+            top_scores[q_start : q_start + q.shape[0]] = best_s
+            top_indices[q_start : q_start + q.shape[0]] = best_i
+            if t is None:
+                continue
+            # Second pass: count the candidates scoring at least the truth's score (the truth itself excluded).
+            count = torch.zeros(q.shape[0], dtype=torch.long)
+            for c_start, scores in blocks(q):
+                confused = scores >= t_score[:, None]
+                inside = (t >= c_start) & (t < c_start + scores.shape[1])
+                confused[rows[inside], t[inside] - c_start] = False
+                count += confused.sum(dim=1)
+            has_truth = t >= 0
+            truth_rank[q_start : q_start + q.shape[0]] = torch.where(has_truth, count + 1, 0)
+            truth_score[q_start : q_start + q.shape[0]] = t_score
+    return top_scores, top_indices, truth_rank, truth_score

@@ -1,7 +1,20 @@
-"""What every class-hf retrieval backbone shares: checkpoint loading, the forward checks, the score and the groups.
+"""The backbone contract and what every class-hf retrieval backbone shares.
 
-:class:`RetrievalPreTrainedModel` is the ``PreTrainedModel`` base of :class:`~class_hf.models.DualEncoderModel`,
-:class:`~class_hf.models.OrmaModel` and :class:`~class_hf.models.AmanModel`:
+:class:`RetrievalBackbone` is the contract (a runtime-checkable ``typing.Protocol``): the trainer, the curriculum's
+difficulty scoring, the evaluation and the search index talk to a backbone only through it, so any module that
+follows it trains under CLASS unchanged::
+
+    class MyBackbone(torch.nn.Module):
+        def forward(self, input_ids, attention_mask, graph, **kwargs) -> RetrievalOutput: ...  # loss, per_sample_loss
+        def encode_text(self, input_ids, attention_mask) -> torch.Tensor: ...  # [B, D]
+        def encode_molecule(self, graph) -> torch.Tensor: ...  # [B, D]
+        def score(self, text_embeds, mol_embeds) -> torch.Tensor: ...  # [texts, molecules]
+
+    assert isinstance(MyBackbone(), RetrievalBackbone)
+
+(``examples/own_backbone.py`` is a complete one.) :class:`RetrievalPreTrainedModel` is the ``PreTrainedModel`` base
+of :class:`~class_hf.models.DualEncoderModel`, :class:`~class_hf.models.OrmaModel` and
+:class:`~class_hf.models.AmanModel`:
 
 - **building vs loading.** ``config.text_encoder_name_or_path`` names pretrained text-encoder weights that are loaded
   when the model is *built* (``Model(config)``, ``AutoModel.from_config``), but not when a saved class-hf checkpoint is
@@ -9,8 +22,11 @@
   reachable then. :meth:`RetrievalPreTrainedModel.from_pretrained` sets a context variable for the duration of the
   load and :func:`loading_checkpoint` reads it. Unlike a check for the meta device, this also holds under DeepSpeed
   ZeRO-3, where ``from_pretrained`` builds the model under ``deepspeed.zero.Init`` instead of on the meta device.
-- the forward checks (unknown keyword arguments, ``intensity``, one molecule per text), the cosine :meth:`score`,
-  :meth:`param_groups` and the initialisation of the module types the backbones have in common.
+- the shared :meth:`~RetrievalPreTrainedModel.forward`: the checks (unknown keyword arguments, one molecule per
+  text, ``intensity``), both towers, then the backbone's loss hook :meth:`~RetrievalPreTrainedModel.pair_loss`, so a
+  backbone writes only its encoders and its loss;
+- the cosine :meth:`score`, :meth:`param_groups` and the initialisation of the module types the backbones have in
+  common.
 
 :func:`optimizer_param_groups` turns :meth:`~RetrievalPreTrainedModel.param_groups` into ``torch.optim`` parameter
 groups with one learning rate per group and open_clip's weight-decay rule; ``CurriculumTrainer.create_optimizer`` uses
@@ -23,16 +39,17 @@ import contextvars
 import logging
 import math
 from collections.abc import Collection, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
+from ..evaluation.retrieval import cosine_scores
 from .modules import build_text_encoder, text_config_from
+from .outputs import RetrievalOutput
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +59,44 @@ IGNORED_FORWARD_KWARGS = frozenset({"sample_idx", "difficulty", "num_items_in_ba
 
 # True while `RetrievalPreTrainedModel.from_pretrained` builds a model from a saved checkpoint.
 _LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar("class_hf_loading", default=False)
+
+
+@runtime_checkable
+class RetrievalBackbone(Protocol):
+    """The backbone contract: what the trainer, difficulty scoring, evaluation and search call.
+
+    ``isinstance(model, RetrievalBackbone)`` checks that the four methods exist (``typing.runtime_checkable`` does not
+    check signatures or return types). Every tensor is batch-first; row ``i`` of the texts pairs with molecule ``i``.
+    """
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        graph: Any,
+        return_loss: bool = True,
+        intensity: float | None = None,
+        **kwargs: Any,
+    ) -> RetrievalOutput:
+        """Encodes a batch of pairs; returns ``loss``, ``per_sample_loss`` ``[B]``, ``text_embeds`` and ``mol_embeds``.
+
+        ``graph`` is the collator's ``torch_geometric`` ``Batch``; ``intensity`` (when the backbone sets
+        ``supports_intensity = True``) is the curriculum's stage multiplier; the collator's ``sample_idx`` and
+        ``difficulty`` arrive in ``kwargs`` and are ignored.
+        """
+        ...
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, D]`` text embeddings."""
+        ...
+
+    def encode_molecule(self, graph: Any) -> torch.Tensor:
+        """``[B, D]`` molecule embeddings of a graph ``Batch``."""
+        ...
+
+    def score(self, text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
+        """``[texts, molecules]`` retrieval scores (higher is a better match)."""
+        ...
 
 
 def loading_checkpoint() -> bool:
@@ -54,9 +109,12 @@ def loading_checkpoint() -> bool:
 
 
 class RetrievalPreTrainedModel(PreTrainedModel):
-    """Base of the class-hf backbones: loading, forward checks, cosine score, parameter groups, initialisation.
+    """Base of the class-hf backbones: loading, the shared forward, cosine score, parameter groups, initialisation.
 
-    Subclasses set ``config_class`` and ``base_model_prefix`` and may set:
+    Subclasses set ``config_class`` and ``base_model_prefix``, write ``encode_text``, ``encode_molecule`` and
+    :meth:`pair_loss` (and :meth:`encode_pair` when the loss needs more than the two embeddings), and may set:
+
+    - ``intensity_target``: what ``intensity`` multiplies, for the error message of a non-positive one;
 
     - ``param_group_prefixes``: group name -> parameter-name prefix for :meth:`param_groups` (``other`` collects the
       rest); each group ``g`` may have a learning rate ``config.<g>_learning_rate`` or ``<g>_learning_rate`` in the
@@ -72,6 +130,7 @@ class RetrievalPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     param_group_prefixes: ClassVar[dict[str, str]] = {"text_encoder": "text_encoder."}
     init_scheme: ClassVar[str] = "torch"
+    intensity_target: ClassVar[str] = "the logits"
 
     # ------------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -157,6 +216,64 @@ class RetrievalPreTrainedModel(PreTrainedModel):
             init.zeros_(module.num_batches_tracked)
 
     # ------------------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        graph: Any,
+        return_loss: bool = True,
+        intensity: float | None = None,
+        **kwargs: Any,
+    ) -> RetrievalOutput:
+        """Encodes a batch of pairs and computes the backbone's loss, one value per pair.
+
+        The checks come first (unknown keyword arguments, one molecule per text, a positive ``intensity``); then both
+        towers (:meth:`encode_pair`) and the backbone's loss (:meth:`pair_loss`). With ``return_loss=False`` only the
+        retrieval embeddings are computed (``encode_text`` / ``encode_molecule``).
+
+        Args:
+            input_ids (torch.Tensor): ``[B, L]`` token ids of the descriptions.
+            attention_mask (torch.Tensor): ``[B, L]``, 1 for real tokens.
+            graph (torch_geometric.data.Batch): the ``B`` molecules; molecule ``i`` is the partner of text ``i``.
+            return_loss (bool): compute the loss (otherwise only the embeddings).
+            intensity (float | None): the curriculum's stage multiplier (of :attr:`intensity_target`).
+            **kwargs: ``sample_idx``, ``difficulty`` and ``num_items_in_batch`` are accepted and ignored; anything
+                else is an error.
+
+        Returns:
+            RetrievalOutput: ``loss``, ``per_sample_loss`` ``[B]``, ``text_embeds``, ``mol_embeds`` and
+            ``loss_components`` (see the backbone's :meth:`pair_loss`); only the embeddings without the loss.
+        """
+        self._check_forward_kwargs(kwargs)
+        self._check_pair_inputs(input_ids, graph)
+        self._check_intensity(intensity, self.intensity_target)
+        if not return_loss:
+            return RetrievalOutput(
+                text_embeds=self.encode_text(input_ids, attention_mask), mol_embeds=self.encode_molecule(graph)
+            )
+        text, mol = self.encode_pair(input_ids, attention_mask, graph)
+        return self.pair_loss(text, mol, intensity)
+
+    def encode_pair(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, graph: Any) -> tuple[Any, Any]:
+        """Both towers of a training batch, as :meth:`pair_loss` takes them: by default the retrieval embeddings.
+
+        A backbone whose loss needs more than the embeddings (ORMA's token and motif features) returns its own.
+        """
+        return self.encode_text(input_ids, attention_mask), self.encode_molecule(graph)
+
+    def pair_loss(self, text: Any, mol: Any, intensity: float | None) -> RetrievalOutput:
+        """The loss hook: the backbone's loss of a batch of pairs from :meth:`encode_pair`'s output.
+
+        Args:
+            text: the text side of :meth:`encode_pair` (``[B, D]`` embeddings by default).
+            mol: the molecule side.
+            intensity (float | None): the curriculum's stage multiplier, already checked to be positive.
+
+        Returns:
+            RetrievalOutput: ``loss``, ``per_sample_loss`` ``[B]``, the embeddings and ``loss_components``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement `pair_loss(text, mol, intensity)`.")
+
     def _check_forward_kwargs(self, kwargs: Mapping[str, Any]) -> None:
         """Rejects keyword arguments other than the ignored batch keys (``sample_idx``, ``difficulty``,
         ``num_items_in_batch``)."""
@@ -174,12 +291,13 @@ class RetrievalPreTrainedModel(PreTrainedModel):
             raise ValueError(f"`intensity` multiplies {target} and must be positive, got {intensity}.")
 
     @staticmethod
-    def _check_pair_counts(text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> None:
-        """Raises unless there is exactly one molecule per text."""
-        if text_embeds.shape[0] != mol_embeds.shape[0]:
+    def _check_pair_inputs(input_ids: torch.Tensor, graph: Any) -> None:
+        """Raises unless ``graph`` holds exactly one molecule per text of ``input_ids``."""
+        num_texts, num_molecules = int(input_ids.shape[0]), int(getattr(graph, "num_graphs", 1))
+        if num_texts != num_molecules:
             raise ValueError(
-                f"`input_ids` holds {text_embeds.shape[0]} texts but `graph` {mol_embeds.shape[0]} molecules; "
-                "every text needs exactly one molecule."
+                f"`input_ids` holds {num_texts} texts but `graph` {num_molecules} molecules; every text needs exactly "
+                "one molecule (the same batch size on both sides)."
             )
 
     def score(self, text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
@@ -192,7 +310,7 @@ class RetrievalPreTrainedModel(PreTrainedModel):
         Returns:
             torch.Tensor: ``[Nt, Nm]`` cosine similarities.
         """
-        return F.normalize(text_embeds, dim=-1) @ F.normalize(mol_embeds, dim=-1).T
+        return cosine_scores(text_embeds, mol_embeds)
 
     # ------------------------------------------------------------------------------------------------- training
     def param_groups(self) -> dict[str, list[str]]:
@@ -279,4 +397,10 @@ def optimizer_param_groups(
     return groups
 
 
-__all__ = ["IGNORED_FORWARD_KWARGS", "RetrievalPreTrainedModel", "loading_checkpoint", "optimizer_param_groups"]
+__all__ = [
+    "IGNORED_FORWARD_KWARGS",
+    "RetrievalBackbone",
+    "RetrievalPreTrainedModel",
+    "loading_checkpoint",
+    "optimizer_param_groups",
+]

@@ -1,9 +1,7 @@
-"""Configuration of the AMAN-like backbone (:class:`~class_hf.models.aman.AmanModel`)."""
-
-from __future__ import annotations
+"""Configuration of the AMAN-like backbone (:class:`~class_hf.models.modeling_aman.AmanModel`)."""
 
 import logging
-from typing import Literal
+from typing import Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
@@ -11,17 +9,19 @@ from transformers.configuration_utils import SubConfigSpec
 
 logger = logging.getLogger(__name__)
 
-TEXT_POOLING_MODES = ("pooler", "mean", "cls")
-ADVERSARIAL_MODES = ("gradient_reversal", "wgan_gp")
+TextPooling = Literal["pooler", "mean", "cls"]
+AdversarialMode = Literal["gradient_reversal", "wgan_gp"]
+TEXT_POOLING_MODES: tuple[str, ...] = get_args(TextPooling)
+ADVERSARIAL_MODES: tuple[str, ...] = get_args(AdversarialMode)
 
 
 @strict
 class AmanConfig(PreTrainedConfig):
-    r"""Configuration of :class:`~class_hf.models.aman.AmanModel`, an AMAN-like retrieval backbone.
+    r"""Configuration of :class:`~class_hf.models.modeling_aman.AmanModel`, an AMAN-like retrieval backbone.
 
     AMAN (Zhao et al., IEEE TAI 2023) has no public code; every default below marked *chosen* is ours, *CMTMR*
     follows DeepLearnXMU/CMTMR (the closest open adversarial + triplet pipeline), *Text2Mol* follows Text2Mol's code.
-    See the :class:`~class_hf.models.aman.AmanModel` docstring for what is known about AMAN.
+    See the :class:`~class_hf.models.modeling_aman.AmanModel` docstring for what is known about AMAN.
 
     > Parameters of the text encoder
 
@@ -81,7 +81,7 @@ class AmanConfig(PreTrainedConfig):
 
     text_config: dict | PreTrainedConfig | None = None
     text_encoder_name_or_path: str | None = "allenai/scibert_scivocab_uncased"
-    text_pooling: Literal["pooler", "mean", "cls"] = "pooler"
+    text_pooling: TextPooling = "pooler"
     graph_hidden_size: int = 300
     graph_num_layers: int = 3
     graph_num_heads: int = 4
@@ -89,27 +89,23 @@ class AmanConfig(PreTrainedConfig):
     graph_dropout: float | int = 0.1
     projection_dim: int = 300
     triplet_margin: float | int = 0.3
-    adversarial_mode: Literal["gradient_reversal", "wgan_gp"] = "gradient_reversal"
+    adversarial_mode: AdversarialMode = "gradient_reversal"
     adversarial_weight: float | int = 0.1
     gradient_penalty_weight: float | int = 10.0
     discriminator_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
     gather_across_ranks: bool = False
-    text_encoder_learning_rate: float | None = 3e-5
-    discriminator_learning_rate: float | None = 1e-4
+    text_encoder_learning_rate: float | int | None = 3e-5
+    discriminator_learning_rate: float | int | None = 1e-4
 
     def __post_init__(self, **kwargs) -> None:
         self.discriminator_hidden_sizes = list(self.discriminator_hidden_sizes)
         super().__post_init__(**kwargs)
 
     def validate_aman(self) -> None:
-        """Checks every AMAN field (run by ``@strict`` after ``__init__``; field types are not enforced by it)."""
-        if self.text_pooling not in TEXT_POOLING_MODES:
-            raise ValueError(f"`text_pooling` must be one of {TEXT_POOLING_MODES}, got {self.text_pooling!r}.")
-        if self.adversarial_mode not in ADVERSARIAL_MODES:
-            raise ValueError(f"`adversarial_mode` must be one of {ADVERSARIAL_MODES}, got {self.adversarial_mode!r}.")
+        """Checks what the field annotations cannot say (``@strict`` checks the types and choices itself): ranges
+        and combinations of fields. Run by ``@strict`` after ``__init__`` and by ``config.validate()``."""
         for name in ("graph_hidden_size", "graph_num_layers", "graph_num_heads", "graph_ffn_size", "projection_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}.")
         if self.graph_hidden_size % self.graph_num_heads:
             raise ValueError(
@@ -124,7 +120,7 @@ class AmanConfig(PreTrainedConfig):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         sizes = self.discriminator_hidden_sizes
-        if not sizes or not all(isinstance(size, int) and size >= 1 for size in sizes):
+        if not sizes or min(sizes) < 1:
             raise ValueError(
                 f"`discriminator_hidden_sizes` must be a non-empty list of positive integers, got "
                 f"{self.discriminator_hidden_sizes!r}."

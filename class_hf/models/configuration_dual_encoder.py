@@ -1,7 +1,5 @@
 """Configuration of the plain dual-encoder backbone (text encoder + GIN/GINE molecule encoder, symmetric InfoNCE)."""
 
-from __future__ import annotations
-
 import logging
 from typing import Literal
 
@@ -14,16 +12,9 @@ from .modules import text_config_from
 logger = logging.getLogger(__name__)
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "pooling": ("mean", "cls", "pooler"),
-    "gnn_type": ("gin", "gine"),
-    "graph_pooling": ("mean", "sum", "attention"),
-}
-
-
 @strict
 class DualEncoderConfig(PreTrainedConfig):
-    r"""Configuration of :class:`~class_hf.models.dual_encoder.DualEncoderModel`.
+    r"""Configuration of :class:`~class_hf.models.modeling_dual_encoder.DualEncoderModel`.
 
     The text encoder is any Hugging Face encoder described by the nested ``text_config`` (saved inside
     ``config.json``); the molecule encoder is a GIN or GINE network over the categorical atom and bond features of
@@ -95,26 +86,11 @@ class DualEncoderConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def validate_dual_encoder(self) -> None:
-        """Checks every field's value (run by ``@strict`` after ``__init__`` and by ``config.validate()``).
-
-        The annotations are strings under ``from __future__ import annotations``, so ``@strict`` cannot check the
-        field types itself; this validator does.
-        """
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}.")
-        for name in ("use_fingerprint", "learnable_temperature", "normalize", "freeze_text_encoder"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a bool, got {getattr(self, name)!r}.")
+        """Checks what the field annotations cannot say (``@strict`` checks the types and choices itself): ranges
+        and combinations of fields. Run by ``@strict`` after ``__init__`` and by ``config.validate()``."""
         for name in ("gnn_hidden_size", "gnn_num_layers", "fingerprint_dim", "projection_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("gnn_dropout", "logit_scale_init"):
-            if not isinstance(getattr(self, name), (int, float)) or isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a number, got {getattr(self, name)!r}.")
-        if self.text_encoder_name_or_path is not None and not isinstance(self.text_encoder_name_or_path, str):
-            raise TypeError(f"`text_encoder_name_or_path` must be a str, got {self.text_encoder_name_or_path!r}.")
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}.")
         if not isinstance(self.text_config, PreTrainedConfig):
             raise TypeError(
                 f"`text_config` must resolve to a PreTrainedConfig, got {type(self.text_config).__name__}."
@@ -126,8 +102,6 @@ class DualEncoderConfig(PreTrainedConfig):
                 f"`logit_scale_init` is 1 / temperature and must be in (0, 100], got {self.logit_scale_init}."
             )
         if self.train_text_layers is not None:
-            if not isinstance(self.train_text_layers, int) or isinstance(self.train_text_layers, bool):
-                raise TypeError(f"`train_text_layers` must be an int or None, got {self.train_text_layers!r}.")
             if self.freeze_text_encoder:
                 raise ValueError(
                     "`freeze_text_encoder=True` and `train_text_layers` are both set; use `freeze_text_encoder=True` "

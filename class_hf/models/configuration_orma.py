@@ -1,20 +1,22 @@
-"""Configuration of the ORMA backbone (:class:`~class_hf.models.orma.OrmaModel`)."""
-
-from __future__ import annotations
+"""Configuration of the ORMA backbone (:class:`~class_hf.models.modeling_orma.OrmaModel`)."""
 
 import logging
+from typing import Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .sinkhorn import OT_METHODS
+from .sinkhorn import OtMethod
 
 logger = logging.getLogger(__name__)
 
-ATOM_FEATURE_MODES = ("rdkit", "mol2vec")
-SCORE_MODES = ("global", "faithful")
-MOTIF_ASSIGNMENTS = ("argmin", "argmax")
+AtomFeatureMode = Literal["rdkit", "mol2vec"]
+ScoreMode = Literal["global", "faithful"]
+MotifAssignment = Literal["argmin", "argmax"]
+ATOM_FEATURE_MODES: tuple[str, ...] = get_args(AtomFeatureMode)
+SCORE_MODES: tuple[str, ...] = get_args(ScoreMode)
+MOTIF_ASSIGNMENTS: tuple[str, ...] = get_args(MotifAssignment)
 
 
 @strict
@@ -58,7 +60,7 @@ class OrmaConfig(PreTrainedConfig):
         motif_assignment (str): how a token picks its motif from the plan: ``argmin`` (ORMA's code) or ``argmax``.
         epsilon (float): ORMA's numerical epsilon (1e-8).
         score_mode (str): ``global`` (cosine of the global embeddings, the default) or ``faithful`` (ORMA's weighted
-            sum of the three grains' logits); see :class:`~class_hf.models.orma.OrmaModel`.
+            sum of the three grains' logits); see :class:`~class_hf.models.modeling_orma.OrmaModel`.
         gather_across_ranks (bool): use the samples of every rank as negatives in the contrastive losses.
         text_encoder_learning_rate (float | None): learning rate of the ``text_encoder`` parameter group in the
             CurriculumTrainer (unless the training arguments set ``text_encoder_learning_rate``); None = the base
@@ -70,13 +72,13 @@ class OrmaConfig(PreTrainedConfig):
 
     text_config: PreTrainedConfig | dict | None = None
     text_encoder_name_or_path: str | None = "allenai/scibert_scivocab_uncased"
-    pooling: str = "pooler"
+    pooling: Literal["pooler", "cls", "mean"] = "pooler"
     multi_token_layer: int = -2
     token_layer: int = -3
     emb_dim: int = 300
     num_gnn_layers: int = 3
     dropout: float | int = 0.1
-    atom_features: str = "rdkit"
+    atom_features: AtomFeatureMode = "rdkit"
     mol2vec_embeddings_path: str | None = None
     mol2vec_vocab_size: int = 3138
     mol2vec_dim: int = 300
@@ -86,28 +88,20 @@ class OrmaConfig(PreTrainedConfig):
     global_weight: float | int = 0.3
     mid_weight: float | int = 0.2
     local_weight: float | int = 0.5
-    ot_method: str = "ipot"
+    ot_method: OtMethod = "ipot"
     ot_beta: float | int = 0.5
     ot_iterations: int = 50
-    motif_assignment: str = "argmin"
+    motif_assignment: MotifAssignment = "argmin"
     epsilon: float = 1e-8
-    score_mode: str = "global"
+    score_mode: ScoreMode = "global"
     gather_across_ranks: bool = False
-    text_encoder_learning_rate: float | None = 3e-5
+    text_encoder_learning_rate: float | int | None = 3e-5
 
     def validate_orma(self) -> None:
-        """Part of the ``@strict`` validation: checks the choices and ranges."""
-        choices = {
-            "pooling": ("pooler", "cls", "mean"),
-            "atom_features": ATOM_FEATURE_MODES,
-            "ot_method": OT_METHODS,
-            "motif_assignment": MOTIF_ASSIGNMENTS,
-            "score_mode": SCORE_MODES,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
-        for name in ("emb_dim", "num_gnn_layers", "max_atoms", "max_motifs", "ot_iterations", "mol2vec_vocab_size"):
+        """Checks what the field annotations cannot say (``@strict`` checks the types and choices itself): ranges
+        and combinations of fields. Run by ``@strict`` after ``__init__`` and by ``config.validate()``."""
+        sizes = ("emb_dim", "num_gnn_layers", "max_atoms", "max_motifs", "ot_iterations", "mol2vec_vocab_size")
+        for name in (*sizes, "mol2vec_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
         if not 0.0 <= self.dropout < 1.0:
@@ -124,8 +118,6 @@ class OrmaConfig(PreTrainedConfig):
                 "`text_encoder_learning_rate` must be positive or None (the base learning rate), got "
                 f"{self.text_encoder_learning_rate}."
             )
-        if self.atom_features == "mol2vec" and self.mol2vec_dim < 1:
-            raise ValueError(f"`mol2vec_dim` must be >= 1, got {self.mol2vec_dim}.")
 
 
 __all__ = ["OrmaConfig"]

@@ -23,12 +23,15 @@ the marginal constraints, ORMA's linear-space loop and ``torch.autograd.gradchec
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
 # Log-marginal of a padded row/column: finite (so no inf - inf = nan anywhere) yet exp() of it is exactly 0.
 _LOG_ZERO = -1e4
 
-OT_METHODS = ("ipot", "sinkhorn")
+OtMethod = Literal["ipot", "sinkhorn"]
+OT_METHODS: tuple[str, ...] = get_args(OtMethod)
 
 
 def uniform_marginals(x_mask: torch.Tensor, y_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

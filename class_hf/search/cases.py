@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from .index import MoleculeIndex, SearchResult, top_k
+from ..evaluation.retrieval import rank_metrics, top_k
+from .index import MoleculeIndex, SearchResult
 from .report import (
     DIRECTION_LABELS,
     legend_html,
@@ -159,13 +160,7 @@ def find_cases(
     top_scores, top_indices, ranks, truth_scores = top_k(
         queries, candidates, max(k, 2), scorer=getattr(model, "score", None), direction=direction, truth=truth
     )
-    rank_f = ranks.double()
-    metrics = {
-        "hits@1": float((rank_f <= 1).double().mean()),
-        "hits@10": float((rank_f <= 10).double().mean()),
-        "mrr": float((1.0 / rank_f).mean()),
-        "mean_rank": float(rank_f.mean()),
-    }
+    metrics = rank_metrics(ranks, ks=(1, 10))
     margins = top_scores[:, 0] - top_scores[:, 1]
     successes = _pick_successes(ranks, margins, n, success_order, seed)
     failures = sorted(range(len(ranks)), key=lambda q: (-int(ranks[q]), float(truth_scores[q])))[:n]
@@ -188,7 +183,8 @@ def find_cases(
                 is_truth=candidate == int(truth[q]),
             )
 
-        shown = [result(int(i), r, float(s)) for r, (s, i) in enumerate(zip(top_scores[q], top_indices[q]), 1)][:k]
+        ranked = enumerate(zip(top_scores[q], top_indices[q], strict=True), start=1)
+        shown = [result(int(i), r, float(s)) for r, (s, i) in ranked][:k]
         return Case(
             query=index.rows["description"][row] if direction == "t2m" else index.rows["smiles"][row],
             query_cid=truth_cid,

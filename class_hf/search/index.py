@@ -14,12 +14,15 @@ and ``text_rows [M]``, the metadata row of each text), ``rows.parquet`` (``row``
 revision, the embedding size, the counts, and every skipped input row with the reason).
 
 Scores are the model's own ``score(text_embeds, mol_embeds)`` (cosine for the class-hf backbones), computed against
-the stored embeddings ``candidate_chunk`` candidates at a time, so memory stays bounded whatever the library size:
-``4 * query_chunk * candidate_chunk`` bytes of scores (16 MiB by default) plus the embeddings themselves.
+the stored embeddings ``candidate_chunk`` candidates at a time by :func:`class_hf.evaluation.retrieval.top_k`, so
+memory stays bounded whatever the library size: ``4 * query_chunk * candidate_chunk`` bytes of scores (16 MiB by
+default) plus the embeddings themselves. Loading the model (:func:`class_hf.models.registry.load_backbone`) and
+featurizing molecules (:class:`class_hf.data.features.MoleculeFeatures`) are delegated too: this module keeps the
+index.
 
 Example::
 
-    >>> index = MoleculeIndex.build("runs/dual/checkpoint-best", "molecules.csv", texts=True)
+    >>> index = MoleculeIndex.build("runs/dual_encoder", "molecules.csv", texts=True)
     >>> index.save("indexes/chebi20")
     >>> index = MoleculeIndex.load("indexes/chebi20")           # reloads the model from the recorded path
     >>> for hit in index.search("The molecule is a monocarboxylic acid anion ...", k=5):
@@ -30,8 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
-import importlib
 import json
 import logging
 import os
@@ -45,28 +46,20 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..data.features import MoleculeFeatures, text_max_length
+from ..evaluation.retrieval import top_k
+from ..models.registry import load_backbone
 from .library import LIBRARY_COLUMNS, read_molecules
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "MoleculeIndex",
-    "SearchResult",
-    "featurize_for_model",
-    "load_backbone",
-    "model_reference",
-    "molecule_collator",
-    "top_k",
-]
+__all__ = ["MoleculeIndex", "SearchResult", "featurize_for_model", "model_reference", "molecule_collator"]
 
 INDEX_FORMAT = "class-hf-molecule-index"
 INDEX_FORMAT_VERSION = 1
 EMBEDDINGS_FILE = "embeddings.safetensors"
 ROWS_FILE = "rows.parquet"
 INFO_FILE = "index.json"
-DIRECTIONS = ("t2m", "m2t")
-
-Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -100,15 +93,6 @@ class SearchResult:
 
 # ----------------------------------------------------------------------------------------------------- models
 _SNAPSHOT = re.compile(r"/snapshots/([^/]+)/")
-
-
-def _register_backbones() -> None:
-    """Imports the class-hf backbones so that ``AutoModel`` knows their ``model_type``."""
-    for name in ("dual_encoder", "orma", "aman"):
-        try:
-            importlib.import_module(f"class_hf.models.{name}")
-        except ImportError as err:  # a backbone module that is not installed cannot be the index's model anyway
-            logger.debug("Backbone module class_hf.models.%s not importable: %s", name, err)
 
 
 def model_reference(model: Any, name_or_path: str | None = None, revision: str | None = None) -> dict[str, Any]:
@@ -154,65 +138,7 @@ def model_reference(model: Any, name_or_path: str | None = None, revision: str |
     return reference
 
 
-def load_backbone(
-    name_or_path: str, *, revision: str | None = None, tokenizer: str | None = None, device: str | None = None
-) -> tuple[torch.nn.Module, Any]:
-    """Loads a class-hf checkpoint and its tokenizer (``AutoModel`` / ``AutoTokenizer``), in eval mode.
-
-    Args:
-        name_or_path (str): checkpoint folder or Hub id.
-        revision (str | None): Hub revision (commit hash, branch or tag).
-        tokenizer (str | None): the tokenizer's folder or Hub id when it is not saved with the model.
-        device (str | None): where to put the model (default: CPU).
-
-    Returns:
-        tuple: ``(model, tokenizer)``.
-    """
-    from transformers import AutoModel, AutoTokenizer
-
-    _register_backbones()
-    try:
-        model = AutoModel.from_pretrained(name_or_path, revision=revision)
-    except (OSError, ValueError) as err:
-        raise OSError(
-            f"Could not load the model {name_or_path!r}" + (f" at revision {revision}" if revision else "") + f": "
-            f"{err}. Pass a class-hf checkpoint folder (with config.json and model.safetensors) or a Hub id that is "
-            "in the local cache."
-        ) from err
-    tokenizer_path = tokenizer or name_or_path
-    try:
-        tok = AutoTokenizer.from_pretrained(tokenizer_path, revision=revision if tokenizer is None else None)
-    except (OSError, ValueError) as err:
-        raise OSError(
-            f"Could not load a tokenizer from {tokenizer_path!r}: {err}. Save the tokenizer next to the model "
-            "(tokenizer.save_pretrained(checkpoint)) or pass its path with `tokenizer` / --tokenizer."
-        ) from err
-    if device is not None:
-        model = model.to(device)
-    return model.eval(), tok
-
-
 # ---------------------------------------------------------------------------------------------- featurization
-def _molecule_options(model: torch.nn.Module) -> tuple[bool, int, str | None]:
-    """``(fingerprints, fingerprint_dim, mol2vec_embeddings_path)`` the model's molecule tower needs."""
-    from ..data.graphs import FINGERPRINT_DIM
-
-    config = getattr(model, "config", None)
-    fingerprints = bool(getattr(config, "use_fingerprint", False))
-    fingerprint_dim = int(getattr(config, "fingerprint_dim", FINGERPRINT_DIM) or FINGERPRINT_DIM)
-    mol2vec = (
-        getattr(config, "mol2vec_embeddings_path", None)
-        if getattr(config, "atom_features", None) == "mol2vec"
-        else None
-    )
-    if getattr(config, "atom_features", None) == "mol2vec" and not mol2vec:
-        raise ValueError(
-            "The model uses mol2vec atom features but its config has no `mol2vec_embeddings_path`; set it to the .npz "
-            "the model was trained with so that molecules can be featurized the same way."
-        )
-    return fingerprints, fingerprint_dim, mol2vec
-
-
 @contextlib.contextmanager
 def _datasets_bars_off() -> Iterator[None]:
     """No per-chunk ``datasets`` progress bars (the index shows one bar for the whole library)."""
@@ -228,150 +154,27 @@ def _datasets_bars_off() -> Iterator[None]:
 
 
 def featurize_for_model(smiles: Sequence[str], model: torch.nn.Module, *, num_proc: int | None = None):
-    """Graph columns (plus fingerprints / mol2vec indices when the model needs them) of already-valid SMILES.
+    """The columns ``model`` reads (:class:`~class_hf.data.features.MoleculeFeatures`) of already-valid SMILES.
 
     Args:
         smiles (Sequence[str]): RDKit-parsable SMILES.
-        model (torch.nn.Module): the backbone; its config decides ``fingerprints`` (``use_fingerprint``) and the
-            ``mol2vec_index`` column (``atom_features="mol2vec"``).
+        model (torch.nn.Module): the backbone; its config decides the fingerprint and ``mol2vec_index`` columns.
         num_proc (int | None): worker processes of ``Dataset.map``.
 
     Returns:
-        datasets.Dataset: ``smiles`` and the columns of :func:`~class_hf.data.graphs.featurize_molecules`.
+        datasets.Dataset: ``smiles`` and the molecule columns.
     """
     from datasets import Dataset
 
-    from ..data.graphs import featurize_molecules
-
-    fingerprints, _, mol2vec = _molecule_options(model)
     with _datasets_bars_off():
-        dataset = featurize_molecules(
-            Dataset.from_dict({"smiles": list(smiles)}), fingerprints=fingerprints, num_proc=num_proc, desc=None
+        return MoleculeFeatures.for_model(model).featurize(
+            Dataset.from_dict({"smiles": list(smiles)}), num_proc=num_proc, desc=None
         )
-        if mol2vec:
-            from ..models.orma import Mol2VecIndexer
-
-            dataset = dataset.map(Mol2VecIndexer(mol2vec), num_proc=num_proc)
-    return dataset
-
-
-def _graph_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int):
-    from ..data.graphs import rows_to_batch
-
-    batch = rows_to_batch(rows, fingerprint_dim=fingerprint_dim)
-    if rows and "mol2vec_index" in rows[0]:
-        batch.mol2vec_index = torch.cat([torch.as_tensor(row["mol2vec_index"], dtype=torch.long) for row in rows])
-    return batch
 
 
 def molecule_collator(model: torch.nn.Module) -> Callable[[Sequence[Mapping[str, Any]]], Any]:
     """Rows of :func:`featurize_for_model` -> the graph ``Batch`` the model's ``encode_molecule`` takes."""
-    _, fingerprint_dim, _ = _molecule_options(model)
-    return functools.partial(_graph_batch, fingerprint_dim=fingerprint_dim)
-
-
-def _text_max_length(tokenizer: Any, model: torch.nn.Module, max_length: int) -> int:
-    from ..curriculum.difficulty import collator_for_model
-
-    return collator_for_model(tokenizer, model, max_length=max_length).max_length
-
-
-# ---------------------------------------------------------------------------------------------------- scoring
-def _default_score(text_embeds: torch.Tensor, mol_embeds: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(text_embeds, dim=-1) @ torch.nn.functional.normalize(mol_embeds, dim=-1).T
-
-
-def _block_scores(scorer: Scorer, queries: torch.Tensor, candidates: torch.Tensor, direction: str) -> torch.Tensor:
-    """``[q, c]`` scores; the scorer is always called as ``scorer(texts, molecules)``."""
-    scores = scorer(queries, candidates) if direction == "t2m" else scorer(candidates, queries).T
-    expected = (queries.shape[0], candidates.shape[0])
-    if tuple(scores.shape) != expected:
-        raise ValueError(
-            f"The model's `score` returned shape {tuple(scores.shape)} where {expected} was expected; it must map "
-            "(text [a, D], molecules [b, D]) to [a, b]."
-        )
-    return scores.float()
-
-
-def top_k(
-    queries: torch.Tensor,
-    candidates: torch.Tensor,
-    k: int,
-    *,
-    scorer: Scorer | None = None,
-    direction: str = "t2m",
-    truth: torch.Tensor | None = None,
-    query_chunk: int = 256,
-    candidate_chunk: int = 16384,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """The ``k`` best candidates of every query, and optionally the rank and score of each query's true candidate.
-
-    Scores are computed ``query_chunk x candidate_chunk`` at a time (never a full ``[queries, candidates]`` matrix).
-    The rank of the truth is ``1 + #{j != truth : s_j >= s_truth}``, so ties count against the query, as in
-    :func:`class_hf.evaluation.retrieval.ranks`.
-
-    Args:
-        queries (torch.Tensor): ``[Q, D]`` query embeddings (texts for ``t2m``, molecules for ``m2t``).
-        candidates (torch.Tensor): ``[C, D]`` candidate embeddings.
-        k (int): how many candidates to keep (at most ``C``).
-        scorer (Scorer | None): ``scorer(text_embeds, mol_embeds) -> [a, b]``, e.g. the model's ``score``; cosine
-            when None.
-        direction (str): ``t2m`` (queries are texts) or ``m2t`` (queries are molecules).
-        truth (torch.Tensor | None): ``[Q]`` index of each query's true candidate, ``-1`` when it has none.
-        query_chunk (int): queries scored at a time.
-        candidate_chunk (int): candidates scored at a time.
-
-    Returns:
-        tuple: ``top_scores [Q, k]``, ``top_indices [Q, k]`` (best first), and with ``truth`` the ``truth_rank [Q]``
-        (0 where a query has no truth) and ``truth_score [Q]`` (NaN there); otherwise None, None.
-    """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}.")
-    scorer = scorer or _default_score
-    num_queries, num_candidates = queries.shape[0], candidates.shape[0]
-    k = min(k, num_candidates)
-    top_scores = torch.empty(num_queries, k)
-    top_indices = torch.empty(num_queries, k, dtype=torch.long)
-    truth_rank = truth_score = None
-    if truth is not None:
-        truth = torch.as_tensor(truth, dtype=torch.long).view(-1)
-        truth_rank = torch.zeros(num_queries, dtype=torch.long)
-        truth_score = torch.full((num_queries,), float("nan"))
-
-    def blocks(q: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-        for start in range(0, num_candidates, candidate_chunk):
-            yield start, _block_scores(scorer, q, candidates[start : start + candidate_chunk], direction)
-
-    with torch.no_grad():
-        for q_start in range(0, num_queries, query_chunk):
-            q = queries[q_start : q_start + query_chunk]
-            rows = torch.arange(q.shape[0])
-            best_s, best_i = torch.empty(q.shape[0], 0), torch.empty(q.shape[0], 0, dtype=torch.long)
-            t = truth[q_start : q_start + q.shape[0]] if truth is not None else None
-            t_score = torch.full((q.shape[0],), float("nan"))
-            for c_start, scores in blocks(q):
-                merged_s = torch.cat([best_s, scores], dim=1)
-                merged_i = torch.cat([best_i, torch.arange(c_start, c_start + scores.shape[1]).expand_as(scores)], 1)
-                best_s, order = merged_s.topk(min(k, merged_s.shape[1]), dim=1)
-                best_i = merged_i.gather(1, order)
-                if t is not None:
-                    inside = (t >= c_start) & (t < c_start + scores.shape[1])
-                    t_score[inside] = scores[rows[inside], t[inside] - c_start]
-            top_scores[q_start : q_start + q.shape[0]] = best_s
-            top_indices[q_start : q_start + q.shape[0]] = best_i
-            if t is None:
-                continue
-            # Second pass: count the candidates scoring at least the truth's score (the truth itself excluded).
-            count = torch.zeros(q.shape[0], dtype=torch.long)
-            for c_start, scores in blocks(q):
-                confused = scores >= t_score[:, None]
-                inside = (t >= c_start) & (t < c_start + scores.shape[1])
-                confused[rows[inside], t[inside] - c_start] = False
-                count += confused.sum(dim=1)
-            has_truth = t >= 0
-            truth_rank[q_start : q_start + q.shape[0]] = torch.where(has_truth, count + 1, 0)
-            truth_score[q_start : q_start + q.shape[0]] = t_score
-    return top_scores, top_indices, truth_rank, truth_score
+    return MoleculeFeatures.for_model(model).graph_collator()
 
 
 # ------------------------------------------------------------------------------------------------------ index
@@ -379,6 +182,23 @@ def _check_positive(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
     return value
+
+
+def _parsable_rows(table: Mapping[str, Sequence[Any]], rows: range, skipped: list[dict[str, Any]]) -> list[int]:
+    """The rows of ``table`` whose SMILES RDKit parses; each other row is appended to ``skipped`` with the reason."""
+    from ..data.graphs import parse_smiles
+
+    valid = []
+    for i in rows:
+        smiles = table["smiles"][i]
+        try:
+            if smiles is None:
+                raise ValueError("the SMILES is empty")
+            parse_smiles(smiles)
+            valid.append(i)
+        except ValueError as err:
+            skipped.append({name: table[name][i] for name in ("row", "line", "cid", "smiles")} | {"reason": str(err)})
+    return valid
 
 
 def _describe(entry: Mapping[str, Any]) -> str:
@@ -549,7 +369,6 @@ class MoleculeIndex:
             ValueError: no row of the library has a valid SMILES, ``texts=True`` without any description or without
                 a tokenizer, or an invalid argument.
         """
-        from ..data.graphs import parse_smiles
         from ..evaluation.encoding import embed_molecules, embed_texts
 
         _check_positive("batch_size", batch_size)
@@ -575,18 +394,7 @@ class MoleculeIndex:
         parts: list[torch.Tensor] = []
         with tqdm(total=num_rows, desc="Indexing molecules", unit="mol", disable=not show_progress) as bar:
             for start in range(0, num_rows, chunk_size):
-                valid = []
-                for i in range(start, min(start + chunk_size, num_rows)):
-                    smiles = table["smiles"][i]
-                    try:
-                        if smiles is None:
-                            raise ValueError("the SMILES is empty")
-                        parse_smiles(smiles)
-                        valid.append(i)
-                    except ValueError as err:
-                        skipped.append(
-                            {name: table[name][i] for name in ("row", "line", "cid", "smiles")} | {"reason": str(err)}
-                        )
+                valid = _parsable_rows(table, range(start, min(start + chunk_size, num_rows)), skipped)
                 if valid:
                     featurized = featurize_for_model([table["smiles"][i] for i in valid], model, num_proc=num_proc)
                     parts.append(
@@ -614,7 +422,7 @@ class MoleculeIndex:
         if any(cid is not None for cid in rows["cid"]) and duplicated:
             logger.warning("%d indexed rows repeat a CID already in the index; they are all kept.", duplicated)
 
-        max_length = _text_max_length(tokenizer, model, max_length) if tokenizer is not None else max_length
+        max_length = text_max_length(tokenizer, model, max_length) if tokenizer is not None else max_length
         text_embeddings = text_rows = None
         num_without_description = sum(description is None for description in rows["description"])
         if texts:
@@ -639,7 +447,7 @@ class MoleculeIndex:
             )
             text_rows = torch.tensor(with_text, dtype=torch.long)
         molecule_embeddings = torch.cat(parts)
-        fingerprints, _, mol2vec = _molecule_options(model)
+        features = MoleculeFeatures.for_model(model)
         info = {
             "format": INDEX_FORMAT,
             "format_version": INDEX_FORMAT_VERSION,
@@ -655,7 +463,7 @@ class MoleculeIndex:
             "num_skipped": len(skipped),
             "num_without_description": num_without_description,
             "skipped": skipped,
-            "featurization": {"fingerprints": fingerprints, "mol2vec_embeddings_path": mol2vec},
+            "featurization": features.describe(),
             "build_seconds": round(time.perf_counter() - started, 3),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -878,7 +686,7 @@ class MoleculeIndex:
             results.append(
                 [
                     self._result(int(i), rank, float(s), direction, cid)
-                    for rank, (s, i) in enumerate(zip(top_scores[q], top_indices[q]), start=1)
+                    for rank, (s, i) in enumerate(zip(top_scores[q], top_indices[q], strict=True), start=1)
                 ]
             )
             position = int(positions[q])

@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.chebi20 import _undouble
+from ..data.chebi20 import undouble_backslashes
+from ..data.sources import is_saved_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _empty_columns() -> dict[str, list[Any]]:
 def _append(columns: dict[str, list[Any]], row: int, line: int | None, values: Mapping[str, Any]) -> None:
     columns["row"].append(row)
     columns["line"].append(line)
-    columns["smiles"].append(_undouble(_text(values.get("smiles"))))
+    columns["smiles"].append(undouble_backslashes(_text(values.get("smiles"))))
     for name in ("cid", "name", "description", "split"):
         columns[name].append(_text(values.get(name)))
 
@@ -176,12 +177,6 @@ def _from_datasets(data: Any, where: str, split: str | None) -> dict[str, list[A
     return _from_table(data, where)
 
 
-def _is_saved_dataset(path: Path) -> bool:
-    return path.is_dir() and any(
-        (path / name).exists() for name in ("dataset_dict.json", "state.json", "dataset_info.json")
-    )
-
-
 def read_molecules(source: Any, *, split: str | None = None) -> dict[str, list[Any]]:
     """Reads a molecule library into the columns of :data:`LIBRARY_COLUMNS` (see the module docstring).
 
@@ -213,7 +208,7 @@ def read_molecules(source: Any, *, split: str | None = None) -> dict[str, list[A
         raise FileNotFoundError(
             f"`molecules` {str(path)!r} does not exist; pass a CSV/TSV/SDF/parquet file or folder."
         )
-    if _is_saved_dataset(path):
+    if is_saved_dataset(path):
         return _from_datasets(datasets.load_from_disk(str(path)), str(path), split)
     if path.is_dir():
         from ..data.chebi20 import load_chebi20

@@ -49,7 +49,8 @@ Deliberate deviations (documented, not bugs of this code):
   to the molecule node); a graph with ``num_motifs == 0`` is handled that way here too (its ``atom2motif`` is
   ignored).
 - **atom features**: ``atom_features="rdkit"`` (default) embeds the categorical RDKit features (learned); ORMA used
-  Text2Mol's frozen mol2vec vectors, available with ``atom_features="mol2vec"`` (see :class:`Mol2VecIndexer`). Bond
+  Text2Mol's frozen mol2vec vectors, available with ``atom_features="mol2vec"`` (see
+  :class:`~class_hf.data.mol2vec.Mol2VecIndexer`). Bond
   features are not used (GCN), as in ORMA.
 
 Retrieval scores (``score_mode``):
@@ -68,10 +69,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,6 +79,7 @@ from torch_geometric.utils import scatter, to_dense_batch
 from transformers import AutoConfig, AutoModel
 from transformers import initialization as init
 
+from ..data.mol2vec import load_mol2vec_embeddings
 from .base import RetrievalPreTrainedModel, loading_checkpoint
 from .configuration_orma import OrmaConfig
 from .losses import contrastive_loss
@@ -90,125 +90,6 @@ from .sinkhorn import transport_plan, uniform_marginals
 logger = logging.getLogger(__name__)
 
 GRAINS = ("global", "mid", "local")
-
-# ---------------------------------------------------------------------------------------------------------------
-# mol2vec atom identifiers (Text2Mol's graph node tokens)
-# ---------------------------------------------------------------------------------------------------------------
-
-MOL2VEC_UNK = "UNK"
-
-
-def load_mol2vec_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Reads Text2Mol's mol2vec token embeddings from an ``.npz`` (no pickle).
-
-    Args:
-        path (str | Path): file with ``tokens`` (str ``[V]``, Morgan identifiers as decimal strings and ``"UNK"``) and
-            ``vectors`` (float ``[V, dim]``), e.g. ``token_embeddings.npz`` of the ChEBI-20 data folder.
-
-    Returns:
-        tuple[list[str], np.ndarray]: the tokens and the float32 vectors, row ``i`` for token ``i``.
-    """
-    with np.load(path, allow_pickle=False) as data:
-        missing = {"tokens", "vectors"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} lacks the arrays {sorted(missing)}; it needs `tokens` and `vectors`.")
-        tokens = [str(t) for t in data["tokens"]]
-        vectors = np.asarray(data["vectors"], dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[0] != len(tokens):
-        raise ValueError(f"{path}: `vectors` must be [{len(tokens)}, dim] (one row per token), got {vectors.shape}.")
-    if MOL2VEC_UNK not in tokens:
-        raise ValueError(f"{path} has no {MOL2VEC_UNK!r} token, needed for identifiers outside the vocabulary.")
-    return tokens, vectors
-
-
-def mol2vec_atom_identifiers(mol) -> list[str]:
-    """The mol2vec substructure identifier of every atom: its Morgan identifier at radius 1.
-
-    Text2Mol's ``mol_graphs`` name each node by one Morgan (ECFP) identifier; radius-1 identifiers are what mol2vec's
-    sentences hold, and 99.5 % of the atoms of the ChEBI-20 fixture molecules find theirs in Text2Mol's vocabulary.
-    An atom whose radius-1 environment RDKit drops as a duplicate (e.g. in a diatomic molecule) or that has no
-    neighbour gets its radius-0 identifier.
-
-    Args:
-        mol (rdkit.Chem.Mol): the molecule, atoms in the order of the graph's ``x``.
-
-    Returns:
-        list[str]: decimal identifiers, one per atom.
-    """
-    from rdkit.Chem import rdFingerprintGenerator
-
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=1)
-    output = rdFingerprintGenerator.AdditionalOutput()
-    output.AllocateBitInfoMap()
-    generator.GetSparseCountFingerprint(mol, additionalOutput=output)
-    by_atom: dict[int, dict[int, int]] = {}
-    for identifier, environments in output.GetBitInfoMap().items():
-        for atom, radius in environments:
-            by_atom.setdefault(atom, {})[radius] = identifier
-    identifiers = []
-    for atom in range(mol.GetNumAtoms()):
-        found = by_atom.get(atom, {})
-        identifiers.append(str(found.get(1, found.get(0))))
-    return identifiers
-
-
-def mol2vec_atom_indices(smiles: str, vocabulary: Mapping[str, int]) -> list[int]:
-    """Row of the mol2vec table for every atom of ``smiles`` (``UNK`` for identifiers outside the vocabulary).
-
-    Args:
-        smiles (str): the molecule (parsed with ``Chem.MolFromSmiles``, hence the atom order of the graph columns).
-        vocabulary (Mapping[str, int]): identifier -> row, holding ``"UNK"``.
-
-    Returns:
-        list[int]: one index per atom.
-    """
-    from rdkit import Chem, RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) else None
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-    if mol is None:
-        raise ValueError(f"Could not parse SMILES {smiles!r} for mol2vec identifiers; fix or remove this molecule.")
-    unk = vocabulary[MOL2VEC_UNK]
-    return [vocabulary.get(identifier, unk) for identifier in mol2vec_atom_identifiers(mol)]
-
-
-class Mol2VecIndexer:
-    """``Dataset.map`` function adding the ``mol2vec_index`` graph column that ``atom_features="mol2vec"`` needs.
-
-    This rebuilds the node tokens of Text2Mol's ``mol_graphs`` (which ORMA read) from the SMILES with RDKit: a
-    reconstruction, not the original files (which are not available here).
-
-    Args:
-        embeddings_path (str | Path): the mol2vec ``.npz`` (see :func:`load_mol2vec_embeddings`); use the same file as
-            the model's ``mol2vec_embeddings_path``.
-        smiles_column (str): column holding the SMILES.
-
-    Example::
-
-        >>> dataset = dataset.map(Mol2VecIndexer("token_embeddings.npz"), num_proc=4)
-        >>> len(dataset[0]["mol2vec_index"]) == dataset[0]["num_nodes"]
-        True
-    """
-
-    column = "mol2vec_index"
-
-    def __init__(self, embeddings_path: str | Path, smiles_column: str = "smiles") -> None:
-        tokens, _ = load_mol2vec_embeddings(embeddings_path)
-        self.vocabulary = {token: i for i, token in enumerate(tokens)}
-        self.smiles_column = smiles_column
-
-    def __call__(self, row: Mapping[str, Any]) -> dict[str, list]:
-        """Indices for one row, or for a batch of rows (``Dataset.map(..., batched=True)``)."""
-        if self.smiles_column not in row:
-            raise ValueError(f"The row has no {self.smiles_column!r} column; set `smiles_column` (has {sorted(row)}).")
-        smiles = row[self.smiles_column]
-        if isinstance(smiles, str):
-            return {self.column: mol2vec_atom_indices(smiles, self.vocabulary)}
-        return {self.column: [mol2vec_atom_indices(s, self.vocabulary) for s in smiles]}
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Molecule encoder
@@ -482,7 +363,8 @@ class OrmaModel(OrmaPreTrainedModel):
         if index is None:
             raise ValueError(
                 "`atom_features='mol2vec'` needs the `mol2vec_index` graph column: add it with "
-                "`dataset.map(Mol2VecIndexer(mol2vec_embeddings_path))` and keep it in the collated graph."
+                "`MoleculeFeatures.for_model(model).featurize(dataset)` (class_hf.data.features) and keep it in the "
+                "collated graph."
             )
         index = index.view(-1).long()
         if index.numel() != graph.num_nodes:
@@ -729,39 +611,26 @@ class OrmaModel(OrmaPreTrainedModel):
         rows = [torch.cat([self._block_scores(text, mol) for mol in mols], dim=1) for text in texts]
         return torch.cat(rows, dim=0)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        graph,
-        return_loss: bool = True,
-        intensity: float | None = None,
-        **kwargs,
-    ) -> RetrievalOutput:
-        """Encodes a batch of pairs and computes ORMA's three-grain loss, one value per pair.
+    def encode_pair(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, graph
+    ) -> tuple[OrmaTextFeatures, OrmaMoleculeFeatures]:
+        """Both towers at every grain (sentence, multi-token, token; molecule, motif, atom) for :meth:`pair_loss`."""
+        return self.text_features(input_ids, attention_mask), self.molecule_features(graph)
+
+    def pair_loss(self, text: OrmaTextFeatures, mol: OrmaMoleculeFeatures, intensity: float | None) -> RetrievalOutput:
+        """ORMA's three-grain loss, one value per pair (the loss hook of
+        :meth:`~class_hf.models.base.RetrievalPreTrainedModel.forward`).
 
         Args:
-            input_ids (torch.Tensor): ``[B, L]`` token ids.
-            attention_mask (torch.Tensor): ``[B, L]``.
-            graph (torch_geometric.data.Batch): the ``B`` molecules; molecule ``i`` is the partner of text ``i``.
-            return_loss (bool): compute the loss (otherwise only the global embeddings, without the fine grains).
+            text (OrmaTextFeatures): the batch's text features.
+            mol (OrmaMoleculeFeatures): the batch's molecule features; molecule ``i`` is the partner of text ``i``.
             intensity (float | None): curriculum stage multiplier of every grain's logits.
-            **kwargs: ``sample_idx``, ``difficulty`` and ``num_items_in_batch`` are accepted and ignored; anything
-                else is an error.
 
         Returns:
             RetrievalOutput: ``loss`` (mean of ``per_sample_loss``), ``per_sample_loss`` ``[B]`` (``0.3 * global +
             0.2 * mid + 0.5 * local`` per pair), the global ``text_embeds`` / ``mol_embeds`` and ``loss_components``
             (``loss_global``, ``loss_mid``, ``loss_local``: unweighted batch means).
         """
-        self._check_forward_kwargs(kwargs)
-        if not return_loss:
-            return RetrievalOutput(
-                text_embeds=self.encode_text(input_ids, attention_mask), mol_embeds=self.encode_molecule(graph)
-            )
-        self._check_intensity(intensity, "the logits")
-        text = self.text_features(input_ids, attention_mask)
-        mol = self.molecule_features(graph)
         grains = self.grain_embeddings(text, mol)
         scales, weights = self.grain_scales(), self.grain_weights()
         per_sample, components = 0.0, {}
@@ -783,15 +652,11 @@ AutoConfig.register("class_orma", OrmaConfig, exist_ok=True)
 AutoModel.register(OrmaConfig, OrmaModel, exist_ok=True)
 
 __all__ = [
-    "Mol2VecIndexer",
     "OrmaConfig",
     "OrmaGCN",
     "OrmaModel",
     "OrmaMoleculeFeatures",
     "OrmaPreTrainedModel",
     "OrmaTextFeatures",
-    "load_mol2vec_embeddings",
-    "mol2vec_atom_identifiers",
-    "mol2vec_atom_indices",
     "sparc_grouping",
 ]

@@ -1,7 +1,8 @@
 """The plain dual-encoder backbone: a Hugging Face text encoder and a GIN/GINE molecule encoder, symmetric InfoNCE.
 
-The simplest backbone of the backbone contract (see ``CONTRIBUTING.md``): both towers are projected to one shared
-space, a learnable temperature scales the cosine logits, and the loss is the CLIP loss with one value per pair.
+The simplest backbone of the backbone contract (:class:`~class_hf.models.base.RetrievalBackbone`): both towers are
+projected to one shared space, a learnable temperature scales the cosine logits, and the loss is the CLIP loss with
+one value per pair.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
             pretrained text encoder weights are loaded here (not under :meth:`from_pretrained`, whose checkpoint
             holds them).
 
+    ``forward`` is the shared one of :class:`~class_hf.models.base.RetrievalPreTrainedModel`; this class writes the
+    two encoders and the loss (:meth:`pair_loss`).
+
     Example::
 
         >>> model = DualEncoderModel(config)
@@ -254,47 +258,29 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
         """``1 / temperature``: ``exp(logit_scale)`` clamped at 100."""
         return self.logit_scale.clamp(max=math.log(LOGIT_SCALE_MAX)).exp()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        graph,
-        return_loss: bool = True,
-        intensity: float | None = None,
-        **kwargs,
-    ) -> RetrievalOutput:
-        """Encodes a batch of pairs and computes the per-sample symmetric InfoNCE loss.
+    def pair_loss(self, text: torch.Tensor, mol: torch.Tensor, intensity: float | None) -> RetrievalOutput:
+        """The per-sample symmetric InfoNCE loss of a batch of pairs (the loss hook of
+        :meth:`~class_hf.models.base.RetrievalPreTrainedModel.forward`).
 
         Args:
-            input_ids (torch.Tensor): ``[B, L]`` token ids of the descriptions.
-            attention_mask (torch.Tensor): ``[B, L]``.
-            graph (torch_geometric.data.Batch): the ``B`` molecules; molecule ``i`` is the partner of text ``i``.
-            return_loss (bool): compute the loss (otherwise only the embeddings).
+            text (torch.Tensor): ``[B, projection_dim]`` text embeddings.
+            mol (torch.Tensor): ``[B, projection_dim]`` molecule embeddings; ``mol[i]`` is the partner of ``text[i]``.
             intensity (float | None): curriculum stage multiplier; the logits are multiplied by it.
-            **kwargs: ``sample_idx``, ``difficulty`` and ``num_items_in_batch`` are accepted and ignored; anything
-                else is an error.
 
         Returns:
             RetrievalOutput: ``loss`` (mean of ``per_sample_loss``), ``per_sample_loss`` ``[B]``, ``text_embeds``,
             ``mol_embeds`` and ``loss_components`` (``t2m``, ``m2t`` means).
         """
-        self._check_forward_kwargs(kwargs)
-        text_embeds = self.encode_text(input_ids, attention_mask)
-        mol_embeds = self.encode_molecule(graph)
-        self._check_pair_counts(text_embeds, mol_embeds)
-        if not return_loss:
-            return RetrievalOutput(text_embeds=text_embeds, mol_embeds=mol_embeds)
-        self._check_intensity(intensity, "the logits")
         scale = self.get_logit_scale()
         if intensity is not None:
             scale = scale * intensity
-        losses = contrastive_loss(text_embeds, mol_embeds, scale, gather_across_ranks=self.config.gather_across_ranks)
+        losses = contrastive_loss(text, mol, scale, gather_across_ranks=self.config.gather_across_ranks)
         per_sample = losses["per_sample_loss"]
         return RetrievalOutput(
             loss=per_sample.mean(),
             per_sample_loss=per_sample,
-            text_embeds=text_embeds,
-            mol_embeds=mol_embeds,
+            text_embeds=text,
+            mol_embeds=mol,
             loss_components={"t2m": losses["t2m"].mean().detach(), "m2t": losses["m2t"].mean().detach()},
         )
 

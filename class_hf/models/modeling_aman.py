@@ -268,6 +268,7 @@ class AmanModel(RetrievalPreTrainedModel):
     base_model_prefix = "aman"
     supports_gradient_checkpointing = True
     supports_intensity = True
+    intensity_target = "the triplet margin"
     param_group_prefixes = {"text_encoder": "text_encoder.", "discriminator": "discriminator."}
     init_scheme = "xavier"
 
@@ -334,53 +335,35 @@ class AmanModel(RetrievalPreTrainedModel):
         (grads,) = torch.autograd.grad(self.discriminator(interpolates).sum(), interpolates, create_graph=True)
         return ((grads.norm(2, dim=1) - 1) ** 2).mean()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        graph,
-        return_loss: bool = True,
-        intensity: float | None = None,
-        **kwargs,
-    ) -> RetrievalOutput:
-        """Encodes a batch of pairs and computes the AMAN loss.
+    def pair_loss(self, text: torch.Tensor, mol: torch.Tensor, intensity: float | None) -> RetrievalOutput:
+        """The AMAN loss of a batch of pairs (the loss hook of
+        :meth:`~class_hf.models.base.RetrievalPreTrainedModel.forward`): triplet plus the adversarial terms.
 
         Args:
-            input_ids (torch.Tensor): ``[B, L]``.
-            attention_mask (torch.Tensor): ``[B, L]``.
-            graph (torch_geometric.data.Batch): ``B`` molecules; graph ``i`` is the partner of text ``i``.
-            return_loss (bool): compute the losses (otherwise only the embeddings).
+            text (torch.Tensor): ``[B, D]`` normalised text embeddings.
+            mol (torch.Tensor): ``[B, D]`` normalised molecule embeddings; ``mol[i]`` is the partner of ``text[i]``.
             intensity (float | None): curriculum multiplier of the triplet margin (None = 1).
-            **kwargs: ``sample_idx``, ``difficulty`` and ``num_items_in_batch`` are accepted and ignored; anything
-                else is an error.
 
         Returns:
             RetrievalOutput: ``loss``, ``per_sample_loss`` ``[B]`` (triplet), normalised ``text_embeds`` and
             ``mol_embeds``, ``loss_components`` (see the class docstring).
         """
-        self._check_forward_kwargs(kwargs)
-        self._check_intensity(intensity, "the triplet margin")
         intensity = 1.0 if intensity is None else intensity
-        text_embeds = self.encode_text(input_ids, attention_mask)
-        mol_embeds = self.encode_molecule(graph)
-        self._check_pair_counts(text_embeds, mol_embeds)
-        if not return_loss:
-            return RetrievalOutput(text_embeds=text_embeds, mol_embeds=mol_embeds)
         triplet = triplet_loss(
-            text_embeds,
-            mol_embeds,
+            text,
+            mol,
             margin=self.config.triplet_margin * intensity,
             gather_across_ranks=self.config.gather_across_ranks,
         )
         per_sample_loss = triplet["per_sample_loss"]
         components = {"triplet": per_sample_loss.mean()}
-        components.update(self.adversarial_losses(text_embeds, mol_embeds))
+        components.update(self.adversarial_losses(text, mol))
         loss = sum(components.values())
         return RetrievalOutput(
             loss=loss,
             per_sample_loss=per_sample_loss,
-            text_embeds=text_embeds,
-            mol_embeds=mol_embeds,
+            text_embeds=text,
+            mol_embeds=mol,
             loss_components=components,
         )
 

@@ -1,0 +1,54 @@
+"""Where data comes from: Hub ids, ``save_to_disk`` folders, ChEBI-20 files.
+
+The one place that tells a Hub id from a local path (:func:`is_hub_id`) and a ``Dataset.save_to_disk`` folder from
+a folder of ChEBI-20 files (:func:`is_saved_dataset`), and loads either (:func:`load_data`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+__all__ = ["HUB_ID_PATTERN", "is_hub_id", "is_saved_dataset", "load_data"]
+
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+"""``org/name``: the shape of a Hugging Face Hub repository id."""
+
+_SAVED_DATASET_FILES = ("dataset_dict.json", "state.json", "dataset_info.json")
+
+
+def is_hub_id(name: Any) -> bool:
+    """Whether ``name`` is a Hub repository id (``org/name``) and not an existing local path.
+
+    Args:
+        name: a string (anything else, e.g. None or a ``Path``, is not a Hub id).
+
+    Returns:
+        bool: True for ``"allenai/scibert_scivocab_uncased"``, False for ``"runs/demo"`` when that folder exists.
+    """
+    return isinstance(name, str) and bool(HUB_ID_PATTERN.match(name)) and not os.path.exists(name)
+
+
+def is_saved_dataset(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, name)) for name in _SAVED_DATASET_FILES)
+
+
+def load_data(path_or_id: str | os.PathLike):
+    """Loads a ``save_to_disk`` folder, or else ChEBI-20 files or a Hub id through ``load_chebi20``.
+
+    Args:
+        path_or_id (str | os.PathLike): a ``save_to_disk`` folder (e.g. ``class-hf prepare`` output or a scored
+            dataset), a ChEBI-20 folder or file, or a Hub dataset id.
+
+    Returns:
+        datasets.Dataset | datasets.DatasetDict: the data.
+    """
+    from datasets import load_from_disk
+
+    if is_saved_dataset(path_or_id):
+        return load_from_disk(os.fspath(path_or_id))
+    from .chebi20 import load_chebi20
+
+    return load_chebi20(os.fspath(path_or_id))
