@@ -5,7 +5,9 @@ from typing import Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+
+from ._compat import SubConfigSpec, text_config_spec
+from .modules import text_config_from
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,10 @@ class AmanConfig(PreTrainedConfig):
     """
 
     model_type = "class_aman"
-    sub_configs_defaults = {"text_config": SubConfigSpec(AutoConfig, model_type="bert", optional=True)}
+    if SubConfigSpec is not None:  # the nested text config, declared for the installed transformers (_compat.py)
+        sub_configs_defaults = {"text_config": text_config_spec(optional=True)}
+    else:
+        sub_configs = {"text_config": AutoConfig}
 
     text_config: dict | PreTrainedConfig | None = None
     text_encoder_name_or_path: str | None = "allenai/scibert_scivocab_uncased"
@@ -99,6 +104,8 @@ class AmanConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs) -> None:
         self.discriminator_hidden_sizes = list(self.discriminator_hidden_sizes)
+        if isinstance(self.text_config, dict):
+            self.text_config = text_config_from(self.text_config, None)
         super().__post_init__(**kwargs)
 
     def validate_aman(self) -> None:

@@ -5,8 +5,8 @@ from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
 
+from ._compat import SubConfigSpec, text_config_spec
 from .modules import text_config_from
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ class DualEncoderConfig(PreTrainedConfig):
     """
 
     model_type = "class_dual_encoder"
-    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    if SubConfigSpec is not None:  # the nested text config, declared for the installed transformers (_compat.py)
+        sub_configs_defaults = {"text_config": text_config_spec(optional=False)}
+    else:
+        sub_configs = {"text_config": AutoConfig}
 
     text_config: dict | PreTrainedConfig | None = None
     text_encoder_name_or_path: str | None = None
@@ -83,6 +86,8 @@ class DualEncoderConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs) -> None:
         if self.text_config is not None or self.text_encoder_name_or_path is not None:
             self.text_config = text_config_from(self.text_config, self.text_encoder_name_or_path)
+        else:
+            self.text_config = AutoConfig.for_model("bert")
         super().__post_init__(**kwargs)
 
     def validate_dual_encoder(self) -> None:
