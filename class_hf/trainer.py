@@ -39,6 +39,7 @@ from .curriculum.pacing import Pacing, get_pacing
 from .curriculum.plan import CurriculumPlan, balanced_batches
 from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
 from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
+from .data.text_features import cache_text_features
 from .models.losses import enable_gather_across_ranks
 from .optimization import apply_group_learning_rates, group_learning_rates, open_clip_decay_names
 from .training_args import CurriculumTrainingArguments
@@ -322,19 +323,15 @@ class CurriculumTrainer(Trainer):
             if resume_from_checkpoint is None:
                 raise ValueError(f"No valid checkpoint found in output directory ({self.args.output_dir})")
         self.difficulty_provider.reset()
-        self._restored_sampler_state = None
-        restored = None
+        restored, self._restored_sampler_state = None, None
         if resume_from_checkpoint is not None:
-            loaded = DifficultyProvider.load(os.fspath(resume_from_checkpoint))
-            if loaded is not None:
-                state, restored = loaded
-                self.difficulty_provider.load_state_dict(state)
-                self._restored_sampler_state = state.get("sampler")
-            elif self._needs_difficulty:
-                logger.warning(
-                    "Checkpoint %s has no curriculum state; the difficulty is taken from the training set again.",
-                    resume_from_checkpoint,
-                )
+            checkpoint = os.fspath(resume_from_checkpoint)
+            restored, self._restored_sampler_state = self.difficulty_provider.load_checkpoint(checkpoint)
+        if self.args.cache_text_features:
+            self.train_dataset, self.eval_dataset = cache_text_features(
+                self.accelerator.unwrap_model(self.model), self.processing_class, self.data_collator,
+                self.train_dataset, self.eval_dataset, batch_size=self.args.per_device_eval_batch_size,
+            )  # fmt: skip
         self._prepare_difficulty(restored)
         return super().train(
             resume_from_checkpoint=resume_from_checkpoint,

@@ -99,6 +99,9 @@ class CurriculumTrainingArguments(TrainingArguments):
             ``text_encoder_learning_rate`` (ORMA/AMAN: 3e-5), else ``learning_rate``. Any other group a backbone's
             ``param_groups()`` names (e.g. AMAN's ``discriminator``) takes ``<group>_learning_rate`` from the model
             config the same way.
+        cache_text_features (bool): compute the frozen text encoder's features once per description (a
+            ``text_features`` column, :func:`~class_hf.data.text_features.add_text_features`) and train, evaluate and
+            score difficulty on them; needs a backbone whose text encoder is frozen.
         eval_retrieval (bool): compute Hits@k / MRR / mean rank on the evaluation split in ``evaluate``.
         eval_chunk_size (int): rows per chunk of the similarity matrix in retrieval evaluation and scoring.
     """
@@ -189,6 +192,13 @@ class CurriculumTrainingArguments(TrainingArguments):
             "help": "Learning rate of the text encoder (the model's `param_groups()` or parameters named "
             "`text_encoder.*`); default: the model config's `text_encoder_learning_rate` (ORMA/AMAN: 3e-5), else "
             "`learning_rate`."
+        },
+    )
+    cache_text_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the frozen text encoder's features once per description (a `text_features` column) and "
+            "train, evaluate and score on them: the text side then costs nothing. Needs a frozen text encoder."
         },
     )
     eval_retrieval: bool = field(

@@ -66,6 +66,8 @@ class OrmaConfig(PreTrainedConfig):
         text_encoder_learning_rate (float | None): learning rate of the ``text_encoder`` parameter group in the
             CurriculumTrainer (unless the training arguments set ``text_encoder_learning_rate``); None = the base
             rate (ORMA: 3e-5, with 1e-4 for the rest). The model itself does not read it.
+        freeze_text_encoder (bool): keep the text encoder fixed (no gradients, eval mode); its token states can then
+            be cached (:func:`~class_hf.data.text_features.add_text_features`, with ``pooling`` ``mean`` or ``cls``).
     """
 
     model_type = "class_orma"
@@ -100,6 +102,7 @@ class OrmaConfig(PreTrainedConfig):
     score_mode: ScoreMode = "global"
     gather_across_ranks: bool = False
     text_encoder_learning_rate: float | int | None = 3e-5
+    freeze_text_encoder: bool = False
 
     def __post_init__(self, **kwargs) -> None:
         if isinstance(self.text_config, dict):
