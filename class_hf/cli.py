@@ -14,15 +14,19 @@ To add a subcommand, write ``_my_arguments(parser)`` and ``my_command(args) -> i
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .user_errors import DEBUG_ENV, debug_requested, unknown_arguments, user_errors
 
 logger = logging.getLogger(__name__)
 
@@ -58,26 +62,97 @@ def register_command(
     COMMANDS[name] = Command(help, add_arguments, run)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``class-hf`` parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="class-hf", description="CLASS curriculum training for text-molecule retrieval."
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default (not for flags, required options or options without one); keeps line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.required or action.nargs == 0:
+            return text
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (no usage dump) that points to ``--help``."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        message = message.rstrip(".") + "."
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            close = difflib.get_close_matches(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)), n=1)
+            if close:
+                message += f" Did you mean {close[0]!r}?"
+        self.exit(2, f"{self.prog}: error: {message} See `{self.prog} --help`.\n")
+
+
+def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """``--log-level`` and ``--debug``, accepted before and after the subcommand."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=default if suppress else "INFO",
+        help="Logging level.",
     )
-    parser.add_argument("--log-level", default="INFO", help="Logging level (DEBUG, INFO, WARNING, ...).")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default if suppress else False,
+        help=f"Show the full traceback of an error (also: {DEBUG_ENV}=1).",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``class-hf`` parser with every registered subcommand (builds in milliseconds: imports nothing heavy)."""
+    from . import __version__
+
+    parser = Parser(
+        prog="class-hf",
+        description="CLASS curriculum training for text-molecule retrieval.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common_options(parser, suppress=False)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub = subparsers.add_parser(name, help=command.help, description=command.help, formatter_class=HelpFormatter)
         command.add_arguments(sub)
+        _common_options(sub, suppress=True)
         sub.set_defaults(_run=command.run)
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``class-hf``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in dataset cards and reports
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    status = args._run(args)
+    """Entry point of ``class-hf``; returns the exit status.
+
+    A user error (a missing or corrupt file, a bad value, a failed strict validation, a typo in an option) prints one
+    line on stderr and exits with status 2 (:class:`~class_hf.user_errors.UserError`, a ``SystemExit``); ``--debug``
+    or ``CLASS_HF_DEBUG=1`` shows the traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = _subparser(parser, args.command)
+        known = [option for action in sub._actions for option in action.option_strings]
+        sub.error(unknown_arguments(extras, known))
+    args.argv = argv  # recorded in dataset cards and reports
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with user_errors(f"class-hf {args.command}", debug=debug_requested(args.debug)):
+        status = args._run(args)
     return 0 if status is None else int(status)
 
 
@@ -178,10 +253,14 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delta", type=float, default=0.0, help="Margin of the confusion test.")
     parser.add_argument("--chunk-size", type=int, default=1024, help="Rows per similarity chunk.")
     parser.add_argument("--batch-size", type=int, default=64, help="Encoding and warm-up batch size.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup-fraction", type=float, default=0.25)
-    parser.add_argument("--warmup-epochs", type=float, default=1.0)
-    parser.add_argument("--warmup-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the scorer's training and of cross-fitting.")
+    parser.add_argument(
+        "--warmup-fraction", type=float, default=0.25, help="--source warmup: share of the pairs the copy trains on."
+    )
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="--source warmup: epochs of the warm-up.")
+    parser.add_argument(
+        "--warmup-learning-rate", type=float, default=1e-4, help="--source warmup: learning rate of the warm-up."
+    )
     parser.add_argument("--fingerprint-max-epochs", type=int, default=200, help="Epoch cap of the fingerprint scorer.")
     parser.add_argument("--fingerprint-patience", type=int, default=10, help="Early-stopping patience (epochs).")
     parser.add_argument("--projection-dim", type=int, default=256, help="Shared space of the fingerprint scorer.")
@@ -326,8 +405,8 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="With --pool all: a CID/SMILES table (e.g. cid_split_smiles.tsv) of further candidate molecules.",
     )
     parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=64, help="Pairs encoded per forward pass.")
+    parser.add_argument("--chunk-size", type=int, default=1024, help="Queries ranked at a time (bounds memory).")
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file.")
 
 
@@ -436,7 +515,7 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
     parser.add_argument("--revision", default=None, help="Hub revision of --model.")
     parser.add_argument("--device", default=None, help="Device to encode on (default: CPU).")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="Molecules / texts encoded per forward pass.")
     parser.add_argument("--chunk-size", type=int, default=4096, help="Molecules featurized and encoded at a time.")
     parser.add_argument("--num-proc", type=int, default=None, help="Worker processes for featurization.")
 
@@ -530,11 +609,11 @@ def _cases_arguments(parser: argparse.ArgumentParser) -> None:
         default="random",
         help="Which successes: a seeded random sample, or those with the largest lead over the runner-up.",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of --order random.")
     parser.add_argument("--html", default=None, metavar="CASES.html", help="Write the side-by-side page here.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of text.")
     parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="Pairs encoded per forward pass.")
 
 
 def cases_command(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ The same script runs under ``python``, ``accelerate launch`` (one process) and `
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import math
@@ -46,6 +47,7 @@ from transformers import HfArgumentParser
 
 from .trainer import CurriculumTrainer
 from .training_args import CurriculumTrainingArguments
+from .user_errors import debug_requested, unknown_arguments, user_errors
 
 logger = logging.getLogger(__name__)
 
@@ -276,13 +278,20 @@ def parse_recipe_args(
     unknown = sorted(set(values) - destinations)
     if unknown:
         where = f"--config {known.config}" if known.config else "the recipe's defaults"
+        close = {name: difflib.get_close_matches(name, sorted(destinations), n=1) for name in unknown}
+        hints = ", ".join(f"{match[0]} for {name}" for name, match in close.items() if match)
         raise ValueError(
-            f"{where} names unknown argument(s) {unknown}. Use the option names of `--help` without the dashes "
-            "(e.g. `learning_rate`, `dataset_name_or_path`)."
+            f"{where} names unknown argument(s) {unknown}{f' (did you mean {hints}?)' if hints else ''}. Use the "
+            "option names of `--help` without the dashes (e.g. `learning_rate`, `dataset_name_or_path`)."
         )
     parser.set_defaults(**values)
     # The last output is the namespace of `--config` itself (already read above).
-    model_args, data_args, training_args, _ = parser.parse_args_into_dataclasses(args=rest, look_for_args_file=False)
+    *outputs, _, extras = parser.parse_args_into_dataclasses(
+        args=rest, look_for_args_file=False, return_remaining_strings=True
+    )
+    if extras:
+        raise ValueError(unknown_arguments(extras, [o for action in parser._actions for o in action.option_strings]))
+    model_args, data_args, training_args = outputs
     return model_args, data_args, training_args
 
 
@@ -991,9 +1000,13 @@ def run_recipe(
         dict | None: the results on the main process (None elsewhere).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested("--debug" in argv)
+    argv = [arg for arg in argv if arg != "--debug"]
     defaults = {**COMMON_DEFAULTS, "output_dir": f"runs/{backbone}", **(defaults or {})}
-    model_args, data_args, training_args = parse_recipe_args(argv, defaults)
-    results = train_and_evaluate(backbone, model_args, data_args, training_args, command=_command(backbone, argv))
+    # A user error (unknown YAML key, bad value, missing data) is one line and exit status 2; --debug: traceback.
+    with user_errors(f"recipes/{backbone}.py", debug=debug):
+        model_args, data_args, training_args = parse_recipe_args(argv, defaults)
+        results = train_and_evaluate(backbone, model_args, data_args, training_args, command=_command(backbone, argv))
     if results is not None and report is not None:
         report(format_summary(results))
     _end_distributed()

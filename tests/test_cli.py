@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -167,3 +168,92 @@ def test_evaluate_prints_metrics_for_both_pools(tmp_path, chebi20_sample_dir, ch
     assert cli.main([*base, "--pool", "all", "--pool-molecules", str(table)]) == 0
     with_table = json.loads(capsys.readouterr().out)
     assert with_table["num_candidate_molecules"] == 302  # the split's own CIDs are not added twice
+
+
+# ------------------------------------------------------------------------------------------------ errors and help
+def _one_error_line(capsys, prefix: str) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    errors = [line for line in err if line.startswith(prefix)]
+    assert len(errors) == 1 and not any("Traceback" in line for line in err), err
+    return errors[0]
+
+
+def test_user_errors_are_one_line_with_exit_status_2(tmp_path, chebi20_sample_dir, capsys, monkeypatch):
+    """Issue 13.8: a strict-validation failure, a missing file or a typo'd option used to print a traceback."""
+    monkeypatch.delenv("CLASS_HF_DEBUG", raising=False)
+    bad_rows = str(chebi20_sample_dir / "bad_rows.csv")
+    cases = [
+        (["prepare", "--source", bad_rows, "--out", str(tmp_path / "o"), "--strict"], "rows failed validation"),
+        (["prepare", "--source", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "o")], "nope.tsv"),
+        (["evaluate", "--model", str(tmp_path / "no-model"), "--data", bad_rows], "no-model"),
+        (["search", "--index", str(tmp_path / "no-index"), "a query"], "no-index is not a class-hf index"),
+    ]
+    for argv, expected in cases:
+        with pytest.raises(SystemExit, match=expected) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2, argv
+        line = _one_error_line(capsys, f"class-hf {argv[0]}: error:")
+        assert expected in line and line.endswith("(--debug or CLASS_HF_DEBUG=1 shows the traceback)")
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["search", "--index", "x", "--tpo-k", "3", "query"])
+    assert exit_.value.code == 2
+    line = _one_error_line(capsys, "class-hf search")
+    assert "unrecognized arguments: --tpo-k query (did you mean --top-k?)" in line
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serch", "--index", "x"])
+    assert exit_.value.code == 2 and "Did you mean 'search'?" in _one_error_line(capsys, "class-hf: error:")
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    argv = ["prepare", "--source", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "o")]
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        cli.main([*argv, "--debug"])
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        cli.main(["--debug", *argv])
+    monkeypatch.setenv("CLASS_HF_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        cli.main(argv)
+
+
+def test_version_and_defaults_in_every_help(capsys):
+    from class_hf import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"class-hf {__version__}"
+    parser = cli.build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(subcommands) == set(cli.COMMANDS)
+    for name, sub in subcommands.items():
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"class-hf {name} {action.option_strings or action.dest} has no help text"
+            shown = action.default not in (None, argparse.SUPPRESS) and action.nargs != 0 and not action.required
+            if shown:
+                assert f"(default: {action.default})" in text, (
+                    f"class-hf {name} --help hides the default of {action.dest}"
+                )
+
+
+def test_recipe_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from class_hf.recipe import run_recipe
+
+    monkeypatch.delenv("CLASS_HF_DEBUG", raising=False)
+    config = tmp_path / "bad.yaml"
+    config.write_text("learning_rte: 1.0e-4\n")
+    with pytest.raises(
+        SystemExit, match=r"unknown argument\(s\) \['learning_rte'\] \(did you mean learning_rate"
+    ) as exit_:
+        run_recipe("dual_encoder", {}, ["--config", str(config)])
+    assert exit_.value.code == 2
+    _one_error_line(capsys, "recipes/dual_encoder.py: error:")
+    with pytest.raises(
+        SystemExit, match=r"unrecognized arguments: --learning_rte 0.1 \(did you mean --learning_rate\?\)"
+    ):
+        run_recipe("dual_encoder", {}, ["--learning_rte", "0.1"])
+    _one_error_line(capsys, "recipes/dual_encoder.py: error:")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['learning_rte'\]"):
+        run_recipe("dual_encoder", {}, ["--config", str(config), "--debug"])
