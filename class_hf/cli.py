@@ -200,7 +200,12 @@ def _write_json(obj: Any) -> None:
 
 # ------------------------------------------------------------------------------------------------------------ prepare
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="ChEBI-20 folder, file or Hub dataset id (see load_chebi20).")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="ChEBI-20 folder, file(s), Hub dataset id, or `bundled` (the 6,562 pairs shipped with class-hf); "
+        "see docs/data.md.",
+    )
     parser.add_argument("--out", required=True, help="Output folder (Dataset.save_to_disk).")
     parser.add_argument(
         "--resplit",
@@ -225,10 +230,37 @@ def prepare(args: argparse.Namespace) -> int:
         except ValueError:
             raise SystemExit(f"--resplit must be comma-separated numbers such as 0.8,0.1,0.1, got {args.resplit!r}.")
         data = resplit_by_cid(data, fractions, seed=args.seed)
+    data = _without_empty_splits(data, args.source)
     data = featurize_molecules(data, num_proc=args.num_proc, fingerprints=args.fingerprints)
     data.save_to_disk(args.out)
+    _check_saved(args.out, {split: len(part) for split, part in data.items()})
     logger.info("Saved %s to %s", {split: len(part) for split, part in data.items()}, args.out)
     return 0
+
+
+def _without_empty_splits(data, source: str):
+    """Leaves out (and says so) the splits a re-split left empty: ``save_to_disk`` writes them unreadable."""
+    from datasets import DatasetDict
+
+    empty = [split for split, part in data.items() if len(part) == 0]
+    if empty:
+        logger.warning("Leaving out the split(s) %s of %s: they hold no pairs.", empty, source)
+    kept = DatasetDict({split: part for split, part in data.items() if len(part)})
+    if not kept:
+        raise ValueError(f"{source}: no split holds any pair; nothing to save.")
+    return kept
+
+
+def _check_saved(out: str, sizes: dict[str, int]) -> None:
+    """What ``prepare`` wrote must load with ``datasets.load_from_disk`` (its success message promises that)."""
+    from datasets import load_from_disk
+
+    try:
+        reloaded = {split: len(part) for split, part in load_from_disk(out).items()}
+    except Exception as err:
+        raise RuntimeError(f"{out} was written but does not load with datasets.load_from_disk: {err}") from err
+    if reloaded != sizes:
+        raise RuntimeError(f"{out} was written with the splits {sizes} but loads as {reloaded}.")
 
 
 # ------------------------------------------------------------------------------------------------------------ score
@@ -416,7 +448,9 @@ def _pool_molecules(path: str, exclude: set[str]):
 
     from datasets import Dataset
 
-    with open(path, newline="", encoding="utf-8") as f:
+    from .data.text_io import open_text
+
+    with open_text(path) as f:  # UTF-8 with or without BOM; other bytes: an error naming the line
         reader = csv.DictReader(f, delimiter="\t")
         fields = {name.lower(): name for name in reader.fieldnames or []}
         if "cid" not in fields or "smiles" not in fields:

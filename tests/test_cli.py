@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -257,3 +258,61 @@ def test_recipe_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
     _one_error_line(capsys, "recipes/dual_encoder.py: error:")
     with pytest.raises(ValueError, match=r"unknown argument\(s\) \['learning_rte'\]"):
         run_recipe("dual_encoder", {}, ["--config", str(config), "--debug"])
+
+
+# ------------------------------------------------------------------------------------------------ prepare: bad input
+def test_prepare_refuses_a_header_only_split(tmp_path, chebi20_sample_dir, capsys):
+    """Issue 13.1: `prepare` used to exit 0 and write a dataset that `load_from_disk` could not read."""
+    folder = tmp_path / "chebi20"
+    folder.mkdir()
+    lines = (chebi20_sample_dir / "molt5_sample.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "validation.tsv").write_text("".join(lines[:51]), encoding="utf-8")
+    (folder / "test.tsv").write_text(lines[0], encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"'test' \(.*test.tsv\) hold no data rows") as exit_:
+        cli.main(["prepare", "--source", str(folder), "--out", str(out)])
+    assert exit_.value.code == 2 and not out.exists()
+    assert "class-hf prepare: error:" in _one_error_line(capsys, "class-hf prepare: error:")
+
+
+def test_prepare_refuses_a_split_without_valid_rows(tmp_path, chebi20_sample_dir, capsys):
+    folder = tmp_path / "chebi20"
+    folder.mkdir()
+    header, *rows = (chebi20_sample_dir / "orma_sample.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "val.csv").write_text(header + "".join(rows[:50]), encoding="utf-8")
+    (folder / "test.csv").write_text(header + '1,C1CC,x,"An open ring."\n2,,y,"No SMILES."\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"'test' \(.*test.csv\): all 2 rows dropped"):
+        cli.main(["prepare", "--source", str(folder), "--out", str(tmp_path / "out")])
+    _one_error_line(capsys, "class-hf prepare: error:")
+
+
+def test_prepare_leaves_out_a_split_that_resplit_left_empty(tmp_path, chebi20_sample_dir, caplog):
+    """What `prepare` writes always loads, with `load_from_disk` and with `class-hf cases --data`."""
+    out = tmp_path / "out"
+    argv = ["prepare", "--source", str(chebi20_sample_dir / "molt5_sample.tsv"), "--out", str(out)]
+    with caplog.at_level(logging.WARNING, logger="class_hf.cli"):
+        assert cli.main([*argv, "--resplit", "0.9,0.1,0"]) == 0
+    assert "Leaving out the split(s) ['test']" in caplog.text
+    data = load_from_disk(str(out))
+    assert list(data) == ["train", "validation"] and sum(map(len, data.values())) == 300
+
+
+def test_prepare_reads_bom_headerless_and_non_utf8_files(tmp_path, chebi20_sample_dir, capsys):
+    source = (chebi20_sample_dir / "molt5_sample.tsv").read_bytes()
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes(b"\xef\xbb\xbf" + source)
+    assert cli.main(["prepare", "--source", str(bom), "--out", str(tmp_path / "bom")]) == 0
+    headerless = tmp_path / "test.txt"
+    headerless.write_bytes(source.split(b"\n", 1)[1])
+    assert cli.main(["prepare", "--source", str(headerless), "--out", str(tmp_path / "headerless")]) == 0
+    assert (
+        len(load_from_disk(str(tmp_path / "bom"))["train"])
+        == len(load_from_disk(str(tmp_path / "headerless"))["test"])
+        == 300
+    )
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes(source.replace(b"The molecule", b"The mol\xe9cule", 1))
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match=r"latin1.tsv, line 2: not UTF-8 text \(byte 0xe9"):
+        cli.main(["prepare", "--source", str(latin1), "--out", str(tmp_path / "latin1")])
+    _one_error_line(capsys, "class-hf prepare: error:")

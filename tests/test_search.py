@@ -516,3 +516,15 @@ def test_cli_index_search_and_cases(trained, library, tmp_path, capsys):
     assert main(argv[:-2]) == 0
     text = capsys.readouterr().out
     assert "ranked first:" in text and "failures (largest truth rank):" in text
+
+
+def test_library_encodings(tmp_path):
+    """The library reader is the same as ChEBI-20's: BOM accepted, other non-UTF-8 bytes named by file and line."""
+    source = LIBRARY.read_bytes()
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + source)
+    assert read_molecules(bom) == read_molecules(LIBRARY)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(source.replace(b"is a", b"is \xe0", 1))
+    with pytest.raises(ValueError, match=r"latin1.csv, line 2: not UTF-8 text \(byte 0xe0"):
+        read_molecules(latin1)
