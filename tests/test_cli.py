@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -237,6 +239,25 @@ def test_version_and_defaults_in_every_help(capsys):
                 assert f"(default: {action.default})" in text, (
                     f"class-hf {name} --help hides the default of {action.dest}"
                 )
+
+
+def test_help_and_version_import_nothing_heavy():
+    """`class-hf --help` / `class-hf <verb> --help` must not pay for torch (issue 14 part 4)."""
+    code = (
+        "import sys\n"
+        "from class_hf import cli\n"
+        "for argv in (['--help'], ['--version'], *[[name, '--help'] for name in cli.COMMANDS]):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit as exit_:\n"
+        "        assert exit_.code == 0, (argv, exit_.code)\n"
+        "heavy = ('torch', 'transformers', 'datasets', 'rdkit', 'torch_geometric', 'numpy')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HEAVY []" in result.stderr, result.stderr[-2000:]
 
 
 def test_recipe_user_errors_are_one_line(tmp_path, capsys, monkeypatch):

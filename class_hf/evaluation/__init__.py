@@ -1,17 +1,19 @@
 """Retrieval metrics, embedding helpers and plots."""
 
-from .encoding import embed_molecules, embed_pairs, embed_texts
-from .plots import plot_curves, plot_sample_ratio
-from .retrieval import confusion_counts, metrics_from_ranks, ranks, retrieval_metrics
+from __future__ import annotations
 
-__all__ = [
-    "confusion_counts",
-    "embed_molecules",
-    "embed_pairs",
-    "embed_texts",
-    "metrics_from_ranks",
-    "plot_curves",
-    "plot_sample_ratio",
-    "ranks",
-    "retrieval_metrics",
-]
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "encoding": ["embed_molecules", "embed_pairs", "embed_texts"],
+    "plots": ["plot_curves", "plot_sample_ratio"],
+    "retrieval": ["confusion_counts", "metrics_from_ranks", "ranks", "retrieval_metrics"],
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .encoding import embed_molecules, embed_pairs, embed_texts
+    from .plots import plot_curves, plot_sample_ratio
+    from .retrieval import confusion_counts, metrics_from_ranks, ranks, retrieval_metrics

@@ -9,8 +9,6 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .modules import text_config_from
-
 logger = logging.getLogger(__name__)
 
 
@@ -91,6 +89,10 @@ class DualEncoderConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs) -> None:
         if self.text_config is not None or self.text_encoder_name_or_path is not None:
+            # Imported here: config modules import only transformers' config classes, so that registering the
+            # backbones with AutoConfig (class_hf.models.auto_registration) never imports AutoModel or PyG.
+            from .modules import text_config_from
+
             self.text_config = text_config_from(self.text_config, self.text_encoder_name_or_path)
         super().__post_init__(**kwargs)
 
