@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .runtime import configure_cpu_threads
 from .user_errors import DEBUG_ENV, debug_requested, unknown_arguments, user_errors
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # recorded in dataset cards and reports
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with user_errors(f"class-hf {args.command}", debug=debug_requested(args.debug)):
+        configure_cpu_threads()  # before torch starts: OMP_NUM_THREADS unless the user set it
         status = args._run(args)
     return 0 if status is None else int(status)
 

@@ -45,6 +45,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser
 
+from .runtime import configure_cpu_threads
 from .trainer import CurriculumTrainer
 from .training_args import CurriculumTrainingArguments
 from .user_errors import debug_requested, unknown_arguments, user_errors
@@ -1000,6 +1001,7 @@ def run_recipe(
     defaults = {**COMMON_DEFAULTS, "output_dir": f"runs/{backbone}", **(defaults or {})}
     # A user error (unknown YAML key, bad value, missing data) is one line and exit status 2; --debug: traceback.
     with user_errors(f"recipes/{backbone}.py", debug=debug):
+        configure_cpu_threads()  # class-hf's CPU thread default, unless OMP_NUM_THREADS or torch's is set
         model_args, data_args, training_args = parse_recipe_args(argv, defaults)
         results = train_and_evaluate(backbone, model_args, data_args, training_args, command=_command(backbone, argv))
     if results is not None and report is not None:
