@@ -64,6 +64,13 @@ def register_command(
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXAMPLES = """examples:
+  class-hf prepare --source bundled --out data/chebi20 --resplit 0.8,0.1,0.1
+  class-hf evaluate --model runs/dual_encoder --data data/chebi20 --split test --pool all
+  class-hf index --model runs/dual_encoder --molecules data/chebi20 --split test --texts --out indexes/test
+  class-hf search --index indexes/test "The molecule is a monocarboxylic acid anion ..." -k 5
+
+`class-hf COMMAND --help` lists a command's options; --debug shows the traceback of an error."""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -92,19 +99,21 @@ class Parser(argparse.ArgumentParser):
 
 
 def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """``--log-level`` and ``--debug``, accepted before and after the subcommand."""
-    default = argparse.SUPPRESS if suppress else None
+    """``--log-level`` and ``--debug``, accepted before and after the subcommand.
+
+    After the subcommand (``suppress``) they have no default, so that they do not overwrite the value given before it.
+    """
     parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
-        default=default if suppress else "INFO",
+        default=argparse.SUPPRESS if suppress else "INFO",
         help="Logging level.",
     )
     parser.add_argument(
         "--debug",
         action="store_true",
-        default=default if suppress else False,
+        default=argparse.SUPPRESS if suppress else False,
         help=f"Show the full traceback of an error (also: {DEBUG_ENV}=1).",
     )
 
@@ -116,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="class-hf",
         description="CLASS curriculum training for text-molecule retrieval.",
+        epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
