@@ -182,18 +182,20 @@ def _tiny_encoder(bench: BenchmarkArguments) -> Path:
     return folder
 
 
-def build_model(backbone: str, encoder: str, quick: bool):
+def build_model(backbone: str, encoder: str, quick: bool, overrides: dict[str, Any] | None = None):
+    """The backbone with the benchmark's configuration (plus ``overrides``) and the frozen text encoder ``encoder``."""
     from class_hf.models.registry import get_backbone
 
-    config = dict(BACKBONE_CONFIGS[backbone])
-    if quick:
-        config.update({"text_pooling_layers": 2} if "text_pooling_layers" in config else {})
+    config = {**BACKBONE_CONFIGS[backbone], **(overrides or {})}
+    if quick and config.get("text_pooling_layers"):
+        config["text_pooling_layers"] = min(2, config["text_pooling_layers"])
     return get_backbone(backbone).build(text_encoder_name_or_path=encoder, text_config=None, **config)
 
 
-def prepare(backbone: str, bench: BenchmarkArguments) -> dict[str, Any]:
-    """The split (re-split 80/10/10 by CID), featurized for ``backbone``, with its cached text features, and the
-    ``all``-pool molecules; built once and reused from ``benchmarks/.cache``."""
+def prepare(backbone: str, bench: BenchmarkArguments, max_length: int = 256) -> dict[str, Any]:
+    """The split (re-split 80/10/10 by CID), featurized for ``backbone``, with its cached text features (the
+    benchmark configuration's, for the token limit ``max_length``), and the ``all``-pool molecules; built once and
+    reused from the cache folder."""
     from datasets import DatasetDict, load_from_disk
     from transformers import AutoTokenizer
 
@@ -202,7 +204,8 @@ def prepare(backbone: str, bench: BenchmarkArguments) -> dict[str, Any]:
 
     encoder = text_encoder_path(bench)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    folder = Path(bench.cache_dir) / f"{backbone}{'-quick' if bench.quick else ''}"
+    tag = f"-L{max_length}" if max_length != 256 else ""
+    folder = Path(bench.cache_dir) / f"{backbone}{tag}{'-quick' if bench.quick else ''}"
     if (folder / "splits").exists():
         splits = load_from_disk(str(folder / "splits"))
         extra = load_from_disk(str(folder / "pool")) if (folder / "pool").exists() else None
@@ -215,7 +218,7 @@ def prepare(backbone: str, bench: BenchmarkArguments) -> dict[str, Any]:
     model = build_model(backbone, encoder, bench.quick)
     features = MoleculeFeatures.for_model(model)
     splits = features.featurize(splits, desc=None)
-    collator = features.collator(tokenizer, max_length=256, model=model)
+    collator = features.collator(tokenizer, max_length=max_length, model=model)
     (splits,) = cache_text_features(model, tokenizer, collator, splits, batch_size=64)
     extra = None
     if bench.pool is not None:
@@ -232,11 +235,28 @@ def prepare(backbone: str, bench: BenchmarkArguments) -> dict[str, Any]:
     return {"splits": splits, "pool": extra, "tokenizer": tokenizer, "encoder": encoder, "reloaded": False}
 
 
+def top_layers(splits, backbone: str, model, bench: BenchmarkArguments):
+    """The cached text features cut to ``model``'s ``text_pooling_layers`` (they are the means of the benchmark
+    configuration's top layers, concatenated, last layer last: fewer layers are the last columns)."""
+    cached = BACKBONE_CONFIGS[backbone].get("text_pooling_layers")
+    wanted = getattr(model.config, "text_pooling_layers", cached) or 1
+    if bench.quick and cached:
+        cached = min(2, cached)
+    if not cached or wanted == cached:
+        return splits
+    if wanted > cached:
+        raise ValueError(f"The cache holds the top {cached} layers; {wanted} were asked for.")
+    width = wanted * model.config.text_config.hidden_size
+    return splits.map(lambda batch: {"text_features": [f[-width:] for f in batch["text_features"]]}, batched=True)
+
+
 # ------------------------------------------------------------------------------------------------------- training
 class ValidationCurve(TrainerCallback):
-    """Validation MRR and process CPU seconds after every evaluation; the best weights kept in memory."""
+    """Validation MRR and process CPU seconds after every evaluation; the best weights kept in memory; with
+    ``patience``, training stops after that many evaluations without a better validation MRR."""
 
-    def __init__(self) -> None:
+    def __init__(self, patience: int | None = None) -> None:
+        self.patience = patience
         self.points: list[dict[str, float]] = []
         self.best = -math.inf
         self.best_state: dict[str, Any] | None = None
@@ -249,10 +269,28 @@ class ValidationCurve(TrainerCallback):
         if mrr > self.best and model is not None:
             self.best = mrr
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_at = max(range(len(self.points)), key=lambda i: self.points[i]["mrr"])
+        if self.patience is not None and len(self.points) - 1 - best_at >= self.patience:
+            control.should_training_stop = True
 
 
-def run_one(backbone: str, arm: str, seed: int, bench: BenchmarkArguments) -> dict[str, Any]:
-    """One training run: returns its validation curve, test metrics at the best validation epoch and times."""
+def run_one(
+    backbone: str,
+    arm: str,
+    seed: int,
+    bench: BenchmarkArguments,
+    *,
+    model_overrides: dict[str, Any] | None = None,
+    training_overrides: dict[str, Any] | None = None,
+    max_length: int = 256,
+    patience: int | None = None,
+    test: bool = True,
+) -> dict[str, Any]:
+    """One training run: returns its validation curve, test metrics at the best validation epoch and times.
+
+    ``model_overrides`` / ``training_overrides`` change the backbone's configuration and the training arguments,
+    ``max_length`` the text-token limit; ``patience`` stops early; ``test=False`` skips the test metrics.
+    """
     import torch
     from transformers import set_seed
 
@@ -262,18 +300,21 @@ def run_one(backbone: str, arm: str, seed: int, bench: BenchmarkArguments) -> di
     from class_hf.training_args import CurriculumTrainingArguments
 
     torch.set_num_threads(1)
-    data = prepare(backbone, bench)
+    data = prepare(backbone, bench, max_length)
     start_cpu, start_wall = cpu_seconds(), time.perf_counter()
     set_seed(seed)
-    model = build_model(backbone, data["encoder"], bench.quick)
+    model = build_model(backbone, data["encoder"], bench.quick, model_overrides)
+    data["splits"] = top_layers(data["splits"], backbone, model, bench)
     features = MoleculeFeatures.for_model(model)
-    collator = features.collator(data["tokenizer"], max_length=256, model=model)
+    collator = features.collator(data["tokenizer"], max_length=max_length, model=model)
     training = {**TRAINING[backbone], **({"num_train_epochs": bench.epochs} if bench.epochs else {})}
+    training.update(training_overrides or {})
     if bench.quick:
         training.update(num_train_epochs=4, per_device_train_batch_size=16)
     arm_args = dict(ARMS[arm])
     if arm != "baseline" and "difficulty_source" not in arm_args:
         arm_args["difficulty_source"] = bench.difficulty_source
+    defaults = {"weight_decay": 0.0, "lr_scheduler_type": "constant_with_warmup", "warmup_steps": 0}
     args = CurriculumTrainingArguments(
         output_dir=str(Path(bench.cache_dir) / "runs" / f"{backbone}-{arm}-{seed}"),
         seed=seed,
@@ -284,14 +325,11 @@ def run_one(backbone: str, arm: str, seed: int, bench: BenchmarkArguments) -> di
         use_cpu=True,
         disable_tqdm=True,
         per_device_eval_batch_size=256,
-        weight_decay=0.0,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=0,
         dataloader_pin_memory=False,
-        **training,
+        **{**defaults, **training},
         **arm_args,
     )
-    curve = ValidationCurve()
+    curve = ValidationCurve(patience)
     trainer = CurriculumTrainer(
         model=model,
         args=args,
@@ -304,16 +342,18 @@ def run_one(backbone: str, arm: str, seed: int, bench: BenchmarkArguments) -> di
     trainer.train()
     train_cpu, wall = cpu_seconds() - start_cpu, time.perf_counter() - start_wall
     summary = trainer.curriculum_summary()
-    last = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-    evaluator = RetrievalEvaluator(
-        data["splits"]["test"], data_collator=collator, extra_molecules=data["pool"], batch_size=256
-    )
-    trainer.model.load_state_dict(curve.best_state)
-    best = metrics_by_pool(evaluator(trainer.model))
-    trainer.model.load_state_dict(last)
-    last_split = metrics_by_pool(
-        RetrievalEvaluator(data["splits"]["test"], data_collator=collator, batch_size=256)(trainer.model)
-    )
+    best = last_split = None
+    if test:
+        last = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        evaluator = RetrievalEvaluator(
+            data["splits"]["test"], data_collator=collator, extra_molecules=data["pool"], batch_size=256
+        )
+        trainer.model.load_state_dict(curve.best_state)
+        best = metrics_by_pool(evaluator(trainer.model))
+        trainer.model.load_state_dict(last)
+        last_split = metrics_by_pool(
+            RetrievalEvaluator(data["splits"]["test"], data_collator=collator, batch_size=256)(trainer.model)
+        )
     best_epoch = max(curve.points, key=lambda p: p["mrr"])
     return {
         "backbone": backbone,
