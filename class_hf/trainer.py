@@ -31,13 +31,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
+from typing_extensions import override
 
 from .curriculum.callback import CurriculumCallback
 from .curriculum.intensity import AdaptiveIntensity, IntensityTarget, scale_lambda_lr, weigh_loss
 from .curriculum.pacing import Pacing, get_pacing
-from .curriculum.plan import CurriculumPlan, balanced_batch_sizes
+from .curriculum.plan import CurriculumPlan, balanced_batches
 from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
 from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
+from .data.text_features import cache_text_features
 from .models.losses import enable_gather_across_ranks
 from .optimization import apply_group_learning_rates, group_learning_rates, open_clip_decay_names
 from .training_args import CurriculumTrainingArguments
@@ -180,6 +182,7 @@ class CurriculumTrainer(Trainer):
         return {"sampler": self._curriculum_sampler.state_dict() if self._curriculum_sampler is not None else None}
 
     # ------------------------------------------------------------------------------------------------ data
+    @override
     def _set_signature_columns_if_needed(self) -> None:
         """Keeps the columns the collator reads (its ``columns``) plus ``sample_idx`` and the difficulty column.
 
@@ -219,6 +222,7 @@ class CurriculumTrainer(Trainer):
             self._curriculum_sampler.set_difficulty(provider.values)
             self.curriculum_callback.add_scoring_seconds(epoch, provider.refresh_seconds[epoch])
 
+    @override
     def get_train_dataloader(self) -> DataLoader:
         """The Trainer's data loader without a curriculum; with one, the stream of every curriculum epoch's batches."""
         args = self.args
@@ -282,6 +286,7 @@ class CurriculumTrainer(Trainer):
         )
         return self.accelerator.prepare(loader)
 
+    @override
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
         """The Trainer's, except on several processes with ``even_batches=False``: every process then gets the same
         number of batches (sizes differing by at most one), so that the evaluation's collectives cannot wait forever.
@@ -290,15 +295,14 @@ class CurriculumTrainer(Trainer):
             return super().get_eval_dataloader(eval_dataset)
         if isinstance(eval_dataset, str) or eval_dataset is None:
             eval_dataset = self.eval_dataset[eval_dataset] if isinstance(eval_dataset, str) else self.eval_dataset
-        sizes = balanced_batch_sizes(len(eval_dataset), self.args.eval_batch_size, self.accelerator.num_processes)
-        starts = np.cumsum([0, *sizes])
-        return self._loader(eval_dataset, [list(range(a, b)) for a, b in zip(starts[:-1], starts[1:], strict=True)])
+        world = self.accelerator.num_processes
+        return self._loader(eval_dataset, balanced_batches(len(eval_dataset), self.args.eval_batch_size, world))
 
     def _set_plan(self, plan: CurriculumPlan, drive_epochs: bool) -> None:
         self.plan = plan
-        gammas = [self.intensity.gamma(p) for p in plan.progress]
-        self.curriculum_callback.setup(plan, gammas, drive_epochs)
+        self.curriculum_callback.setup(plan, [self.intensity.gamma(p) for p in plan.progress], drive_epochs)
 
+    @override
     def set_initial_training_values(self, args, dataloader):
         """With a curriculum, the Trainer's values for ``max_steps`` = the plan's optimizer steps (one pass)."""
         if not self.args.curriculum_enabled or self.plan is None:
@@ -308,19 +312,10 @@ class CurriculumTrainer(Trainer):
         return super().set_initial_training_values(_ArgsWithMaxSteps(args, max_steps), dataloader)
 
     # ------------------------------------------------------------------------------------------------ training
+    @override
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None, **kwargs):
-        """Prepares the difficulty (restoring a checkpoint's curriculum state), then trains as ``Trainer.train``.
-
-        Args:
-            resume_from_checkpoint (str | bool | None): a checkpoint folder, or True for the last one in
-                ``output_dir``; its curriculum state restores the difficulty, the sampler and the history.
-            trial: hyperparameter-search trial (as ``Trainer.train``).
-            ignore_keys_for_eval (list[str] | None): as ``Trainer.train``.
-            **kwargs: passed on to ``Trainer.train``.
-
-        Returns:
-            transformers.trainer_utils.TrainOutput: as ``Trainer.train``.
-        """
+        """As ``Trainer.train``, after preparing the difficulty; a checkpoint given by ``resume_from_checkpoint`` (or
+        True: the last one in ``output_dir``) restores the difficulty, the sampler and the history too."""
         if resume_from_checkpoint is False:
             resume_from_checkpoint = None
         if resume_from_checkpoint is True:
@@ -328,19 +323,15 @@ class CurriculumTrainer(Trainer):
             if resume_from_checkpoint is None:
                 raise ValueError(f"No valid checkpoint found in output directory ({self.args.output_dir})")
         self.difficulty_provider.reset()
-        self._restored_sampler_state = None
-        restored = None
+        restored, self._restored_sampler_state = None, None
         if resume_from_checkpoint is not None:
-            loaded = DifficultyProvider.load(os.fspath(resume_from_checkpoint))
-            if loaded is not None:
-                state, restored = loaded
-                self.difficulty_provider.load_state_dict(state)
-                self._restored_sampler_state = state.get("sampler")
-            elif self._needs_difficulty:
-                logger.warning(
-                    "Checkpoint %s has no curriculum state; the difficulty is taken from the training set again.",
-                    resume_from_checkpoint,
-                )
+            checkpoint = os.fspath(resume_from_checkpoint)
+            restored, self._restored_sampler_state = self.difficulty_provider.load_checkpoint(checkpoint)
+        if self.args.cache_text_features:
+            self.train_dataset, self.eval_dataset = cache_text_features(
+                self.accelerator.unwrap_model(self.model), self.processing_class, self.data_collator,
+                self.train_dataset, self.eval_dataset, batch_size=self.args.per_device_eval_batch_size,
+            )  # fmt: skip
         self._prepare_difficulty(restored)
         return super().train(
             resume_from_checkpoint=resume_from_checkpoint,
@@ -354,6 +345,7 @@ class CurriculumTrainer(Trainer):
         """The curriculum epoch of the optimizer step in progress (from ``state.global_step`` and the plan)."""
         return self.plan.epoch_of_step(self.state.global_step) if self.plan is not None else 0
 
+    @override
     def compute_loss(
         self,
         model: nn.Module,
@@ -393,11 +385,13 @@ class CurriculumTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     # ------------------------------------------------------------------------------------------ optimization
+    @override
     def get_decay_parameter_names(self, model) -> list[str]:
         """The Trainer's rule; for a backbone with ``param_groups()`` also open_clip's: only 2+-dim tensors decay."""
         names = super().get_decay_parameter_names(model)
         return open_clip_decay_names(model, names) if callable(getattr(model, "param_groups", None)) else names
 
+    @override
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """The Trainer's optimizer, with one learning rate per parameter group the backbone names
         (:mod:`class_hf.optimization`: ``<group>_learning_rate`` of the arguments, else of the model config)."""
@@ -409,6 +403,7 @@ class CurriculumTrainer(Trainer):
                 apply_group_learning_rates(optimizer, unwrapped, rates)
         return optimizer
 
+    @override
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """The Trainer's schedule over ``num_training_steps``, times gamma when ``intensity_target='lr'``.
 
@@ -427,6 +422,7 @@ class CurriculumTrainer(Trainer):
         return self.intensity.lr_factor(self.pacing.progress(epoch, self.num_epochs))
 
     # ------------------------------------------------------------------------------------------------ logging
+    @override
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds the curriculum state and the loss components (means since the last log) to training logs."""
         if "loss" in logs and self.plan is not None:
@@ -453,6 +449,7 @@ class CurriculumTrainer(Trainer):
         return dict(zip(keys, means.tolist(), strict=True))
 
     # ------------------------------------------------------------------------------------------------ evaluation
+    @override
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
     ):

@@ -99,6 +99,9 @@ class CurriculumTrainingArguments(TrainingArguments):
             ``text_encoder_learning_rate`` (ORMA/AMAN: 3e-5), else ``learning_rate``. Any other group a backbone's
             ``param_groups()`` names (e.g. AMAN's ``discriminator``) takes ``<group>_learning_rate`` from the model
             config the same way.
+        cache_text_features (bool): compute the frozen text encoder's features once per description (a
+            ``text_features`` column, :func:`~class_hf.data.text_features.add_text_features`) and train, evaluate and
+            score difficulty on them; needs a backbone whose text encoder is frozen.
         eval_retrieval (bool): compute Hits@k / MRR / mean rank on the evaluation split in ``evaluate``.
         eval_chunk_size (int): rows per chunk of the similarity matrix in retrieval evaluation and scoring.
     """
@@ -191,6 +194,13 @@ class CurriculumTrainingArguments(TrainingArguments):
             "`learning_rate`."
         },
     )
+    cache_text_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the frozen text encoder's features once per description (a `text_features` column) and "
+            "train, evaluate and score on them: the text side then costs nothing. Needs a frozen text encoder."
+        },
+    )
     eval_retrieval: bool = field(
         default=True, metadata={"help": "Compute Hits@k, MRR and mean rank on the evaluation split in `evaluate`."}
     )
@@ -203,7 +213,19 @@ class CurriculumTrainingArguments(TrainingArguments):
         if not callable(self.pacing):
             self.pacing = _to_enum(PacingKind, self.pacing, "pacing")
         self.intensity_target = _to_enum(IntensityTarget, self.intensity_target, "intensity_target")
+        self._check_pacing()
+        self._check_difficulty()
+        self._check_intensity_and_model()
+        if self.curriculum != CurriculumOrder.NONE:
+            self._check_curriculum()
+        super().__post_init__()
+        if self.curriculum != CurriculumOrder.NONE and self.accelerator_config.split_batches:
+            raise ValueError(
+                "`accelerator_config.split_batches=True` cannot be combined with a curriculum: the curriculum cuts "
+                "every process's batches itself. Keep the default `split_batches=False`."
+            )
 
+    def _check_pacing(self) -> None:
         if not isinstance(self.pacing_stages, int) or self.pacing_stages < 1:
             raise ValueError(f"`pacing_stages` must be a positive integer, got {self.pacing_stages!r}.")
         for name in ("pacing_start_fraction", "pacing_saturation", "difficulty_warmup_fraction"):
@@ -214,10 +236,12 @@ class CurriculumTrainingArguments(TrainingArguments):
             fractions = list(self.pacing_fractions)
             if not fractions or any(not 0 < f <= 1 for f in fractions) or fractions[-1] != 1.0:
                 raise ValueError(f"`pacing_fractions` must be fractions in (0, 1] ending with 1.0, got {fractions}.")
-            if any(b < a for a, b in zip(fractions, fractions[1:])):
+            if any(b < a for a, b in zip(fractions, fractions[1:], strict=False)):
                 raise ValueError(f"`pacing_fractions` must be non-decreasing, got {fractions}.")
         if self.pacing_root_degree < 1:
             raise ValueError(f"`pacing_root_degree` must be >= 1, got {self.pacing_root_degree}.")
+
+    def _check_difficulty(self) -> None:
         _check_difficulty_source(self.difficulty_source)
         if not self.difficulty_column:
             raise ValueError("`difficulty_column` must name a column.")
@@ -225,6 +249,10 @@ class CurriculumTrainingArguments(TrainingArguments):
             raise ValueError(f"`difficulty_delta` must be >= 0, got {self.difficulty_delta}.")
         if self.difficulty_warmup_epochs <= 0:
             raise ValueError(f"`difficulty_warmup_epochs` must be positive, got {self.difficulty_warmup_epochs}.")
+        if self.difficulty_batch_size is not None and self.difficulty_batch_size < 1:
+            raise ValueError(f"`difficulty_batch_size` must be positive, got {self.difficulty_batch_size}.")
+
+    def _check_intensity_and_model(self) -> None:
         if self.intensity_beta < 0:
             raise ValueError(f"`intensity_beta` must be >= 0, got {self.intensity_beta}.")
         if self.intensity_gamma_min <= 0 or self.intensity_gamma_max <= 0:
@@ -234,27 +262,20 @@ class CurriculumTrainingArguments(TrainingArguments):
             )
         if self.eval_chunk_size < 1:
             raise ValueError(f"`eval_chunk_size` must be positive, got {self.eval_chunk_size}.")
-        if self.difficulty_batch_size is not None and self.difficulty_batch_size < 1:
-            raise ValueError(f"`difficulty_batch_size` must be positive, got {self.difficulty_batch_size}.")
         if self.text_encoder_learning_rate is not None and self.text_encoder_learning_rate < 0:
             raise ValueError(f"`text_encoder_learning_rate` must be >= 0, got {self.text_encoder_learning_rate}.")
-        if self.curriculum != CurriculumOrder.NONE:
-            if float(self.num_train_epochs) != int(self.num_train_epochs) or self.num_train_epochs < 1:
-                raise ValueError(
-                    f"`num_train_epochs` must be a whole number >= 1 with a curriculum (the pacing is planned per "
-                    f"epoch), got {self.num_train_epochs}. Set `curriculum='none'` for fractional epochs."
-                )
-            if self.train_sampling_strategy not in (None, "random"):
-                raise ValueError(
-                    f"`train_sampling_strategy={self.train_sampling_strategy!r}` cannot be combined with "
-                    f"`curriculum={self.curriculum.value!r}`: the curriculum sampler decides the order. Use "
-                    "`curriculum='none'` to keep the Trainer's sampling strategy."
-                )
-        super().__post_init__()
-        if self.curriculum != CurriculumOrder.NONE and self.accelerator_config.split_batches:
+
+    def _check_curriculum(self) -> None:
+        if float(self.num_train_epochs) != int(self.num_train_epochs) or self.num_train_epochs < 1:
             raise ValueError(
-                "`accelerator_config.split_batches=True` cannot be combined with a curriculum: the curriculum cuts "
-                "every process's batches itself. Keep the default `split_batches=False`."
+                f"`num_train_epochs` must be a whole number >= 1 with a curriculum (the pacing is planned per "
+                f"epoch), got {self.num_train_epochs}. Set `curriculum='none'` for fractional epochs."
+            )
+        if self.train_sampling_strategy not in (None, "random"):
+            raise ValueError(
+                f"`train_sampling_strategy={self.train_sampling_strategy!r}` cannot be combined with "
+                f"`curriculum={self.curriculum.value!r}`: the curriculum sampler decides the order. Use "
+                "`curriculum='none'` to keep the Trainer's sampling strategy."
             )
 
     @property

@@ -67,9 +67,9 @@ def test_weighted_loss_gradient_is_the_weighted_per_sample_gradient():
     for i in range(6):
         layer.zero_grad()
         per_sample()[i].backward()
-        for e, p in zip(expected, layer.parameters()):
+        for e, p in zip(expected, layer.parameters(), strict=False):
             e += weights[i] * p.grad / weights.sum()
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=False):
         assert torch.allclose(g, e, atol=1e-6)
     # And it differs from the unweighted mean's gradient.
     layer.zero_grad()
@@ -130,4 +130,4 @@ def test_scale_lambda_lr_rejects_other_schedulers():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
     with pytest.raises(TypeError, match="intensity_target"):
-        scale_lambda_lr(plateau, lambda step: 1.0)
+        scale_lambda_lr(plateau, lambda _step: 1.0)

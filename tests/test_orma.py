@@ -166,7 +166,7 @@ def test_per_sample_loss_is_the_weighted_symmetric_infonce(tiny_bert_config, tin
     model = _model(tiny_bert_config, global_weight=0.1, mid_weight=0.6, local_weight=0.3).eval()
     batch = _batch(tiny_tokenizer)
     out = model(**batch)
-    text = model.text_features(batch["input_ids"], batch["attention_mask"])
+    text = model.text_grains(batch["input_ids"], batch["attention_mask"])
     grains = model.grain_embeddings(text, model.molecule_features(batch["graph"]))
     labels = torch.arange(len(SMILES))
     expected = 0.0
@@ -297,7 +297,7 @@ def test_scores_global_and_faithful(tiny_bert_config, tiny_tokenizer):
     faithful = model.score_pairs(batch)
     assert faithful.shape == (6, 6)
     # diagonal block = the weighted sum of the logits of the training loss
-    text = model.text_features(batch["input_ids"], batch["attention_mask"])
+    text = model.text_grains(batch["input_ids"], batch["attention_mask"])
     grains = model.grain_embeddings(text, model.molecule_features(batch["graph"]))
     expected = sum(
         w * s * (grains[g][0] @ grains[g][1].T)

@@ -59,7 +59,7 @@ def test_continuous_pacings_rise_from_start_to_one(saturation):
         values = [pacing.fraction(e, epochs) for e in range(epochs)]
         assert values[0] == pytest.approx(0.2)
         assert values[-1] == 1.0
-        assert all(b >= a for a, b in zip(values, values[1:])), (cls.__name__, values)
+        assert all(b >= a for a, b in zip(values, values[1:], strict=False)), (cls.__name__, values)
         saturated_at = round(saturation * (epochs - 1))
         assert values[saturated_at] == 1.0 and (saturated_at == 0 or values[saturated_at - 1] < 1.0)
         assert pacing.progress(0, epochs) == 0.0 and pacing.progress(epochs - 1, epochs) == 1.0
@@ -86,7 +86,7 @@ def test_custom_callable_pacing_is_validated():
     assert [pacing.stage(e, 3) for e in range(3)] == [0, 0, 1]
     assert pacing.progress(1, 3) == 0.5
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        get_pacing(lambda e, n: 0.0).fraction(0, 2)
+        get_pacing(lambda _epoch, _num_epochs: 0.0).fraction(0, 2)
     with pytest.raises(ValueError, match="Unknown pacing"):
         get_pacing("cosine")
 

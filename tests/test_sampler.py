@@ -54,9 +54,9 @@ def test_easy_first_pools_follow_the_pacing(difficulty):
 
 def test_ties_broken_by_index():
     difficulty = np.array([0.5, 0.1, 0.5, 0.5, 0.9, 0.5])
-    sampler = CurriculumSampler(difficulty, lambda e, n: 0.5, num_epochs=1)
+    sampler = CurriculumSampler(difficulty, lambda _epoch, _num_epochs: 0.5, num_epochs=1)
     assert sorted(sampler) == [0, 1, 2]  # 0.1 first, then the 0.5 ties in index order
-    hard = CurriculumSampler(difficulty, lambda e, n: 0.5, num_epochs=1, order="hard_first")
+    hard = CurriculumSampler(difficulty, lambda _epoch, _num_epochs: 0.5, num_epochs=1, order="hard_first")
     assert sorted(hard) == [0, 2, 4]
 
 
@@ -123,7 +123,7 @@ def test_set_epoch_is_idempotent(difficulty):
 
 def test_datasets_column_is_materialised_once():
     ds = Dataset.from_dict({"difficulty": [0.3, 0.1, 0.2, 0.9]})
-    sampler = CurriculumSampler(ds["difficulty"], lambda e, n: 0.5, num_epochs=1)
+    sampler = CurriculumSampler(ds["difficulty"], lambda _epoch, _num_epochs: 0.5, num_epochs=1)
     assert isinstance(sampler.difficulty, np.ndarray)
     assert sorted(sampler) == [1, 2]
     with pytest.raises(ValueError, match="not finite"):
@@ -158,7 +158,7 @@ def test_two_simulated_ranks_get_disjoint_batches_covering_the_pool(num_samples)
         assert not (first_rounds[0] & first_rounds[1])
         assert rank_sets[0] | rank_sets[1] == set(pool)
         # Interleaving the ranks' batches reproduces the single-process order.
-        interleaved = [i for pair in zip(*per_rank) for batch in pair for i in batch]
+        interleaved = [i for pair in zip(*per_rank, strict=False) for batch in pair for i in batch]
         assert interleaved[: len(pool)] == pool
 
 

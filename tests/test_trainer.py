@@ -233,7 +233,7 @@ def test_arguments_parse_from_cli_and_yaml(tmp_path):
     as_dict = json.loads(from_yaml.to_json_string())
     assert as_dict["curriculum"] == "hard_first" and as_dict["pacing"] == "staged"
     assert as_dict["intensity_target"] == "lr" and as_dict["difficulty_column"] == "difficulty"
-    custom = make_args(tmp_path, pacing=lambda e, n: 1.0)
+    custom = make_args(tmp_path, pacing=lambda _epoch, _num_epochs: 1.0)
     assert custom.to_dict()["pacing"].startswith("custom:")
 
 
@@ -444,7 +444,7 @@ def test_curriculum_none_and_intensity_off_is_a_plain_trainer(tmp_path):
     )
     plain.train()
     assert ours.state.global_step == plain.state.global_step == 16
-    for (name, a), b in zip(ours.model.state_dict().items(), plain.model.state_dict().values()):
+    for (name, a), b in zip(ours.model.state_dict().items(), plain.model.state_dict().values(), strict=False):
         assert torch.equal(a, b), name
     assert [r["samples_seen"] for r in ours.curriculum_history] == [30, 30]
 
@@ -459,7 +459,7 @@ class StopAt(TrainerCallback):
     def __init__(self, epoch: int | None = None, step: int | None = None) -> None:
         self.epoch, self.step = epoch, step
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, _args, state, control, **kwargs):
         epoch_done = self.epoch is not None and state.epoch >= self.epoch
         if epoch_done or (self.step is not None and state.global_step >= self.step):
             control.should_training_stop = control.should_save = True

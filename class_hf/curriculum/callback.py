@@ -31,6 +31,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+from typing_extensions import override
 
 from .plan import CurriculumPlan
 
@@ -94,6 +95,7 @@ class CurriculumCallback(TrainerCallback, ExportableState):
             self._non_training += seconds
 
     # ------------------------------------------------------------------------------------------------ state
+    @override
     def state(self) -> dict[str, Any]:
         """The stateful-callback state: the plan, finished records and the record so far of the current epoch."""
         return {
@@ -185,6 +187,7 @@ class CurriculumCallback(TrainerCallback, ExportableState):
         return summary
 
     # ------------------------------------------------------------------------------------------------ events
+    @override
     def on_train_begin(self, args, state, control, **kwargs):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
         if isinstance(saved, list):
@@ -197,6 +200,7 @@ class CurriculumCallback(TrainerCallback, ExportableState):
             state.epoch = self.plan.epoch_position(state.global_step)
         return control
 
+    @override
     def on_step_end(self, args, state, control, **kwargs):
         plan = self.plan
         if plan is None:
@@ -212,12 +216,14 @@ class CurriculumCallback(TrainerCallback, ExportableState):
                 _request_epoch_events(args, control, True)
         return control
 
+    @override
     def on_epoch_end(self, args, state, control, **kwargs):
         if self.drive_epochs:
             # The Trainer's one pass ends with the last curriculum epoch, whose end already asked for these.
             _request_epoch_events(args, control, False)
         return control
 
+    @override
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self.plan is None or not metrics:
             return control
@@ -233,6 +239,7 @@ class CurriculumCallback(TrainerCallback, ExportableState):
         self._non_training += seconds
         return control
 
+    @override
     def on_train_end(self, args, state, control, **kwargs):
         partial = self._partial_record()
         if partial is not None:  # stopped inside an epoch (`max_steps` or a callback)

@@ -90,7 +90,7 @@ class Pacing:
         """0-based stage of ``epoch``: for continuous pacing, the number of pool changes since epoch 0."""
         _check_epochs(epoch, num_epochs)
         fractions = [self.fraction(e, num_epochs) for e in range(min(epoch, num_epochs - 1) + 1)]
-        return sum(1 for a, b in zip(fractions, fractions[1:]) if b != a)
+        return sum(1 for a, b in zip(fractions, fractions[1:], strict=False) if b != a)
 
     def progress(self, epoch: int, num_epochs: int) -> float:
         """Curriculum progress ``p`` in ``[0, 1]`` of ``epoch``, used by the adaptive intensity.
@@ -155,7 +155,7 @@ class StagedPacing(Pacing):
                 raise ValueError("`fractions` must hold at least one stage fraction.")
             for i, f in enumerate(fractions):
                 _check_fraction(f"fractions[{i}]", f)
-            if any(b < a for a, b in zip(fractions, fractions[1:])):
+            if any(b < a for a, b in zip(fractions, fractions[1:], strict=False)):
                 raise ValueError(f"`fractions` must be non-decreasing, got {fractions}.")
             if fractions[-1] != 1.0:
                 raise ValueError(f"The last stage must see all data: `fractions[-1]` must be 1.0, got {fractions}.")
@@ -292,7 +292,9 @@ class CallablePacing(Pacing):
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"The custom pacing {self.name!r} returned {value!r} for epoch {epoch}; need a float.")
+            raise TypeError(
+                f"The custom pacing {self.name!r} returned {value!r} for epoch {epoch}; need a float."
+            ) from None
         if not 0 < value <= 1:
             raise ValueError(
                 f"The custom pacing {self.name!r} returned {value} for epoch {epoch} of {num_epochs}; fractions must "

@@ -23,6 +23,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .pacing import Pacing, pool_size
 
 
@@ -56,6 +58,13 @@ def balanced_batch_sizes(pool: int, batch_size: int, batches_per_step: int = 1, 
         return [batch_size] * count
     base, extra = divmod(pool, count)
     return [base + 1] * extra + [base] * (count - extra)
+
+
+def balanced_batches(num_samples: int, batch_size: int, batches_per_step: int = 1) -> list[list[int]]:
+    """``0 .. num_samples - 1`` in order, cut into :func:`balanced_batch_sizes` (e.g. an evaluation set that every
+    process must see the same number of batches of)."""
+    bounds = np.cumsum([0, *balanced_batch_sizes(num_samples, batch_size, batches_per_step)])
+    return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 @dataclass
@@ -303,4 +312,4 @@ class CurriculumPlan:
         )
 
 
-__all__ = ["CurriculumPlan", "balanced_batch_sizes"]
+__all__ = ["CurriculumPlan", "balanced_batch_sizes", "balanced_batches"]

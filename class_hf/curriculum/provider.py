@@ -307,6 +307,20 @@ class DifficultyProvider:
         if self.values is not None:
             np.save(os.path.join(folder, DIFFICULTY_FILE), self.values)
 
+    def load_checkpoint(self, folder: str) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+        """Restores this provider's state from a checkpoint; returns its values and the sampler state saved with them.
+
+        A checkpoint without curriculum state (a plain-Trainer run) gives ``(None, None)``: the difficulty is then
+        prepared from the training set again (a warning says so when it matters).
+        """
+        loaded = self.load(folder)
+        if loaded is None:
+            logger.warning("Checkpoint %s has no curriculum state; the difficulty is prepared again.", folder)
+            return None, None
+        state, values = loaded
+        self.load_state_dict(state)
+        return values, state.get("sampler")
+
     @staticmethod
     def load(folder: str) -> tuple[dict[str, Any], np.ndarray | None] | None:
         """Reads what :meth:`save` wrote; None when ``folder`` has no curriculum state (e.g. a plain-Trainer run)."""

@@ -59,6 +59,11 @@ def _check_model(model: Any) -> str:
     return layout
 
 
+def _position_limit(model: Any) -> int | None:
+    text_config = getattr(getattr(model, "config", None), "text_config", None)
+    return getattr(text_config, "max_position_embeddings", None)
+
+
 def _feature_type(layout: str, dim: int) -> Any:
     if layout == "pooled":
         return Sequence(Value("float32"), length=dim)
@@ -102,7 +107,8 @@ def add_text_features(
         model: a backbone with a frozen text encoder and ``text_features`` / ``text_feature_key`` (see the module
             docstring); it is used in eval mode and left in the mode it was in.
         tokenizer: the backbone's tokenizer.
-        max_length (int): token limit (the collator's ``max_length`` when training on token ids).
+        max_length (int): token limit (the collator's ``max_length`` when training on token ids); lowered to the
+            tokenizer's and the encoder's limits.
         text_column (str): the column holding the descriptions.
         batch_size (int): descriptions per forward pass.
         desc (str | None): progress-bar description (None: no bar).
@@ -129,6 +135,8 @@ def add_text_features(
             }
         )
     layout = _check_model(model)
+    limits = (getattr(tokenizer, "model_max_length", None), _position_limit(model))
+    max_length = min([max_length, *(limit for limit in limits if isinstance(limit, int) and limit > 0)])
     if text_column not in dataset.column_names:
         raise ValueError(
             f"`text_column` {text_column!r} is not a column of the dataset (columns: {dataset.column_names})."
@@ -163,6 +171,33 @@ def add_text_features(
         model.train(was_training)
 
 
+def cache_text_features(model: Any, tokenizer: Any, collator: Any, *datasets: Any, batch_size: int = 64) -> list[Any]:
+    """:func:`add_text_features` for each of ``datasets`` (a ``Dataset``, a dict of them, or None), with the token
+    limit and text column of ``collator`` (a ``MoleculeTextCollator``) and its tokenizer when ``tokenizer`` is None.
+
+    Returns:
+        list: the datasets in the same order, each with the ``text_features`` column.
+    """
+    tokenizer = tokenizer if tokenizer is not None else getattr(collator, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError(
+            "Caching text features needs the tokenizer: pass `processing_class` (or a collator with one)."
+        )
+    kwargs = {
+        "max_length": getattr(collator, "max_length", 256),
+        "text_column": getattr(collator, "text_column", "description"),
+        "batch_size": batch_size,
+    }
+    out = []
+    for dataset in datasets:
+        if isinstance(dataset, dict) and not isinstance(dataset, DatasetDict):
+            dataset = {name: add_text_features(part, model, tokenizer, **kwargs) for name, part in dataset.items()}
+        elif dataset is not None:
+            dataset = add_text_features(dataset, model, tokenizer, **kwargs)
+        out.append(dataset)
+    return out
+
+
 def collate_text_features(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """``text_features`` of a batch: ``[B, D]`` (pooled), or ``[B, L, D]`` padded plus its ``attention_mask``."""
     values = [row[TEXT_FEATURES_COLUMN] for row in rows]
@@ -179,10 +214,28 @@ def collate_text_features(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]
     return {TEXT_FEATURES_COLUMN: out, "attention_mask": mask}
 
 
+def text_inputs(batch: dict[str, Any], device: Any = None) -> dict[str, torch.Tensor]:
+    """The keyword arguments of a backbone's ``encode_text`` from a collated batch, moved to ``device``:
+    ``input_ids`` and ``attention_mask``, or the cached ``text_features`` (and their ``attention_mask``).
+
+    Raises:
+        KeyError: when the batch holds neither token ids nor text features.
+    """
+    if TEXT_FEATURES_COLUMN in batch:
+        keys = [TEXT_FEATURES_COLUMN] + (["attention_mask"] if "attention_mask" in batch else [])
+    elif "input_ids" in batch:
+        keys = ["input_ids", "attention_mask"]
+    else:
+        raise KeyError(f"The batch holds neither `input_ids` nor `{TEXT_FEATURES_COLUMN}` (it has {sorted(batch)}).")
+    return {key: batch[key].to(device) if device is not None else batch[key] for key in keys}
+
+
 __all__ = [
     "TEXT_FEATURES_COLUMN",
     "add_text_features",
+    "cache_text_features",
     "collate_text_features",
     "supports_text_features",
+    "text_inputs",
     "text_features_fingerprint",
 ]

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..data.text_features import TEXT_FEATURES_COLUMN, text_inputs
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["embed_molecules", "embed_pairs", "embed_texts"]
@@ -67,6 +69,8 @@ def _check_batch_size(batch_size: int) -> None:
 
 def _collate(collator: Callable[[list[dict]], Mapping], rows: list[dict], keys: Sequence[str]) -> Mapping:
     batch = collator(rows)
+    if TEXT_FEATURES_COLUMN in batch:  # cached frozen text features stand for the token ids
+        keys = [TEXT_FEATURES_COLUMN if key == "input_ids" else key for key in keys if key != "attention_mask"]
     missing = [key for key in keys if key not in batch]
     if missing:
         raise KeyError(
@@ -172,7 +176,7 @@ def embed_pairs(
 
     def encode_batch(batch: Mapping) -> dict[str, torch.Tensor]:
         return {
-            "encode_text": model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device)),
+            "encode_text": model.encode_text(**text_inputs(batch, device)),
             "encode_molecule": model.encode_molecule(batch["graph"].to(device)),
         }
 

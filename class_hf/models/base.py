@@ -36,6 +36,8 @@ it, and a hand-written training loop can too.
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Collection, Mapping
@@ -209,8 +211,9 @@ class RetrievalPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.BatchNorm1d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
+            if module.affine:
+                init.ones_(module.weight)
+                init.zeros_(module.bias)
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
@@ -218,11 +221,12 @@ class RetrievalPreTrainedModel(PreTrainedModel):
     # ------------------------------------------------------------------------------------------------- forward
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        graph: Any,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        graph: Any = None,
         return_loss: bool = True,
         intensity: float | None = None,
+        text_features: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> RetrievalOutput:
         """Encodes a batch of pairs and computes the backbone's loss, one value per pair.
@@ -232,11 +236,13 @@ class RetrievalPreTrainedModel(PreTrainedModel):
         retrieval embeddings are computed (``encode_text`` / ``encode_molecule``).
 
         Args:
-            input_ids (torch.Tensor): ``[B, L]`` token ids of the descriptions.
-            attention_mask (torch.Tensor): ``[B, L]``, 1 for real tokens.
+            input_ids (torch.Tensor | None): ``[B, L]`` token ids of the descriptions (or ``text_features``).
+            attention_mask (torch.Tensor | None): ``[B, L]``, 1 for real tokens.
             graph (torch_geometric.data.Batch): the ``B`` molecules; molecule ``i`` is the partner of text ``i``.
             return_loss (bool): compute the loss (otherwise only the embeddings).
             intensity (float | None): the curriculum's stage multiplier (of :attr:`intensity_target`).
+            text_features (torch.Tensor | None): the frozen text encoder's cached output (:meth:`text_features`)
+                instead of ``input_ids``.
             **kwargs: ``sample_idx``, ``difficulty`` and ``num_items_in_batch`` are accepted and ignored; anything
                 else is an error.
 
@@ -245,21 +251,29 @@ class RetrievalPreTrainedModel(PreTrainedModel):
             ``loss_components`` (see the backbone's :meth:`pair_loss`); only the embeddings without the loss.
         """
         self._check_forward_kwargs(kwargs)
-        self._check_pair_inputs(input_ids, graph)
+        texts = text_features if text_features is not None else input_ids
+        if texts is None:
+            raise ValueError(f"{type(self).__name__}.forward needs `input_ids` (or cached `text_features`).")
+        self._check_pair_inputs(texts, graph)
         self._check_intensity(intensity, self.intensity_target)
+        text_inputs = (
+            {"input_ids": input_ids, "attention_mask": attention_mask}
+            if text_features is None
+            else {"text_features": text_features, "attention_mask": attention_mask}
+        )
         if not return_loss:
-            return RetrievalOutput(
-                text_embeds=self.encode_text(input_ids, attention_mask), mol_embeds=self.encode_molecule(graph)
-            )
-        text, mol = self.encode_pair(input_ids, attention_mask, graph)
+            return RetrievalOutput(text_embeds=self.encode_text(**text_inputs), mol_embeds=self.encode_molecule(graph))
+        text, mol = self.encode_pair(text_inputs, graph)
         return self.pair_loss(text, mol, intensity)
 
-    def encode_pair(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, graph: Any) -> tuple[Any, Any]:
+    def encode_pair(self, text_inputs: dict[str, Any], graph: Any) -> tuple[Any, Any]:
         """Both towers of a training batch, as :meth:`pair_loss` takes them: by default the retrieval embeddings.
 
-        A backbone whose loss needs more than the embeddings (ORMA's token and motif features) returns its own.
+        ``text_inputs`` holds ``input_ids`` and ``attention_mask``, or cached ``text_features`` (and their
+        ``attention_mask`` for token states): the keyword arguments of ``encode_text``. A backbone whose loss needs
+        more than the embeddings (ORMA's token and motif features) returns its own.
         """
-        return self.encode_text(input_ids, attention_mask), self.encode_molecule(graph)
+        return self.encode_text(**text_inputs), self.encode_molecule(graph)
 
     def pair_loss(self, text: Any, mol: Any, intensity: float | None) -> RetrievalOutput:
         """The loss hook: the backbone's loss of a batch of pairs from :meth:`encode_pair`'s output.
@@ -273,6 +287,58 @@ class RetrievalPreTrainedModel(PreTrainedModel):
             RetrievalOutput: ``loss``, ``per_sample_loss`` ``[B]``, the embeddings and ``loss_components``.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement `pair_loss(text, mol, intensity)`.")
+
+    # --------------------------------------------------------------------------------------------- text encoder
+    @property
+    def text_encoder_frozen(self) -> bool:
+        """Whether no text-encoder parameter trains (the encoder then runs in eval mode under ``torch.no_grad``)."""
+        encoder = getattr(self, "text_encoder", None)
+        return encoder is not None and not any(p.requires_grad for p in encoder.parameters())
+
+    def _apply_freeze_text_encoder(self) -> None:
+        """Freezes the text encoder when ``config.freeze_text_encoder`` (no gradients, eval mode)."""
+        if getattr(self.config, "freeze_text_encoder", False):
+            self.text_encoder.requires_grad_(False)
+            self.text_encoder.eval()
+
+    def train(self, mode: bool = True):
+        """As :meth:`torch.nn.Module.train`, but a fully frozen text encoder stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.text_encoder_frozen:
+            self.text_encoder.eval()
+        return self
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text encoder's part of the text tower: what :func:`~class_hf.data.text_features.add_text_features`
+        caches when the encoder is frozen (``[B, D]``, or ``[B, L, D]`` token states for ``text_feature_layout ==
+        "tokens"``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its text features.")
+
+    def text_feature_settings(self) -> dict[str, Any]:
+        """What, besides the encoder's weights, decides :meth:`text_features` (layers, pooling); for the cache key."""
+        return {}
+
+    def text_feature_key(self) -> str:
+        """Identifies :meth:`text_features`: the encoder's configuration and weights, and the backbone's settings.
+
+        Two models with the same key compute the same features, so a dataset column cached by one serves the other.
+        """
+        digest = hashlib.sha256()
+        digest.update(self.config.text_config.to_json_string(use_diff=False).encode())
+        digest.update(json.dumps(self.text_feature_settings(), sort_keys=True, default=str).encode())
+        for name, tensor in self.text_encoder.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return f"{type(self).__name__}:{digest.hexdigest()[:16]}"
+
+    def estimate_tokens(self, input_dict: dict[str, Any]) -> int:
+        """Tokens of a batch for the Trainer's FLOPs count: from ``input_ids``, or the mask of cached features."""
+        if "input_ids" in input_dict:
+            return input_dict["input_ids"].numel()
+        if "attention_mask" in input_dict:
+            return int(input_dict["attention_mask"].sum())
+        features = input_dict.get("text_features")
+        return int(features.shape[0]) if features is not None else 0
 
     def _check_forward_kwargs(self, kwargs: Mapping[str, Any]) -> None:
         """Rejects keyword arguments other than the ignored batch keys (``sample_idx``, ``difficulty``,
@@ -291,12 +357,12 @@ class RetrievalPreTrainedModel(PreTrainedModel):
             raise ValueError(f"`intensity` multiplies {target} and must be positive, got {intensity}.")
 
     @staticmethod
-    def _check_pair_inputs(input_ids: torch.Tensor, graph: Any) -> None:
-        """Raises unless ``graph`` holds exactly one molecule per text of ``input_ids``."""
-        num_texts, num_molecules = int(input_ids.shape[0]), int(getattr(graph, "num_graphs", 1))
+    def _check_pair_inputs(texts: torch.Tensor, graph: Any) -> None:
+        """Raises unless ``graph`` holds exactly one molecule per text of ``texts`` (token ids or text features)."""
+        num_texts, num_molecules = int(texts.shape[0]), int(getattr(graph, "num_graphs", 1))
         if num_texts != num_molecules:
             raise ValueError(
-                f"`input_ids` holds {num_texts} texts but `graph` {num_molecules} molecules; every text needs exactly "
+                f"The batch holds {num_texts} texts but `graph` {num_molecules} molecules; every text needs exactly "
                 "one molecule (the same batch size on both sides)."
             )
 

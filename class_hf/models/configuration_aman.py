@@ -5,7 +5,9 @@ from typing import Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+
+from ._compat import SubConfigSpec, text_config_spec
+from .modules import text_config_from
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,12 @@ class AmanConfig(PreTrainedConfig):
         discriminator_hidden_sizes (tuple[int, ...]): hidden widths of the discriminator MLP (LeakyReLU 0.2).
             (default: :obj:`(512, 256)`, CMTMR)
         gather_across_ranks (bool): mine triplet negatives among every rank's samples. (default: :obj:`False`)
+        freeze_text_encoder (bool): keep the text encoder fixed (no gradients, eval mode); its features can then be
+            cached (:func:`~class_hf.data.text_features.add_text_features`). (default: :obj:`False`)
+        text_pooling_layers (int | None): pool each of the text encoder's top ``k`` hidden states and concatenate
+            them; None pools the last layer only. (default: :obj:`None`)
+        text_input_norm (bool): standardise the pooled text features with running statistics before the projection.
+            (default: :obj:`False`)
 
     > Learning rates of the parameter groups of :meth:`AmanModel.param_groups` (``<group>_learning_rate``), for
     the trainer or recipe that builds the optimiser; the model itself does not read them.
@@ -77,7 +85,10 @@ class AmanConfig(PreTrainedConfig):
     """
 
     model_type = "class_aman"
-    sub_configs_defaults = {"text_config": SubConfigSpec(AutoConfig, model_type="bert", optional=True)}
+    if SubConfigSpec is not None:  # the nested text config, declared for the installed transformers (_compat.py)
+        sub_configs_defaults = {"text_config": text_config_spec(optional=True)}
+    else:
+        sub_configs = {"text_config": AutoConfig}
 
     text_config: dict | PreTrainedConfig | None = None
     text_encoder_name_or_path: str | None = "allenai/scibert_scivocab_uncased"
@@ -94,11 +105,16 @@ class AmanConfig(PreTrainedConfig):
     gradient_penalty_weight: float | int = 10.0
     discriminator_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
     gather_across_ranks: bool = False
+    freeze_text_encoder: bool = False
+    text_pooling_layers: int | None = None
+    text_input_norm: bool = False
     text_encoder_learning_rate: float | int | None = 3e-5
     discriminator_learning_rate: float | int | None = 1e-4
 
     def __post_init__(self, **kwargs) -> None:
         self.discriminator_hidden_sizes = list(self.discriminator_hidden_sizes)
+        if isinstance(self.text_config, dict):
+            self.text_config = text_config_from(self.text_config, None)
         super().__post_init__(**kwargs)
 
     def validate_aman(self) -> None:

@@ -5,8 +5,8 @@ from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
 
+from ._compat import SubConfigSpec, text_config_spec
 from .modules import text_config_from
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,17 @@ class DualEncoderConfig(PreTrainedConfig):
             modules above them, such as the pooler); embeddings and lower layers stay fixed. None trains all of it,
             0 none of it.
         gather_across_ranks (bool): use every rank's samples as negatives in distributed training.
+        text_pooling_layers (int | None): pool each of the text encoder's top ``k`` hidden states and concatenate
+            them (``k * hidden_size`` features); None pools the last layer only.
+        text_input_norm (bool): standardise the pooled text features with running statistics before the projection
+            (``BatchNorm`` without affine parameters).
+        text_head (str): the text projection: ``linear`` or ``mlp`` (``Linear -> GELU -> Linear`` with dropout).
+        text_head_hidden_size (int): hidden width of the ``mlp`` head.
+        text_head_dropout (float): dropout of the ``mlp`` head.
+        fingerprint_fusion (str): where the fingerprint branch joins the molecule tower: ``hidden`` (a linear map of
+            ``graph.fp`` added to the pooled graph state, before the projection) or ``output`` (a linear map straight
+            into the shared space, added to the projected graph embedding: the frozen-feature linear model plus a
+            GNN).
 
     Example::
 
@@ -60,7 +71,10 @@ class DualEncoderConfig(PreTrainedConfig):
     """
 
     model_type = "class_dual_encoder"
-    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    if SubConfigSpec is not None:  # the nested text config, declared for the installed transformers (_compat.py)
+        sub_configs_defaults = {"text_config": text_config_spec(optional=False)}
+    else:
+        sub_configs = {"text_config": AutoConfig}
 
     text_config: dict | PreTrainedConfig | None = None
     text_encoder_name_or_path: str | None = None
@@ -79,24 +93,50 @@ class DualEncoderConfig(PreTrainedConfig):
     freeze_text_encoder: bool = False
     train_text_layers: int | None = None
     gather_across_ranks: bool = False
+    text_pooling_layers: int | None = None
+    text_input_norm: bool = False
+    text_head: Literal["linear", "mlp"] = "linear"
+    text_head_hidden_size: int = 1024
+    text_head_dropout: float | int = 0.0
+    fingerprint_fusion: Literal["hidden", "output"] = "hidden"
 
     def __post_init__(self, **kwargs) -> None:
         if self.text_config is not None or self.text_encoder_name_or_path is not None:
             self.text_config = text_config_from(self.text_config, self.text_encoder_name_or_path)
+        else:
+            self.text_config = AutoConfig.for_model("bert")
         super().__post_init__(**kwargs)
 
     def validate_dual_encoder(self) -> None:
         """Checks what the field annotations cannot say (``@strict`` checks the types and choices itself): ranges
         and combinations of fields. Run by ``@strict`` after ``__init__`` and by ``config.validate()``."""
-        for name in ("gnn_hidden_size", "gnn_num_layers", "fingerprint_dim", "projection_dim"):
+        for name in (
+            "gnn_hidden_size",
+            "gnn_num_layers",
+            "fingerprint_dim",
+            "projection_dim",
+            "text_head_hidden_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}.")
         if not isinstance(self.text_config, PreTrainedConfig):
             raise TypeError(
                 f"`text_config` must resolve to a PreTrainedConfig, got {type(self.text_config).__name__}."
             )
-        if not 0.0 <= self.gnn_dropout < 1.0:
-            raise ValueError(f"`gnn_dropout` must be in [0, 1), got {self.gnn_dropout}.")
+        for name in ("gnn_dropout", "text_head_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+        if self.text_pooling_layers is not None:
+            num_layers = getattr(self.text_config, "num_hidden_layers", None)
+            if self.text_pooling_layers < 1 or (num_layers is not None and self.text_pooling_layers > num_layers):
+                raise ValueError(
+                    f"`text_pooling_layers` must be between 1 and the text encoder's {num_layers} layers, "
+                    f"got {self.text_pooling_layers}."
+                )
+            if self.text_pooling_layers > 1 and self.pooling == "pooler":
+                raise ValueError(
+                    "`pooling='pooler'` reads the last layer only; use 'mean' or 'cls' with several layers."
+                )
         if not 0.0 < self.logit_scale_init <= 100.0:
             raise ValueError(
                 f"`logit_scale_init` is 1 / temperature and must be in (0, 100], got {self.logit_scale_init}."

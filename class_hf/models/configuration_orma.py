@@ -5,8 +5,9 @@ from typing import Literal, get_args
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
 
+from ._compat import SubConfigSpec, text_config_spec
+from .modules import text_config_from
 from .sinkhorn import OtMethod
 
 logger = logging.getLogger(__name__)
@@ -65,10 +66,15 @@ class OrmaConfig(PreTrainedConfig):
         text_encoder_learning_rate (float | None): learning rate of the ``text_encoder`` parameter group in the
             CurriculumTrainer (unless the training arguments set ``text_encoder_learning_rate``); None = the base
             rate (ORMA: 3e-5, with 1e-4 for the rest). The model itself does not read it.
+        freeze_text_encoder (bool): keep the text encoder fixed (no gradients, eval mode); its token states can then
+            be cached (:func:`~class_hf.data.text_features.add_text_features`, with ``pooling`` ``mean`` or ``cls``).
     """
 
     model_type = "class_orma"
-    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True)}
+    if SubConfigSpec is not None:  # the nested text config, declared for the installed transformers (_compat.py)
+        sub_configs_defaults = {"text_config": text_config_spec(optional=True)}
+    else:
+        sub_configs = {"text_config": AutoConfig}
 
     text_config: PreTrainedConfig | dict | None = None
     text_encoder_name_or_path: str | None = "allenai/scibert_scivocab_uncased"
@@ -96,6 +102,12 @@ class OrmaConfig(PreTrainedConfig):
     score_mode: ScoreMode = "global"
     gather_across_ranks: bool = False
     text_encoder_learning_rate: float | int | None = 3e-5
+    freeze_text_encoder: bool = False
+
+    def __post_init__(self, **kwargs) -> None:
+        if isinstance(self.text_config, dict):
+            self.text_config = text_config_from(self.text_config, None)
+        super().__post_init__(**kwargs)
 
     def validate_orma(self) -> None:
         """Checks what the field annotations cannot say (``@strict`` checks the types and choices itself): ranges

@@ -7,6 +7,7 @@ and what is chosen here. Results obtained with it should be called "AMAN-like".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -19,7 +20,7 @@ from transformers import AutoConfig, AutoModel
 from .base import RetrievalPreTrainedModel
 from .configuration_aman import AmanConfig
 from .losses import triplet_loss
-from .modules import AtomEncoder, BondEncoder, pool_tokens
+from .modules import AtomEncoder, BondEncoder, feature_norm, pool_text
 from .outputs import RetrievalOutput
 
 logger = logging.getLogger(__name__)
@@ -275,24 +276,49 @@ class AmanModel(RetrievalPreTrainedModel):
     def __init__(self, config: AmanConfig) -> None:
         super().__init__(config)
         self.text_encoder = self._build_text_encoder(config.text_pooling)
-        text_hidden = config.text_config.hidden_size
-        self.text_projection = nn.Sequential(nn.Linear(text_hidden, config.projection_dim), _head_norm(config))
+        text_dim = config.text_config.hidden_size * (config.text_pooling_layers or 1)
+        self.text_norm = feature_norm(text_dim) if config.text_input_norm else None
+        self.text_projection = nn.Sequential(nn.Linear(text_dim, config.projection_dim), _head_norm(config))
         self.molecule_encoder = AmanMoleculeEncoder(config)
         self.discriminator = ModalityDiscriminator(config.projection_dim, config.discriminator_hidden_sizes)
         self.post_init()
+        self._apply_freeze_text_encoder()
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _after_checkpoint_load(self) -> None:
+        self._apply_freeze_text_encoder()
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled text-encoder features ``[B, k * hidden]`` (``text_pooling_layers = k``), before the head."""
+        layers = self.config.text_pooling_layers
+        context = torch.no_grad() if self.text_encoder_frozen else contextlib.nullcontext()
+        with context:
+            output = self.text_encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=bool(layers and layers > 1)
+            )
+            return pool_text(output, attention_mask, self.config.text_pooling, layers)
+
+    def text_feature_settings(self) -> dict:
+        return {"pooling": self.config.text_pooling, "layers": self.config.text_pooling_layers}
+
+    def encode_text(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Text embeddings ``[B, projection_dim]``, L2-normalised.
 
         Args:
-            input_ids (torch.Tensor): ``[B, L]`` token ids.
-            attention_mask (torch.Tensor): ``[B, L]``, 1 for real tokens.
+            input_ids (torch.Tensor | None): ``[B, L]`` token ids.
+            attention_mask (torch.Tensor | None): ``[B, L]``, 1 for real tokens.
+            text_features (torch.Tensor | None): ``[B, D]`` cached :meth:`text_features` instead of the token ids.
         """
-        output = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = pool_tokens(
-            output.last_hidden_state, attention_mask, self.config.text_pooling, getattr(output, "pooler_output", None)
-        )
-        return F.normalize(self.text_projection(pooled), dim=-1)
+        if text_features is None:
+            text_features = self.text_features(input_ids, attention_mask)
+        features = text_features.to(self.text_projection[0].weight.dtype)
+        if self.text_norm is not None:
+            features = self.text_norm(features)
+        return F.normalize(self.text_projection(features), dim=-1)
 
     def encode_molecule(self, graph) -> torch.Tensor:
         """Molecule embeddings ``[B, projection_dim]``, L2-normalised.

@@ -22,7 +22,7 @@ from transformers import initialization as init
 from .base import RetrievalPreTrainedModel
 from .configuration_dual_encoder import DualEncoderConfig
 from .losses import contrastive_loss
-from .modules import AtomEncoder, BondEncoder, pool_tokens
+from .modules import AtomEncoder, BondEncoder, build_projection, feature_norm, pool_text
 from .outputs import RetrievalOutput
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,12 @@ class GraphEncoder(nn.Module):
             if config.graph_pooling == "attention"
             else None
         )
-        self.fingerprint_proj = nn.Linear(config.fingerprint_dim, hidden) if config.use_fingerprint else None
+        fused_here = config.use_fingerprint and config.fingerprint_fusion == "hidden"
+        self.fingerprint_proj = nn.Linear(config.fingerprint_dim, hidden) if fused_here else None
         self.fingerprint_dim = config.fingerprint_dim
+
+    def fingerprints(self, graph) -> torch.Tensor:
+        return checked_fingerprints(graph, self.fingerprint_dim)
 
     def forward(self, graph) -> torch.Tensor:
         num_graphs = int(graph.num_graphs)
@@ -96,19 +100,25 @@ class GraphEncoder(nn.Module):
         else:
             pooled = self.attention_pool(h, graph.batch, dim_size=num_graphs)
         if self.fingerprint_proj is not None:
-            fp = getattr(graph, "fp", None)
-            if fp is None:
-                raise ValueError(
-                    "`use_fingerprint=True` needs `graph.fp`: featurize the molecules with "
-                    "`featurize_molecules(..., fingerprints=True)`, or set `use_fingerprint=False`."
-                )
-            if fp.shape != (num_graphs, self.fingerprint_dim):
-                raise ValueError(
-                    f"`graph.fp` must have shape [{num_graphs}, {self.fingerprint_dim}] (`fingerprint_dim`), "
-                    f"got {list(fp.shape)}."
-                )
-            pooled = pooled + self.fingerprint_proj(fp.to(pooled.dtype))
+            pooled = pooled + self.fingerprint_proj(self.fingerprints(graph).to(pooled.dtype))
         return pooled
+
+
+def checked_fingerprints(graph, dim: int) -> torch.Tensor:
+    """``graph.fp`` (``[B, dim]``), or an error that says how to featurize the molecules."""
+    fp = getattr(graph, "fp", None)
+    if fp is None:
+        raise ValueError(
+            "`use_fingerprint=True` needs `graph.fp`: featurize the molecules with "
+            "`featurize_molecules(..., fingerprints=True)` (or `MoleculeFeatures.for_model(model)`), or set "
+            "`use_fingerprint=False`."
+        )
+    num_graphs = int(graph.num_graphs)
+    if fp.shape != (num_graphs, dim):
+        raise ValueError(
+            f"`graph.fp` must have shape [{num_graphs}, {dim}] (`fingerprint_dim`), got {list(fp.shape)}."
+        )
+    return fp
 
 
 class DualEncoderPreTrainedModel(RetrievalPreTrainedModel):
@@ -159,10 +169,15 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
     def __init__(self, config: DualEncoderConfig) -> None:
         super().__init__(config)
         self.text_encoder = self._build_text_encoder(config.pooling)
-        text_hidden = config.text_config.hidden_size
+        text_dim = config.text_config.hidden_size * (config.text_pooling_layers or 1)
+        self.text_norm = feature_norm(text_dim) if config.text_input_norm else None
+        self.text_projection = build_projection(
+            text_dim, config.projection_dim, config.text_head, config.text_head_hidden_size, config.text_head_dropout
+        )
         self.graph_encoder = GraphEncoder(config)
-        self.text_projection = nn.Linear(text_hidden, config.projection_dim, bias=False)
         self.mol_projection = nn.Linear(config.gnn_hidden_size, config.projection_dim, bias=False)
+        fused_out = config.use_fingerprint and config.fingerprint_fusion == "output"
+        self.fingerprint_projection = nn.Linear(config.fingerprint_dim, config.projection_dim) if fused_out else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
         self.post_init()
         self._set_trainable_parameters()
@@ -209,36 +224,42 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
             trainable += param.numel() if param.requires_grad else 0
         logger.info("Fine-tuning the top %d text encoder layers (%d parameters).", k, trainable)
 
-    @property
-    def text_encoder_frozen(self) -> bool:
-        """Whether no text encoder parameter is trained (it then runs under ``torch.no_grad`` in eval mode)."""
-        return not any(p.requires_grad for p in self.text_encoder.parameters())
-
-    def train(self, mode: bool = True) -> DualEncoderModel:
-        """As :meth:`torch.nn.Module.train`, but a fully frozen text encoder stays in eval mode (no dropout)."""
-        super().train(mode)
-        if self.text_encoder_frozen:
-            self.text_encoder.eval()
-        return self
-
     # ----------------------------------------------------------------------------------------------- encoders
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled text-encoder features ``[B, k * hidden]`` (``text_pooling_layers = k``), before the head."""
+        context = torch.no_grad() if self.text_encoder_frozen else contextlib.nullcontext()
+        layers = self.config.text_pooling_layers
+        with context:
+            out = self.text_encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=bool(layers and layers > 1)
+            )
+            return pool_text(out, attention_mask, self.config.pooling, layers)
+
+    def text_feature_settings(self) -> dict:
+        return {"pooling": self.config.pooling, "layers": self.config.text_pooling_layers}
+
+    def encode_text(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Embeds texts in the shared space.
 
         Args:
-            input_ids (torch.Tensor): ``[B, L]`` token ids.
-            attention_mask (torch.Tensor): ``[B, L]``, 1 for real tokens.
+            input_ids (torch.Tensor | None): ``[B, L]`` token ids.
+            attention_mask (torch.Tensor | None): ``[B, L]``, 1 for real tokens.
+            text_features (torch.Tensor | None): ``[B, D]`` cached :meth:`text_features` instead of the token ids.
 
         Returns:
             torch.Tensor: ``[B, projection_dim]``, L2-normalised when ``config.normalize``.
         """
-        context = torch.no_grad() if self.text_encoder_frozen else contextlib.nullcontext()
-        with context:
-            out = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
-            pooled = pool_tokens(
-                out.last_hidden_state, attention_mask, self.config.pooling, getattr(out, "pooler_output", None)
-            )
-        embeds = self.text_projection(pooled)
+        if text_features is None:
+            text_features = self.text_features(input_ids, attention_mask)
+        features = text_features.to(next(self.text_projection.parameters()).dtype)
+        if self.text_norm is not None:
+            features = self.text_norm(features)
+        embeds = self.text_projection(features)
         return F.normalize(embeds, dim=-1) if self.config.normalize else embeds
 
     def encode_molecule(self, graph) -> torch.Tensor:
@@ -252,6 +273,9 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
         """
         graph = graph.to(self.device)
         embeds = self.mol_projection(self.graph_encoder(graph))
+        if self.fingerprint_projection is not None:
+            fp = checked_fingerprints(graph, self.config.fingerprint_dim)
+            embeds = embeds + self.fingerprint_projection(fp.to(embeds.dtype))
         return F.normalize(embeds, dim=-1) if self.config.normalize else embeds
 
     def get_logit_scale(self) -> torch.Tensor:

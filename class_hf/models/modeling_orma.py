@@ -66,6 +66,7 @@ Retrieval scores (``score_mode``):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ from transformers import AutoConfig, AutoModel
 from transformers import initialization as init
 
 from ..data.mol2vec import load_mol2vec_embeddings
+from ..data.text_features import text_inputs
 from .base import RetrievalPreTrainedModel, loading_checkpoint
 from .configuration_orma import OrmaConfig
 from .losses import contrastive_loss
@@ -290,10 +292,12 @@ class OrmaModel(OrmaPreTrainedModel):
         self.post_init()
         if self.mol2vec is not None and not loading_checkpoint():  # a checkpoint holds the table
             self._load_mol2vec_table()
+        self._apply_freeze_text_encoder()
 
     def _after_checkpoint_load(self) -> None:
         if self.mol2vec is not None:  # loading swaps in new Parameters, which forgets requires_grad=False
             self.mol2vec.weight.requires_grad_(False)
+        self._apply_freeze_text_encoder()
 
     def _load_mol2vec_table(self) -> None:
         path = self.config.mol2vec_embeddings_path
@@ -335,23 +339,67 @@ class OrmaModel(OrmaPreTrainedModel):
         pooled = pool_tokens(last_hidden_state, attention_mask, self.config.pooling, pooler_output)
         return self.sent_norm(self.sent_proj(pooled))
 
-    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> OrmaTextFeatures:
+    text_feature_layout = "tokens"
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text encoder's part of ORMA's text tower, ``[B, L, 3 * hidden]``: the token layer's, the multi-token
+        layer's and the last layer's states, side by side (what a frozen encoder's cache holds).
+
+        Raises:
+            ValueError: with ``pooling='pooler'`` (the pooler's output is not a token state; cache with 'mean' or
+                'cls').
+        """
+        if self.config.pooling == "pooler":
+            raise ValueError(
+                "ORMA's text features hold token states; `pooling='pooler'` needs the encoder's pooling layer on "
+                "every call. Use `pooling='mean'` or 'cls' to cache frozen text features."
+            )
+        context = torch.no_grad() if self.text_encoder_frozen else contextlib.nullcontext()
+        with context:
+            out = self.text_encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, return_dict=True
+            )
+            hidden = out.hidden_states
+            token = self._hidden_state(hidden, self.config.token_layer, "token_layer")
+            multi = self._hidden_state(hidden, self.config.multi_token_layer, "multi_token_layer")
+            return torch.cat([token, multi, out.last_hidden_state], dim=-1)
+
+    def text_feature_settings(self) -> dict:
+        c = self.config
+        return {"pooling": c.pooling, "token_layer": c.token_layer, "multi_token_layer": c.multi_token_layer}
+
+    def text_grains(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
+    ) -> OrmaTextFeatures:
         """Sentence, multi-token and token representations of a batch of texts.
 
         Args:
-            input_ids (torch.Tensor): ``[B, L]``.
-            attention_mask (torch.Tensor): ``[B, L]``, 1 for real tokens.
+            input_ids (torch.Tensor | None): ``[B, L]``.
+            attention_mask (torch.Tensor | None): ``[B, L]``, 1 for real tokens.
+            text_features (torch.Tensor | None): ``[B, L, 3 * hidden]`` cached :meth:`text_features` instead of the
+                token ids (with their ``attention_mask``).
         """
-        out = self.text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, return_dict=True
-        )
-        hidden = out.hidden_states
+        if text_features is None and self.config.pooling == "pooler":
+            out = self.text_encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, return_dict=True
+            )
+            hidden = out.hidden_states
+            token = self._hidden_state(hidden, self.config.token_layer, "token_layer")
+            multi = self._hidden_state(hidden, self.config.multi_token_layer, "multi_token_layer")
+            sentence = self._sentence(out.last_hidden_state, attention_mask, out.pooler_output)
+        else:
+            if text_features is None:
+                text_features = self.text_features(input_ids, attention_mask)
+            text_features = text_features.to(self.token_proj.weight.dtype)
+            token, multi, last = text_features.chunk(3, dim=-1)
+            sentence = self._sentence(last, attention_mask, None)
         return OrmaTextFeatures(
-            sentence=self._sentence(out.last_hidden_state, attention_mask, getattr(out, "pooler_output", None)),
-            multi_token=self.multi_token_proj(
-                self._hidden_state(hidden, self.config.multi_token_layer, "multi_token_layer")
-            ),
-            token=self.token_proj(self._hidden_state(hidden, self.config.token_layer, "token_layer")),
+            sentence=sentence,
+            multi_token=self.multi_token_proj(multi),
+            token=self.token_proj(token),
             mask=attention_mask.bool(),
         )
 
@@ -538,10 +586,22 @@ class OrmaModel(OrmaPreTrainedModel):
         return {"global": float(c.global_weight), "mid": float(c.mid_weight), "local": float(c.local_weight)}
 
     # ------------------------------------------------------------------------------------------------- contract
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Global text embeddings ``[B, emb_dim]`` (``LayerNorm(Linear(pooler_output))``, unscaled)."""
-        out = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        return self._sentence(out.last_hidden_state, attention_mask, getattr(out, "pooler_output", None))
+    def encode_text(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Global text embeddings ``[B, emb_dim]`` (``LayerNorm(Linear(pooled))``, unscaled), from token ids or cached
+        :meth:`text_features`."""
+        if text_features is None:
+            context = torch.no_grad() if self.text_encoder_frozen else contextlib.nullcontext()
+            with context:
+                out = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+                pooled_from = out.last_hidden_state, getattr(out, "pooler_output", None)
+            return self._sentence(pooled_from[0], attention_mask, pooled_from[1])
+        last = text_features.to(self.sent_proj.weight.dtype).chunk(3, dim=-1)[2]
+        return self._sentence(last, attention_mask, None)
 
     def encode_molecule(self, graph) -> torch.Tensor:
         """Global molecule embeddings ``[B, emb_dim]`` (the molecule node after the GCN and its Linear, unscaled)."""
@@ -571,7 +631,7 @@ class OrmaModel(OrmaPreTrainedModel):
             torch.Tensor: ``[B_text, B_mol]`` scores.
         """
         graph = (mol_batch if mol_batch is not None else batch)["graph"]
-        text = self.text_features(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
+        text = self.text_grains(**text_inputs(batch, self.device))
         return self._block_scores(text, self.molecule_features(graph))
 
     @torch.no_grad()
@@ -592,13 +652,12 @@ class OrmaModel(OrmaPreTrainedModel):
         """
         texts, mols, skipped, size = [], [], 0, None
         for batch in batches:
-            n = int(batch["input_ids"].shape[0])
+            n = int(batch["graph"].num_graphs)
             size = n if size is None else size
             if n != size and self.config.score_mode == "faithful":
                 skipped += n
                 continue
-            ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-            texts.append(self.text_features(ids, mask))
+            texts.append(self.text_grains(**text_inputs(batch, self.device)))
             mols.append(self.molecule_features(batch["graph"]))
         if skipped:
             logger.warning(
@@ -611,11 +670,9 @@ class OrmaModel(OrmaPreTrainedModel):
         rows = [torch.cat([self._block_scores(text, mol) for mol in mols], dim=1) for text in texts]
         return torch.cat(rows, dim=0)
 
-    def encode_pair(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, graph
-    ) -> tuple[OrmaTextFeatures, OrmaMoleculeFeatures]:
+    def encode_pair(self, text_inputs: dict[str, Any], graph) -> tuple[OrmaTextFeatures, OrmaMoleculeFeatures]:
         """Both towers at every grain (sentence, multi-token, token; molecule, motif, atom) for :meth:`pair_loss`."""
-        return self.text_features(input_ids, attention_mask), self.molecule_features(graph)
+        return self.text_grains(**text_inputs), self.molecule_features(graph)
 
     def pair_loss(self, text: OrmaTextFeatures, mol: OrmaMoleculeFeatures, intensity: float | None) -> RetrievalOutput:
         """ORMA's three-grain loss, one value per pair (the loss hook of
