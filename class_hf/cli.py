@@ -14,14 +14,19 @@ To add a subcommand, write ``_my_arguments(parser)`` and ``my_command(args) -> i
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .runtime import configure_cpu_threads
+from .user_errors import DEBUG_ENV, debug_requested, unknown_arguments, user_errors
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +62,112 @@ def register_command(
     COMMANDS[name] = Command(help, add_arguments, run)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``class-hf`` parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="class-hf", description="CLASS curriculum training for text-molecule retrieval."
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXAMPLES = """examples:
+  class-hf prepare --source bundled --out data/chebi20 --resplit 0.8,0.1,0.1
+  class-hf evaluate --model runs/dual_encoder --data data/chebi20 --split test --pool all
+  class-hf index --model runs/dual_encoder --molecules data/chebi20 --split test --texts --out indexes/test
+  class-hf search --index indexes/test "The molecule is a monocarboxylic acid anion ..." -k 5
+
+`class-hf COMMAND --help` lists a command's options; --debug shows the traceback of an error."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default (not for flags, required options or options without one); keeps line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.required or action.nargs == 0:
+            return text
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (no usage dump) that points to ``--help``."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        message = message.rstrip(".") + "."
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            close = difflib.get_close_matches(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)), n=1)
+            if close:
+                message += f" Did you mean {close[0]!r}?"
+        self.exit(2, f"{self.prog}: error: {message} See `{self.prog} --help`.\n")
+
+
+def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """``--log-level`` and ``--debug``, accepted before and after the subcommand.
+
+    After the subcommand (``suppress``) they have no default, so that they do not overwrite the value given before it.
+    """
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS if suppress else "INFO",
+        help="Logging level.",
     )
-    parser.add_argument("--log-level", default="INFO", help="Logging level (DEBUG, INFO, WARNING, ...).")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help=f"Show the full traceback of an error (also: {DEBUG_ENV}=1).",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``class-hf`` parser with every registered subcommand (builds in milliseconds: imports nothing heavy)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        __version__ = version("class-hf")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        __version__ = "unknown (not installed)"
+    parser = Parser(
+        prog="class-hf",
+        description="CLASS curriculum training for text-molecule retrieval.",
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common_options(parser, suppress=False)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub = subparsers.add_parser(name, help=command.help, description=command.help, formatter_class=HelpFormatter)
         command.add_arguments(sub)
+        _common_options(sub, suppress=True)
         sub.set_defaults(_run=command.run)
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``class-hf``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in dataset cards and reports
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    status = args._run(args)
+    """Entry point of ``class-hf``; returns the exit status.
+
+    A user error (a missing or corrupt file, a bad value, a failed strict validation, a typo in an option) prints one
+    line on stderr and exits with status 2 (:class:`~class_hf.user_errors.UserError`, a ``SystemExit``); ``--debug``
+    or ``CLASS_HF_DEBUG=1`` shows the traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = _subparser(parser, args.command)
+        known = [option for action in sub._actions for option in action.option_strings]
+        sub.error(unknown_arguments(extras, known))
+    args.argv = argv  # recorded in dataset cards and reports
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with user_errors(f"class-hf {args.command}", debug=debug_requested(args.debug)):
+        configure_cpu_threads()  # before torch starts: OMP_NUM_THREADS unless the user set it
+        status = args._run(args)
     return 0 if status is None else int(status)
 
 
@@ -97,7 +188,12 @@ def _write_json(obj: Any) -> None:
 
 # ------------------------------------------------------------------------------------------------------------ prepare
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="ChEBI-20 folder, file or Hub dataset id (see load_chebi20).")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="ChEBI-20 folder, file(s), Hub dataset id, or `bundled` (the 6,562 pairs shipped with class-hf); "
+        "see docs/data.md.",
+    )
     parser.add_argument("--out", required=True, help="Output folder (Dataset.save_to_disk).")
     parser.add_argument(
         "--resplit",
@@ -124,10 +220,37 @@ def prepare(args: argparse.Namespace) -> int:
                 f"--resplit must be comma-separated numbers such as 0.8,0.1,0.1, got {args.resplit!r}."
             ) from None
         data = resplit_by_cid(data, fractions, seed=args.seed)
+    data = _without_empty_splits(data, args.source)
     data = MoleculeFeatures(fingerprints=args.fingerprints).featurize(data, num_proc=args.num_proc)
     data.save_to_disk(args.out)
+    _check_saved(args.out, {split: len(part) for split, part in data.items()})
     logger.info("Saved %s to %s", {split: len(part) for split, part in data.items()}, args.out)
     return 0
+
+
+def _without_empty_splits(data, source: str):
+    """Leaves out (and says so) the splits a re-split left empty: ``save_to_disk`` writes them unreadable."""
+    from datasets import DatasetDict
+
+    empty = [split for split, part in data.items() if len(part) == 0]
+    if empty:
+        logger.warning("Leaving out the split(s) %s of %s: they hold no pairs.", empty, source)
+    kept = DatasetDict({split: part for split, part in data.items() if len(part)})
+    if not kept:
+        raise ValueError(f"{source}: no split holds any pair; nothing to save.")
+    return kept
+
+
+def _check_saved(out: str, sizes: dict[str, int]) -> None:
+    """What ``prepare`` wrote must load with ``datasets.load_from_disk`` (its success message promises that)."""
+    from datasets import load_from_disk
+
+    try:
+        reloaded = {split: len(part) for split, part in load_from_disk(out).items()}
+    except Exception as err:
+        raise RuntimeError(f"{out} was written but does not load with datasets.load_from_disk: {err}") from err
+    if reloaded != sizes:
+        raise RuntimeError(f"{out} was written with the splits {sizes} but loads as {reloaded}.")
 
 
 # ------------------------------------------------------------------------------------------------------------ score
@@ -152,10 +275,14 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delta", type=float, default=0.0, help="Margin of the confusion test.")
     parser.add_argument("--chunk-size", type=int, default=1024, help="Rows per similarity chunk.")
     parser.add_argument("--batch-size", type=int, default=64, help="Encoding and warm-up batch size.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup-fraction", type=float, default=0.25)
-    parser.add_argument("--warmup-epochs", type=float, default=1.0)
-    parser.add_argument("--warmup-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the scorer's training and of cross-fitting.")
+    parser.add_argument(
+        "--warmup-fraction", type=float, default=0.25, help="--source warmup: share of the pairs the copy trains on."
+    )
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="--source warmup: epochs of the warm-up.")
+    parser.add_argument(
+        "--warmup-learning-rate", type=float, default=1e-4, help="--source warmup: learning rate of the warm-up."
+    )
     parser.add_argument("--fingerprint-max-epochs", type=int, default=200, help="Epoch cap of the fingerprint scorer.")
     parser.add_argument("--fingerprint-patience", type=int, default=10, help="Early-stopping patience (epochs).")
     parser.add_argument("--projection-dim", type=int, default=256, help="Shared space of the fingerprint scorer.")
@@ -275,8 +402,8 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="With --pool all: a CID/SMILES table (e.g. cid_split_smiles.tsv) of further candidate molecules.",
     )
     parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=64, help="Pairs encoded per forward pass.")
+    parser.add_argument("--chunk-size", type=int, default=1024, help="Queries ranked at a time (bounds memory).")
     parser.add_argument("--output", default=None, help="Also write the metrics to this JSON file.")
 
 
@@ -351,7 +478,7 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
     parser.add_argument("--revision", default=None, help="Hub revision of --model.")
     parser.add_argument("--device", default=None, help="Device to encode on (default: CPU).")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="Molecules / texts encoded per forward pass.")
     parser.add_argument("--chunk-size", type=int, default=4096, help="Molecules featurized and encoded at a time.")
     parser.add_argument("--num-proc", type=int, default=None, help="Worker processes for featurization.")
 
@@ -447,11 +574,11 @@ def _cases_arguments(parser: argparse.ArgumentParser) -> None:
         default="random",
         help="Which successes: a seeded random sample, or those with the largest lead over the runner-up.",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of --order random.")
     parser.add_argument("--html", default=None, metavar="CASES.html", help="Write the side-by-side page here.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of text.")
     parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="Pairs encoded per forward pass.")
 
 
 def cases_command(args: argparse.Namespace) -> int:

@@ -156,7 +156,7 @@ class CurriculumTrainer(Trainer):
 
     @property
     def _needs_difficulty(self) -> bool:
-        return self.args.curriculum_enabled or self.args.intensity_beta > 0
+        return self.args.uses_batch_stream or self.args.intensity_beta > 0
 
     @property
     def curriculum_callback(self) -> CurriculumCallback:
@@ -228,7 +228,7 @@ class CurriculumTrainer(Trainer):
         args = self.args
         if self._needs_difficulty and self.difficulty_provider.values is None:
             self._prepare_difficulty()
-        if not args.curriculum_enabled:
+        if not args.uses_batch_stream:
             dataloader = super().get_train_dataloader()
             world = self.accelerator.num_processes
             plan = CurriculumPlan.for_trainer_epochs(
@@ -265,10 +265,13 @@ class CurriculumTrainer(Trainer):
             world_size=self.accelerator.num_processes,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             drop_last=args.dataloader_drop_last,
+            full_data=not args.curriculum_enabled,
         )
         self._set_plan(plan, drive_epochs=True)
         logger.info("Curriculum plan (%s, %s): %s.", args.curriculum.value, self.pacing, plan.describe())
-        return self._loader(self.train_dataset, CurriculumBatchSampler(sampler, plan, before_epoch=self._before_epoch))
+        compose = self.difficulty_provider.compose_batches if args.batch_composition == "confusion" else None
+        stream = CurriculumBatchSampler(sampler, plan, before_epoch=self._before_epoch, compose=compose)
+        return self._loader(self.train_dataset, stream)
 
     def _loader(self, dataset, batch_sampler) -> DataLoader:
         """A prepared data loader of ``dataset``'s collator columns over ``batch_sampler``."""
@@ -305,7 +308,7 @@ class CurriculumTrainer(Trainer):
     @override
     def set_initial_training_values(self, args, dataloader):
         """With a curriculum, the Trainer's values for ``max_steps`` = the plan's optimizer steps (one pass)."""
-        if not self.args.curriculum_enabled or self.plan is None:
+        if not self.args.uses_batch_stream or self.plan is None:
             return super().set_initial_training_values(args, dataloader)
         total = self.plan.total_updates
         max_steps = min(args.max_steps, total) if args.max_steps > 0 else total

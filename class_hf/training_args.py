@@ -19,7 +19,7 @@ from transformers import TrainingArguments
 
 from .curriculum.intensity import IntensityTarget
 from .curriculum.pacing import PacingKind
-from .curriculum.sampler import CurriculumOrder
+from .curriculum.sampler import BatchComposition, CurriculumOrder
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,12 @@ class CurriculumTrainingArguments(TrainingArguments):
         pacing_root_degree (float): degree ``p`` of ``root`` pacing.
         redraw_random_subset (bool): with ``curriculum="random_subset"``, draw a fresh random subset every epoch
             (default); False takes nested prefixes of one fixed random permutation, as ``easy_first``'s pools nest.
+
+        batch_composition (BatchComposition | str): ``random`` (consecutive pairs of the epoch's order) or
+            ``confusion``: every batch filled to ``confusion_share`` with pairs the difficulty scorer confuses with
+            each other (their hardest negatives; :func:`~class_hf.curriculum.sampler.compose_confusion_batches`).
+        confusion_neighbors (int): confusing neighbours kept per pair (``confusion``).
+        confusion_share (float): share of each batch filled by confusing neighbourhoods (``confusion``).
 
     > Difficulty
 
@@ -137,6 +143,20 @@ class CurriculumTrainingArguments(TrainingArguments):
             "help": "With curriculum='random_subset': draw a fresh random subset every epoch (True), or take nested "
             "prefixes of one fixed random permutation, as easy_first's pools nest (False)."
         },
+    )
+
+    batch_composition: BatchComposition | str = field(
+        default=BatchComposition.RANDOM,
+        metadata={
+            "help": "How each epoch's order is cut into batches: 'random' (consecutively) or 'confusion' (batches "
+            "partly filled with pairs the difficulty scorer confuses with each other: hard negatives)."
+        },
+    )
+    confusion_neighbors: int = field(
+        default=16, metadata={"help": "Confusing neighbours kept per pair (batch_composition='confusion')."}
+    )
+    confusion_share: float = field(
+        default=0.5, metadata={"help": "Share of each batch filled by confusing neighbourhoods, in [0, 1]."}
     )
 
     # > Difficulty
@@ -213,13 +233,14 @@ class CurriculumTrainingArguments(TrainingArguments):
         if not callable(self.pacing):
             self.pacing = _to_enum(PacingKind, self.pacing, "pacing")
         self.intensity_target = _to_enum(IntensityTarget, self.intensity_target, "intensity_target")
+        self.batch_composition = _to_enum(BatchComposition, self.batch_composition, "batch_composition")
         self._check_pacing()
         self._check_difficulty()
         self._check_intensity_and_model()
-        if self.curriculum != CurriculumOrder.NONE:
+        if self.uses_batch_stream:
             self._check_curriculum()
         super().__post_init__()
-        if self.curriculum != CurriculumOrder.NONE and self.accelerator_config.split_batches:
+        if self.uses_batch_stream and self.accelerator_config.split_batches:
             raise ValueError(
                 "`accelerator_config.split_batches=True` cannot be combined with a curriculum: the curriculum cuts "
                 "every process's batches itself. Keep the default `split_batches=False`."
@@ -240,6 +261,11 @@ class CurriculumTrainingArguments(TrainingArguments):
                 raise ValueError(f"`pacing_fractions` must be non-decreasing, got {fractions}.")
         if self.pacing_root_degree < 1:
             raise ValueError(f"`pacing_root_degree` must be >= 1, got {self.pacing_root_degree}.")
+        if self.confusion_neighbors < 1 or not 0 <= self.confusion_share <= 1:
+            raise ValueError(
+                f"`confusion_neighbors` must be >= 1 and `confusion_share` in [0, 1], got {self.confusion_neighbors} "
+                f"and {self.confusion_share}."
+            )
 
     def _check_difficulty(self) -> None:
         _check_difficulty_source(self.difficulty_source)
@@ -280,8 +306,13 @@ class CurriculumTrainingArguments(TrainingArguments):
 
     @property
     def curriculum_enabled(self) -> bool:
-        """Whether a curriculum sampler replaces the Trainer's own sampler."""
+        """Whether each epoch trains on a curriculum pool (anything but ``curriculum='none'``)."""
         return self.curriculum != CurriculumOrder.NONE
+
+    @property
+    def uses_batch_stream(self) -> bool:
+        """Whether class-hf cuts the batches (a curriculum or a batch composition) instead of the Trainer's sampler."""
+        return self.curriculum_enabled or self.batch_composition != BatchComposition.RANDOM
 
     def to_dict(self) -> dict:
         """Like ``TrainingArguments.to_dict``, with a callable ``pacing`` replaced by its name (JSON-safe)."""

@@ -300,12 +300,21 @@ def test_bad_rows_strict_raises(chebi20_sample_dir):
     assert len(load_chebi20(chebi20_sample_dir / "orma_sample.csv", strict=True)["train"]) == 300
 
 
-def test_duplicate_cid_across_splits(chebi20_sample_dir):
+def test_duplicate_cid_across_splits(tmp_path, chebi20_sample_dir):
     path = chebi20_sample_dir / "orma_sample.csv"
-    dd, report = load_chebi20({"validation": path, "test": path}, return_report=True)
-    assert len(dd["validation"]) == 300 and len(dd["test"]) == 0
-    assert report.counts_by_split == {"test": {"duplicate_cid": 300}}
+    first_100 = tmp_path / "val.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    with open(first_100, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows[:101])  # header + 100 pairs
+    dd, report = load_chebi20({"validation": first_100, "test": path}, return_report=True)
+    assert len(dd["validation"]) == 100 and len(dd["test"]) == 200
+    assert report.counts_by_split == {"test": {"duplicate_cid": 100}}
     assert dd["test"].column_names == dd["validation"].column_names
+    # Every pair of a split repeated: an error naming the split, its file and the reason (issue 13.1), never an
+    # empty split that cannot be featurized or saved.
+    with pytest.raises(ValueError, match=r"split\(s\) 'test' \(.*orma_sample.csv\): all 300 rows dropped \(duplicate"):
+        load_chebi20({"validation": path, "test": path})
 
 
 def test_validate_pairs_on_any_datasetdict(caplog, capfd):
@@ -484,8 +493,9 @@ def test_hub_offline_parquet(tmp_path, offline_hub, orma_folder, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", spy)
     dd, report = load_chebi20("chem-org/chebi-20", cache_dir=str(tmp_path / "ds_cache"), return_report=True)
-    # The Hub id was tried first (and failed offline), then the cached snapshot was loaded.
-    assert calls[0] == "chem-org/chebi-20" and calls[1] == str(snapshot)
+    # The Hub id never goes to datasets.load_dataset (it cannot read the Hub cache offline and retries for tens of
+    # seconds): snapshot_download finds the cached snapshot, which is loaded as a folder.
+    assert calls == [str(snapshot)]
     assert list(dd) == ["validation", "test"]
     assert report.counts == {}
     for split in orma:
@@ -508,3 +518,125 @@ def test_hub_offline_molt5_files(offline_hub, molt5_folder):
 def test_hub_offline_not_cached(tmp_path):
     with pytest.raises(FileNotFoundError, match="could not be loaded"):
         load_chebi20("chem-org/not-cached", cache_dir=str(tmp_path / "ds_cache"))
+
+
+def test_hub_offline_openbioml_layout(offline_hub, molt5_folder):
+    """OpenBioML/chebi_20 publishes MolT5's tab-separated files under .csv names: read as MolT5, not as CSV."""
+    snapshot = _fake_hub_dataset(offline_hub, "OpenBioML/chebi_20")
+    for path in molt5_folder.iterdir():
+        shutil.copy(path, snapshot / (path.stem + ".csv"))
+    dd = load_chebi20("OpenBioML/chebi_20")
+    expected = load_chebi20(molt5_folder)
+    assert list(dd) == ["validation", "test"]
+    for split in dd:
+        assert dd[split]["cid"] == expected[split]["cid"] and dd[split]["smiles"] == expected[split]["smiles"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sources as published, local paths, the bundled pairs
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_molt5_three_files_as_published(tmp_path, molt5_folder):
+    """MolT5's ChEBI-20_data/{train,validation,test}.txt, given as a list of files or as their folder."""
+    folder = tmp_path / "ChEBI-20_data"
+    folder.mkdir()
+    shutil.copy(molt5_folder / "test.tsv", folder / "test.txt")
+    header, *rows = (molt5_folder / "validation.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "train.txt").write_text(header + "".join(rows[:50]), encoding="utf-8")  # a stand-in train file
+    (folder / "validation.txt").write_text(header + "".join(rows[50:]), encoding="utf-8")
+    files = [folder / "train.txt", folder / "validation.txt", folder / "test.txt"]
+    as_list, report = load_chebi20([str(f) for f in files], return_report=True)
+    assert {split: len(part) for split, part in as_list.items()} == {
+        "train": 50,
+        "validation": len(rows) - 50,
+        "test": len(load_chebi20(molt5_folder)["test"]),
+    }
+    assert report.ok
+    assert list(load_chebi20(folder, splits=["train", "test"])) == ["train", "test"]
+    with pytest.raises(ValueError, match="cannot tell the split of .*notes.txt"):
+        load_chebi20([folder / "train.txt", folder / "notes.txt"])
+
+
+def test_local_looking_paths_are_never_looked_up_on_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"looked up on the Hub: {args}")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    for source in ("data/chebi20", "./chebi20", "../chebi20", "/no/such/chebi20", "chebi/test.tsv", "~/chebi20"):
+        with pytest.raises(FileNotFoundError, match="neither an existing file or folder nor a Hub dataset id"):
+            load_chebi20(source)
+
+
+def test_bundled_pairs_load_and_carry_their_license():
+    from class_hf.data.chebi20 import bundled_chebi20_dir
+
+    dd, report = load_chebi20("bundled", return_report=True)
+    assert {split: len(part) for split, part in dd.items()} == {"validation": 3285, "test": 3277}
+    assert report.ok and dd["test"].column_names == ["cid", "smiles", "description", "title"]
+    readme = (bundled_chebi20_dir() / "README.md").read_text(encoding="utf-8")
+    assert "CC BY 4.0" in readme and "PubChem" in readme and "Text2Mol" in readme and "ORMA" in readme
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Encodings, empty splits, files without a header
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["molt5_sample.tsv", "orma_sample.csv"])
+def test_utf8_bom_files_load(tmp_path, chebi20_sample_dir, name):
+    """Excel and Windows tools write a byte-order mark: it is not part of the first column's name (issue 13.7)."""
+    source = chebi20_sample_dir / name
+    with_bom = tmp_path / name
+    with_bom.write_bytes(b"\xef\xbb\xbf" + source.read_bytes())
+    assert load_chebi20(with_bom)["train"].to_dict() == load_chebi20(source)["train"].to_dict()
+
+
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path, chebi20_sample_dir):
+    lines = (chebi20_sample_dir / "molt5_sample.tsv").read_bytes().split(b"\n")
+    lines[7] = lines[7].replace(b"The molecule", b"The mol\xe9cule")  # Latin-1 e-acute
+    path = tmp_path / "latin1.tsv"
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=r"latin1.tsv, line 8: not UTF-8 text \(byte 0xe9 at column \d+\)"):
+        load_chebi20(path)
+    molecules = tmp_path / "cid_split_smiles.tsv"
+    molecules.write_bytes(b"CID\tsplit\tSMILES\n1\ttest\tCCO\n2\ttest\tC\xe9\n")
+    with pytest.raises(ValueError, match="cid_split_smiles.tsv, line 3: not UTF-8"):
+        load_chebi20_molecules(molecules)
+
+
+def test_header_only_file_is_an_error_naming_split_and_file(molt5_folder):
+    """Issue 13.1: a header-only file used to give an empty split that broke featurization and save_to_disk."""
+    header = (molt5_folder / "test.tsv").read_text(encoding="utf-8").splitlines()[0]
+    (molt5_folder / "test.tsv").write_text(header + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"split\(s\) 'test' \(.*molt5.test\.tsv\) hold no data rows"):
+        load_chebi20(molt5_folder)
+    assert list(load_chebi20(molt5_folder, splits="validation")) == ["validation"]
+
+
+def test_split_without_a_valid_row_is_an_error(tmp_path, chebi20_sample_dir):
+    bad = tmp_path / "test.csv"
+    bad.write_text(
+        "CID,CanonicalSMILES,Title,Description\n1,C1CC,ring,The ring is open.\n2,,none,No SMILES.\n", encoding="utf-8"
+    )
+    with pytest.raises(
+        ValueError, match=r"'test' \(.*test.csv\): all 2 rows dropped \(missing_smiles=1, invalid_smiles=1"
+    ):
+        load_chebi20({"train": chebi20_sample_dir / "orma_sample.csv", "test": bad})
+
+
+def test_molt5_file_without_header_is_not_taken_for_text2mol(tmp_path, chebi20_sample_dir):
+    """Issue 13.8: MolT5 rows without the header line used to be read as Text2Mol (cid, mol2vec, desc)."""
+    source = chebi20_sample_dir / "molt5_sample.tsv"
+    headerless = tmp_path / "test.txt"
+    headerless.write_text(source.read_text(encoding="utf-8").split("\n", 1)[1], encoding="utf-8")
+    loaded = load_chebi20(headerless)["test"]
+    expected = load_chebi20(source)["train"]
+    assert len(loaded) == 300
+    assert loaded["cid"] == expected["cid"] and loaded["smiles"] == expected["smiles"]
+    assert loaded["description"] == expected["description"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -167,3 +171,169 @@ def test_evaluate_prints_metrics_for_both_pools(tmp_path, chebi20_sample_dir, ch
     assert cli.main([*base, "--pool", "all", "--pool-molecules", str(table)]) == 0
     with_table = json.loads(capsys.readouterr().out)
     assert with_table["num_candidate_molecules"] == 302  # the split's own CIDs are not added twice
+
+
+# ------------------------------------------------------------------------------------------------ errors and help
+def _one_error_line(capsys, prefix: str) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    errors = [line for line in err if line.startswith(prefix)]
+    assert len(errors) == 1 and not any("Traceback" in line for line in err), err
+    return errors[0]
+
+
+def test_user_errors_are_one_line_with_exit_status_2(tmp_path, chebi20_sample_dir, capsys, monkeypatch):
+    """Issue 13.8: a strict-validation failure, a missing file or a typo'd option used to print a traceback."""
+    monkeypatch.delenv("CLASS_HF_DEBUG", raising=False)
+    bad_rows = str(chebi20_sample_dir / "bad_rows.csv")
+    cases = [
+        (["prepare", "--source", bad_rows, "--out", str(tmp_path / "o"), "--strict"], "rows failed validation"),
+        (["prepare", "--source", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "o")], "nope.tsv"),
+        (["evaluate", "--model", str(tmp_path / "no-model"), "--data", bad_rows], "no-model"),
+        (["search", "--index", str(tmp_path / "no-index"), "a query"], "no-index is not a class-hf index"),
+    ]
+    for argv, expected in cases:
+        with pytest.raises(SystemExit, match=expected) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2, argv
+        line = _one_error_line(capsys, f"class-hf {argv[0]}: error:")
+        assert expected in line and line.endswith("(--debug or CLASS_HF_DEBUG=1 shows the traceback)")
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["search", "--index", "x", "--tpo-k", "3", "query"])
+    assert exit_.value.code == 2
+    line = _one_error_line(capsys, "class-hf search")
+    assert "unrecognized arguments: --tpo-k query (did you mean --top-k?)" in line
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serch", "--index", "x"])
+    assert exit_.value.code == 2 and "Did you mean 'search'?" in _one_error_line(capsys, "class-hf: error:")
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    argv = ["prepare", "--source", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "o")]
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        cli.main([*argv, "--debug"])
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        cli.main(["--debug", *argv])
+    monkeypatch.setenv("CLASS_HF_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        cli.main(argv)
+
+
+def test_version_and_defaults_in_every_help(capsys):
+    from class_hf import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"class-hf {__version__}"
+    parser = cli.build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(subcommands) == set(cli.COMMANDS)
+    for name, sub in subcommands.items():
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"class-hf {name} {action.option_strings or action.dest} has no help text"
+            shown = action.default not in (None, argparse.SUPPRESS) and action.nargs != 0 and not action.required
+            if shown:
+                assert f"(default: {action.default})" in text, (
+                    f"class-hf {name} --help hides the default of {action.dest}"
+                )
+
+
+def test_help_and_version_import_nothing_heavy():
+    """`class-hf --help` / `class-hf <verb> --help` must not pay for torch (issue 14 part 4)."""
+    code = (
+        "import sys\n"
+        "from class_hf import cli\n"
+        "for argv in (['--help'], ['--version'], *[[name, '--help'] for name in cli.COMMANDS]):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit as exit_:\n"
+        "        assert exit_.code == 0, (argv, exit_.code)\n"
+        "heavy = ('torch', 'transformers', 'datasets', 'rdkit', 'torch_geometric', 'numpy')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HEAVY []" in result.stderr, result.stderr[-2000:]
+
+
+def test_recipe_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from class_hf.recipe import run_recipe
+
+    monkeypatch.delenv("CLASS_HF_DEBUG", raising=False)
+    config = tmp_path / "bad.yaml"
+    config.write_text("learning_rte: 1.0e-4\n")
+    with pytest.raises(
+        SystemExit, match=r"unknown argument\(s\) \['learning_rte'\] \(did you mean learning_rate"
+    ) as exit_:
+        run_recipe("dual_encoder", {}, ["--config", str(config)])
+    assert exit_.value.code == 2
+    _one_error_line(capsys, "recipes/dual_encoder.py: error:")
+    with pytest.raises(
+        SystemExit, match=r"unrecognized arguments: --learning_rte 0.1 \(did you mean --learning_rate\?\)"
+    ):
+        run_recipe("dual_encoder", {}, ["--learning_rte", "0.1"])
+    _one_error_line(capsys, "recipes/dual_encoder.py: error:")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['learning_rte'\]"):
+        run_recipe("dual_encoder", {}, ["--config", str(config), "--debug"])
+
+
+# ------------------------------------------------------------------------------------------------ prepare: bad input
+def test_prepare_refuses_a_header_only_split(tmp_path, chebi20_sample_dir, capsys):
+    """Issue 13.1: `prepare` used to exit 0 and write a dataset that `load_from_disk` could not read."""
+    folder = tmp_path / "chebi20"
+    folder.mkdir()
+    lines = (chebi20_sample_dir / "molt5_sample.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "validation.tsv").write_text("".join(lines[:51]), encoding="utf-8")
+    (folder / "test.tsv").write_text(lines[0], encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"'test' \(.*test.tsv\) hold no data rows") as exit_:
+        cli.main(["prepare", "--source", str(folder), "--out", str(out)])
+    assert exit_.value.code == 2 and not out.exists()
+    assert "class-hf prepare: error:" in _one_error_line(capsys, "class-hf prepare: error:")
+
+
+def test_prepare_refuses_a_split_without_valid_rows(tmp_path, chebi20_sample_dir, capsys):
+    folder = tmp_path / "chebi20"
+    folder.mkdir()
+    header, *rows = (chebi20_sample_dir / "orma_sample.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "val.csv").write_text(header + "".join(rows[:50]), encoding="utf-8")
+    (folder / "test.csv").write_text(header + '1,C1CC,x,"An open ring."\n2,,y,"No SMILES."\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"'test' \(.*test.csv\): all 2 rows dropped"):
+        cli.main(["prepare", "--source", str(folder), "--out", str(tmp_path / "out")])
+    _one_error_line(capsys, "class-hf prepare: error:")
+
+
+def test_prepare_leaves_out_a_split_that_resplit_left_empty(tmp_path, chebi20_sample_dir, caplog):
+    """What `prepare` writes always loads, with `load_from_disk` and with `class-hf cases --data`."""
+    out = tmp_path / "out"
+    argv = ["prepare", "--source", str(chebi20_sample_dir / "molt5_sample.tsv"), "--out", str(out)]
+    with caplog.at_level(logging.WARNING, logger="class_hf.cli"):
+        assert cli.main([*argv, "--resplit", "0.9,0.1,0"]) == 0
+    assert "Leaving out the split(s) ['test']" in caplog.text
+    data = load_from_disk(str(out))
+    assert list(data) == ["train", "validation"] and sum(map(len, data.values())) == 300
+
+
+def test_prepare_reads_bom_headerless_and_non_utf8_files(tmp_path, chebi20_sample_dir, capsys):
+    source = (chebi20_sample_dir / "molt5_sample.tsv").read_bytes()
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes(b"\xef\xbb\xbf" + source)
+    assert cli.main(["prepare", "--source", str(bom), "--out", str(tmp_path / "bom")]) == 0
+    headerless = tmp_path / "test.txt"
+    headerless.write_bytes(source.split(b"\n", 1)[1])
+    assert cli.main(["prepare", "--source", str(headerless), "--out", str(tmp_path / "headerless")]) == 0
+    assert (
+        len(load_from_disk(str(tmp_path / "bom"))["train"])
+        == len(load_from_disk(str(tmp_path / "headerless"))["test"])
+        == 300
+    )
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes(source.replace(b"The molecule", b"The mol\xe9cule", 1))
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match=r"latin1.tsv, line 2: not UTF-8 text \(byte 0xe9"):
+        cli.main(["prepare", "--source", str(latin1), "--out", str(tmp_path / "latin1")])
+    _one_error_line(capsys, "class-hf prepare: error:")

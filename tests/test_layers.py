@@ -17,6 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "class_hf"
 
 # Layer of each top-level part of the package; a module may import its own layer and the layers below.
 LAYERS: dict[str, int] = {
+    "_lazy": 0,  # package plumbing: lazy exports, CPU threads, user-error reporting (import nothing of class_hf)
+    "runtime": 0,
+    "user_errors": 0,
     "data": 0,
     "models": 1,
     "curriculum": 1,

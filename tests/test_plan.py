@@ -91,3 +91,39 @@ def test_the_stream_calls_before_epoch_before_drawing_each_epoch():
     assert calls == [0]
     list(batches)
     assert calls == [0, 1]
+
+
+def test_confusion_batches_place_every_pair_once_and_group_neighbours():
+    from class_hf.curriculum.sampler import compose_confusion_batches
+
+    rng = np.random.default_rng(0)
+    n = 60
+    neighbors = np.array([rng.permutation([j for j in range(n) if j != i])[:6] for i in range(n)])
+    order = rng.permutation(48).tolist()  # a pool of 48 of the 60 pairs
+    sizes = [8] * 6
+    batches = compose_confusion_batches(order, sizes, neighbors, share=0.5)
+    assert [len(b) for b in batches] == sizes
+    assert sorted(i for b in batches for i in b) == sorted(order)
+    first = batches[0]
+    assert first[0] == order[0]  # the seed: the first pair of the order
+    pool = set(order)
+    expected = [int(j) for j in neighbors[order[0]] if j in pool][:3]
+    assert first[1 : 1 + len(expected)] == expected  # its neighbours in the pool, most confusing first
+    assert compose_confusion_batches(order, sizes, neighbors, share=0.0)[0][0] == order[0]
+    with pytest.raises(ValueError, match="sum to"):
+        compose_confusion_batches(order, [8] * 5, neighbors)
+
+
+def test_confusing_neighbors_are_the_highest_scores_either_way():
+    import torch
+
+    from class_hf.evaluation.retrieval import confusing_neighbors
+
+    torch.manual_seed(0)
+    text, mol = torch.randn(30, 8), torch.randn(30, 8)
+    k = 4
+    got = confusing_neighbors(text, mol, k, chunk_size=7)
+    t, m = torch.nn.functional.normalize(text, dim=1), torch.nn.functional.normalize(mol, dim=1)
+    both = torch.maximum(t @ m.T, (t @ m.T).T)
+    both.fill_diagonal_(-torch.inf)
+    assert torch.equal(got, both.topk(k, dim=1).indices)

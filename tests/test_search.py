@@ -517,3 +517,112 @@ def test_cli_index_search_and_cases(trained, library, tmp_path, capsys):
     assert main(argv[:-2]) == 0
     text = capsys.readouterr().out
     assert "ranked first:" in text and "failures (largest truth rank):" in text
+
+
+# ------------------------------------------------------------------------------------------------------ integrity
+class _NaNForSomeMolecules(torch.nn.Module):
+    """Wraps the trained model; molecules whose graph has exactly ``poison`` atoms embed as NaN (a diverged model)."""
+
+    def __init__(self, model, poison: int):
+        super().__init__()
+        self.model, self.config, self.poison = model, model.config, poison
+
+    def encode_text(self, *args, **kwargs):
+        return self.model.encode_text(*args, **kwargs)
+
+    def encode_molecule(self, graph):
+        out = self.model.encode_molecule(graph).clone()
+        sizes = torch.bincount(graph.batch, minlength=out.shape[0])
+        out[sizes == self.poison] = float("nan")
+        return out
+
+    def score(self, text_embeds, mol_embeds):
+        return self.model.score(text_embeds, mol_embeds)
+
+
+def test_nan_embeddings_are_refused_when_building(trained, library):
+    """Issue 13.3: a diverged model's NaN embeddings used to be indexed and returned as the best hits."""
+    from rdkit import Chem
+
+    model, tokenizer, _ = trained
+    first = Chem.MolFromSmiles(library["smiles"][0]).GetNumAtoms()
+    poisoned = [i for i, s in enumerate(library["smiles"]) if Chem.MolFromSmiles(s).GetNumAtoms() == first]
+    expected = (
+        rf"{len(poisoned)} of 300 molecule embeddings are not finite .*row 0 \(line 2\), cid {library['cid'][0]}"
+    )
+    with pytest.raises(ValueError, match=expected):
+        MoleculeIndex.build(_NaNForSomeMolecules(model, first), LIBRARY, tokenizer, show_progress=False)
+
+
+def _save_copy(index: MoleculeIndex, directory: Path) -> Path:
+    index.save(directory)
+    return directory
+
+
+def test_tampered_or_damaged_index_files_are_named(index, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from class_hf.cli import main
+
+    folder = _save_copy(index, tmp_path / "index")
+    embeddings = folder / "embeddings.safetensors"
+    tensors = load_file(str(embeddings))
+    tensors["molecules"][[3, 7]] = float("nan")
+    save_file(tensors, str(embeddings))
+    with pytest.raises(
+        ValueError, match=r"embeddings.safetensors: 2 of 300 molecule embeddings are not finite .*row 3"
+    ):
+        MoleculeIndex.load(folder)
+    # `class-hf search` never prints NaN hits: one line naming the file, exit status 2.
+    with pytest.raises(
+        SystemExit, match="embeddings.safetensors: 2 of 300 molecule embeddings are not finite"
+    ) as exit_:
+        main(["search", "--index", str(folder), "a molecule"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("class-hf search: error:") and "Traceback" not in err[0]
+
+    embeddings.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    with pytest.raises(ValueError, match=r"embeddings.safetensors cannot be read as safetensors"):
+        MoleculeIndex.load(folder)
+    (folder / "index.json").write_text('{"format": "class-hf-molecule-index", ')
+    with pytest.raises(ValueError, match=r"index.json is not valid JSON"):
+        MoleculeIndex.load(folder)
+    with pytest.raises(SystemExit, match=r"index.json is not valid JSON") as exit_:
+        main(["search", "--index", str(folder), "a molecule"])
+    assert exit_.value.code == 2
+
+
+def test_nan_query_embedding_is_an_error_not_a_nan_hit(index, trained):
+    model, tokenizer, _ = trained
+    nan_model = _NaNForSomeMolecules(model, poison=-1)
+    nan_model.encode_text = lambda *a, **k: torch.full((1, index.embedding_dim), float("nan"))
+    broken = MoleculeIndex(
+        index.molecule_embeddings, index.rows, info=index.info, model=nan_model, tokenizer=tokenizer
+    )
+    with pytest.raises(ValueError, match="NaN or infinite embedding for the query"):
+        broken.search("The molecule is a carboxylic acid.")
+
+
+def test_long_query_is_truncated_with_one_notice(index, library, caplog):
+    long_query = " ".join([library["description"][2]] * 6)
+    with caplog.at_level(logging.WARNING, logger="class_hf.search.index"):
+        index.search(long_query, k=1)
+        index.search("The molecule is a carboxylic acid.", k=1)  # within the limit: no notice
+        index.search([long_query, long_query, "short"], k=1)
+    notices = [r.getMessage() for r in caplog.records if "tokens" in r.getMessage()]
+    assert len(notices) == 2, notices
+    assert notices[0].startswith("The query has ") and "the model reads the first 64" in notices[0]
+    assert notices[1].startswith("2 of 3 queries are longer than the 64 tokens")
+
+
+def test_library_encodings(tmp_path):
+    """The library reader is the same as ChEBI-20's: BOM accepted, other non-UTF-8 bytes named by file and line."""
+    source = LIBRARY.read_bytes()
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + source)
+    assert read_molecules(bom) == read_molecules(LIBRARY)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(source.replace(b"is a", b"is \xe0", 1))
+    with pytest.raises(ValueError, match=r"latin1.csv, line 2: not UTF-8 text \(byte 0xe0"):
+        read_molecules(latin1)

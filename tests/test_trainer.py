@@ -724,3 +724,30 @@ def test_resume_with_the_trainer_restoring_callback_states(tmp_path):
     for name, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert [r["samples_seen"] for r in resumed.curriculum_history] == [10, 20, 30, 40]
+
+
+def test_confusion_batches_cover_every_epoch_and_keep_neighbours_together(tmp_path):
+    """`batch_composition="confusion"`: the baseline's random order, batches half filled by confusing neighbours."""
+    pytest.importorskip("class_hf.curriculum.difficulty")
+
+    class BatchRecorder(RecordingTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:
+                self.batches.append(inputs["sample_idx"].tolist())
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    args = make_args(
+        tmp_path, curriculum="none", intensity_beta=0.0, intensity_target="none", batch_composition="confusion",
+        difficulty_source="warmup", confusion_neighbors=4, per_device_train_batch_size=8, num_train_epochs=2,
+    )  # fmt: skip
+    trainer = BatchRecorder(
+        model=make_model(), args=args, train_dataset=make_pairs(40, difficulty=False), data_collator=TinyCollator()
+    )
+    trainer.seen, trainer.batches = {}, []
+    trainer.train()
+    for epoch in range(2):
+        assert sorted(trainer.seen[epoch]) == list(range(40))  # every pair once per epoch
+    neighbors = trainer.difficulty_provider.neighbors
+    assert neighbors.shape == (40, 4)
+    first = trainer.batches[0]
+    assert first[1] in neighbors[first[0]]  # the seed's most confusing neighbour in the pool joins its batch

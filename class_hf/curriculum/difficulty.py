@@ -43,6 +43,8 @@ N_T2M_COLUMN = "n_confusing_t2m"
 N_M2T_COLUMN = "n_confusing_m2t"
 DIFFICULTY_COLUMN = "difficulty"
 DIFFICULTY_COLUMNS = (N_T2M_COLUMN, N_M2T_COLUMN, DIFFICULTY_COLUMN)
+NEIGHBORS_COLUMN = "confusing_neighbors"
+"""Optional column: the ``k`` pairs each pair is most confused with (see ``confusing_neighbors`` in evaluation)."""
 DIFFICULTY_SOURCES = ("precomputed", "precomputed:<path-or-hub-id>", "warmup", "fingerprint", "model:<path-or-hub-id>")
 
 # Batch keys the collator may add that a backbone's forward never receives (see CONTRIBUTING, backbone contract).
@@ -156,6 +158,7 @@ def score_difficulty(
     scorer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     delta: float = 0.0,
     chunk_size: int = 1024,
+    neighbors: int = 0,
 ) -> Dataset:
     """Counts the confusing samples of every pair from its embeddings and adds the difficulty columns.
 
@@ -166,6 +169,7 @@ def score_difficulty(
         scorer (Callable | None): ``scorer(text_chunk, mol_chunk) -> [a, b]`` scores; cosine when None.
         delta (float): margin ``delta`` of the confusion test.
         chunk_size (int): rows per chunk of the similarity computation.
+        neighbors (int): also add ``confusing_neighbors``, the ``k`` pairs each pair is most confused with (0: no).
 
     Returns:
         Dataset: ``dataset`` with ``n_confusing_t2m``, ``n_confusing_m2t`` and ``difficulty``.
@@ -178,7 +182,21 @@ def score_difficulty(
             f"`mol_embeds` {len(mol_embeds)}."
         )
     n_t2m, n_m2t = confusion_counts(text_embeds, mol_embeds, scorer=scorer, delta=delta, chunk_size=chunk_size)
-    return add_difficulty_columns(dataset, n_t2m, n_m2t)
+    scored = add_difficulty_columns(dataset, n_t2m, n_m2t)
+    if neighbors:
+        scored = add_neighbors_column(scored, text_embeds, mol_embeds, neighbors, scorer, chunk_size)
+    return scored
+
+
+def add_neighbors_column(dataset: Dataset, text_embeds, mol_embeds, k: int, scorer=None, chunk_size: int = 1024):
+    """``dataset`` with ``confusing_neighbors``: the ``k`` pairs each pair is most confused with (at most N - 1)."""
+    from ..evaluation.retrieval import confusing_neighbors
+
+    k = min(int(k), len(dataset) - 1)
+    values = confusing_neighbors(text_embeds, mol_embeds, k, scorer=scorer, chunk_size=chunk_size)
+    if NEIGHBORS_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(NEIGHBORS_COLUMN)
+    return dataset.add_column(NEIGHBORS_COLUMN, values.tolist())
 
 
 def score_with_model(
@@ -191,6 +209,7 @@ def score_with_model(
     batch_size: int = 64,
     device: str | torch.device | None = None,
     show_progress: bool = True,
+    neighbors: int = 0,
 ) -> Dataset:
     """Scores every pair with a backbone: embeds with it, counts with its ``score``, adds the difficulty columns.
 
@@ -219,7 +238,9 @@ def score_with_model(
         model, dataset, collator, batch_size=batch_size, device=device, show_progress=show_progress
     )
     scorer = getattr(model, "score", None)
-    return score_difficulty(dataset, text_embeds, mol_embeds, scorer=scorer, delta=delta, chunk_size=chunk_size)
+    return score_difficulty(
+        dataset, text_embeds, mol_embeds, scorer=scorer, delta=delta, chunk_size=chunk_size, neighbors=neighbors
+    )
 
 
 def check_difficulty_column(dataset: Dataset, column: str = DIFFICULTY_COLUMN) -> None:
@@ -450,6 +471,7 @@ def compute_difficulty(
     eval_dataset: Dataset | None = None,
     fingerprint_kwargs: Mapping[str, Any] | None = None,
     show_progress: bool = True,
+    neighbors: int = 0,
 ) -> tuple[Dataset, dict[str, Any]]:
     """Adds the difficulty columns to ``dataset`` from the chosen ``source`` and reports what it cost.
 
@@ -489,6 +511,8 @@ def compute_difficulty(
             ``cross_fit_folds`` (default 5: every pair is scored by projections fitted on the other folds, see
             :meth:`FingerprintScorer.cross_fit_counts`; 0 or 1 scores with the projections fitted on all pairs).
         show_progress (bool): show progress bars.
+        neighbors (int): also add ``confusing_neighbors``: the ``k`` pairs each pair is most confused with, by the
+            same scorer (0: no).
 
     Returns:
         tuple[Dataset, dict]: the dataset with ``n_confusing_t2m``, ``n_confusing_m2t``, ``difficulty``, and an info
@@ -503,7 +527,9 @@ def compute_difficulty(
         info["source"] = getattr(source, "name", type(source).__name__)
         text_embeds, mol_embeds = source(dataset)
         scorer = getattr(source, "score", None)
-        scored = score_difficulty(dataset, text_embeds, mol_embeds, scorer=scorer, delta=delta, chunk_size=chunk_size)
+        scored = score_difficulty(
+            dataset, text_embeds, mol_embeds, scorer=scorer, delta=delta, chunk_size=chunk_size, neighbors=neighbors
+        )
         if eval_dataset is not None:
             from ..evaluation.retrieval import retrieval_metrics
 
@@ -546,6 +572,7 @@ def compute_difficulty(
             chunk_size=chunk_size,
             batch_size=batch_size,
             show_progress=show_progress,
+            neighbors=neighbors,
         )
         if eval_dataset is not None:
             info.update(_eval_mrr(warm, eval_dataset, collator, batch_size=batch_size, chunk_size=chunk_size))
@@ -562,6 +589,7 @@ def compute_difficulty(
             batch_size=batch_size,
             eval_dataset=eval_dataset,
             show_progress=show_progress,
+            neighbors=neighbors,
         )
         info.update(extra)
     elif source == "fingerprint":
@@ -580,10 +608,17 @@ def compute_difficulty(
             delta=delta,
             chunk_size=chunk_size,
             eval_dataset=eval_dataset,
+            neighbors=neighbors,
         )
         info.update(extra)
     else:
         raise ValueError(f"Unknown `difficulty_source` {source!r}; choose one of {DIFFICULTY_SOURCES} or a callable.")
+    if neighbors and NEIGHBORS_COLUMN not in scored.column_names:
+        raise ValueError(
+            f"The confusing neighbours of every pair were asked for (`neighbors={neighbors}`), but the "
+            f"{info['source']!r} difficulty has no `{NEIGHBORS_COLUMN}` column; score the pairs with a model "
+            "(`warmup`, `model:...`, `fingerprint`) or add the column."
+        )
     info["seconds"] = time.perf_counter() - start
     info.update(difficulty_summary(scored))
     info.setdefault("num_pairs", len(scored))
@@ -600,6 +635,7 @@ def _score_with_fingerprints(
     delta: float,
     chunk_size: int,
     eval_dataset: Dataset | None,
+    neighbors: int = 0,
 ) -> tuple[Dataset, dict]:
     """``difficulty_source="fingerprint"``: a FingerprintScorer fitted on the pairs (out of fold by default)."""
     from .fingerprint_scorer import FingerprintScorer
@@ -618,6 +654,8 @@ def _score_with_fingerprints(
     else:
         embeds = scorer(dataset)
         scored = score_difficulty(dataset, *embeds, scorer=scorer.score, delta=delta, chunk_size=chunk_size)
+    if neighbors:
+        scored = add_neighbors_column(scored, *scorer(dataset), neighbors, scorer.score, chunk_size)
     if eval_dataset is not None:
         from ..evaluation.retrieval import retrieval_metrics
 
@@ -637,6 +675,7 @@ def _score_with_checkpoint(
     batch_size: int,
     eval_dataset: Dataset | None,
     show_progress: bool,
+    neighbors: int = 0,
 ) -> tuple[Dataset, dict]:
     from transformers import AutoModel, AutoTokenizer
 
@@ -658,6 +697,7 @@ def _score_with_checkpoint(
         chunk_size=chunk_size,
         batch_size=batch_size,
         show_progress=show_progress,
+        neighbors=neighbors,
     )
     extra: dict[str, Any] = {}
     if eval_dataset is not None:

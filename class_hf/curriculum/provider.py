@@ -32,12 +32,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .intensity import normalize_difficulty
 from .pacing import Pacing
-from .sampler import as_difficulty_array
+from .sampler import as_difficulty_array, compose_confusion_batches
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "curriculum_state.json"
 DIFFICULTY_FILE = "curriculum_difficulty.npy"
+NEIGHBORS_FILE = "curriculum_neighbors.npy"
 SAMPLE_IDX = "sample_idx"
 """Column (and batch key) holding each training row's position; the provider adds it when missing."""
 
@@ -97,6 +98,9 @@ class DifficultyProvider:
             (``seed``, ``warmup_fraction``, ``warmup_epochs``, ``warmup_learning_rate``).
         broadcast (Callable[[np.ndarray], np.ndarray] | None): gives every process process 0's values (default:
             accelerate's ``broadcast_object_list`` on several processes).
+        neighbors (int): also keep every pair's ``k`` confusing neighbours (``confusing_neighbors``; 0: no), for
+            ``batch_composition="confusion"``.
+        confusion_share (float): share of each batch filled by confusing neighbourhoods (:meth:`compose_batches`).
     """
 
     def __init__(
@@ -110,6 +114,8 @@ class DifficultyProvider:
         score_kwargs: dict[str, Any] | None = None,
         source_kwargs: dict[str, Any] | None = None,
         broadcast: Callable[[np.ndarray], np.ndarray] | None = None,
+        neighbors: int = 0,
+        confusion_share: float = 0.5,
     ) -> None:
         self.source = source
         self.column = column
@@ -119,6 +125,8 @@ class DifficultyProvider:
         self.score_kwargs = dict(score_kwargs or {})
         self.source_kwargs = dict(source_kwargs or {})
         self.broadcast = broadcast or broadcast_from_main
+        self.num_neighbors = int(neighbors)
+        self.confusion_share = float(confusion_share)
         self.reset()
 
     @classmethod
@@ -129,7 +137,9 @@ class DifficultyProvider:
             column=args.difficulty_column,
             pacing=pacing,
             num_epochs=num_epochs,
-            refresh=args.difficulty_refresh and args.curriculum_enabled,
+            refresh=args.difficulty_refresh and args.uses_batch_stream,
+            neighbors=args.confusion_neighbors if args.batch_composition == "confusion" else 0,
+            confusion_share=args.confusion_share,
             score_kwargs={
                 "delta": args.difficulty_delta,
                 "chunk_size": args.eval_chunk_size,
@@ -147,6 +157,7 @@ class DifficultyProvider:
     def reset(self) -> None:
         """Forgets the values of a previous run."""
         self.values: np.ndarray | None = None
+        self.neighbors: np.ndarray | None = None
         self.scoring_info: dict[str, Any] = {}
         self.scoring_seconds = 0.0
         self.refresh_seconds: dict[int, float] = {}
@@ -208,7 +219,7 @@ class DifficultyProvider:
                 f"{type(dataset).__name__}. Convert it with `datasets.Dataset.from_list(...)`, or set "
                 "`curriculum='none'` and `intensity_beta=0`."
             )
-        from .difficulty import check_difficulty_column, compute_difficulty
+        from .difficulty import NEIGHBORS_COLUMN, check_difficulty_column, compute_difficulty
 
         if restored is not None:
             if len(restored) != len(dataset):
@@ -218,6 +229,12 @@ class DifficultyProvider:
                 )
             values = as_difficulty_array(restored, name="the checkpoint's difficulty")
         elif self.column in dataset.column_names:
+            if self.num_neighbors and NEIGHBORS_COLUMN not in dataset.column_names and self.neighbors is None:
+                raise ValueError(
+                    f"`batch_composition='confusion'` needs every pair's confusing neighbours, but the training set "
+                    f"has `{self.column}` without `{NEIGHBORS_COLUMN}`. Drop the difficulty columns so that they are "
+                    "scored again (with the neighbours), or add the column."
+                )
             check_difficulty_column(dataset, self.column)
             values = np.asarray(dataset[self.column], dtype=np.float64)
         elif self.source == "precomputed":
@@ -235,6 +252,7 @@ class DifficultyProvider:
                 model=model,
                 data_collator=data_collator,
                 tokenizer=tokenizer,
+                neighbors=self.num_neighbors,
                 **self.source_kwargs,
                 **self.score_kwargs,
             )
@@ -242,7 +260,16 @@ class DifficultyProvider:
             self.scoring_seconds += float(info.get("seconds", 0.0))
             values = np.asarray(dataset[DIFFICULTY_COLUMN], dtype=np.float64)
         self._set(values, from_epoch=0)
+        if self.num_neighbors and self.neighbors is None:
+            self.neighbors = self.broadcast(np.asarray(dataset[NEIGHBORS_COLUMN], dtype=np.int64))
         return with_sample_idx(dataset)
+
+    def compose_batches(self, order: list[int], sizes: list[int]) -> list[list[int]]:
+        """An epoch's batches filled partly with mutually confusing pairs (the current neighbours; see
+        :func:`~class_hf.curriculum.sampler.compose_confusion_batches`)."""
+        if self.neighbors is None:
+            raise RuntimeError("The confusing neighbours have not been prepared; call `prepare` with `neighbors` set.")
+        return compose_confusion_batches(order, sizes, self.neighbors, self.confusion_share)
 
     def due(self, epoch: int) -> bool:
         """Whether the values are re-scored before ``epoch`` (a new stage, not refreshed yet, refresh on)."""
@@ -268,10 +295,14 @@ class DifficultyProvider:
         start = time.perf_counter()
         was_training = model.training
         try:
-            scored = score_with_model(model, dataset, data_collator, **self.score_kwargs)
+            scored = score_with_model(model, dataset, data_collator, neighbors=self.num_neighbors, **self.score_kwargs)
         finally:
             model.train(was_training)
         self._set(np.asarray(scored[DIFFICULTY_COLUMN], dtype=np.float64), from_epoch=epoch)
+        if self.num_neighbors:
+            from .difficulty import NEIGHBORS_COLUMN
+
+            self.neighbors = self.broadcast(np.asarray(scored[NEIGHBORS_COLUMN], dtype=np.int64))
         self.last_refresh_epoch = epoch
         seconds = time.perf_counter() - start
         self.refresh_seconds[epoch] = seconds
@@ -306,6 +337,8 @@ class DifficultyProvider:
             json.dump({**self.state_dict(), **_json_safe(extra or {})}, f, indent=2, sort_keys=True)
         if self.values is not None:
             np.save(os.path.join(folder, DIFFICULTY_FILE), self.values)
+        if self.neighbors is not None:
+            np.save(os.path.join(folder, NEIGHBORS_FILE), self.neighbors)
 
     def load_checkpoint(self, folder: str) -> tuple[np.ndarray | None, dict[str, Any] | None]:
         """Restores this provider's state from a checkpoint; returns its values and the sampler state saved with them.
@@ -319,6 +352,9 @@ class DifficultyProvider:
             return None, None
         state, values = loaded
         self.load_state_dict(state)
+        neighbors_path = os.path.join(folder, NEIGHBORS_FILE)
+        if os.path.isfile(neighbors_path):
+            self.neighbors = np.load(neighbors_path)
         return values, state.get("sampler")
 
     @staticmethod

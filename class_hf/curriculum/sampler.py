@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -35,6 +36,13 @@ from transformers.utils import ExplicitEnum
 from .pacing import Pacing, get_pacing, pool_size
 
 logger = logging.getLogger(__name__)
+
+
+class BatchComposition(ExplicitEnum):
+    """How an epoch's order is cut into batches."""
+
+    RANDOM = "random"
+    CONFUSION = "confusion"
 
 
 class CurriculumOrder(ExplicitEnum):
@@ -256,6 +264,8 @@ class CurriculumBatchSampler(Sampler[list[int]]):
             trainer refreshes the difficulty there). The data loader draws ahead of training (accelerate prefetches
             one batch, the Trainer the batches of one optimizer step), so it runs during the last optimizer step of
             epoch ``e - 1``, before that step's update.
+        compose (Callable | None): ``compose(order, sizes) -> batches`` cuts an epoch's order into batches of the
+            given sizes in another way than consecutively (e.g. :func:`compose_confusion_batches`).
 
     Attributes:
         batch_size (None): batches vary in size (accelerate reads this attribute).
@@ -265,7 +275,13 @@ class CurriculumBatchSampler(Sampler[list[int]]):
     batch_size = None
     drop_last = True
 
-    def __init__(self, sampler: CurriculumSampler, plan, before_epoch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        sampler: CurriculumSampler,
+        plan,
+        before_epoch: Callable[[int], None] | None = None,
+        compose: Callable[[list[int], list[int]], list[list[int]]] | None = None,
+    ) -> None:
         if plan.num_samples != sampler.num_samples or plan.num_epochs != sampler.num_epochs:
             raise ValueError(
                 f"The plan ({plan.num_samples} samples, {plan.num_epochs} epochs) does not match the sampler "
@@ -274,10 +290,13 @@ class CurriculumBatchSampler(Sampler[list[int]]):
         self.sampler = sampler
         self.plan = plan
         self.before_epoch = before_epoch
+        self.compose = compose
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The batches of ``epoch`` in stream order (all processes)."""
         order = self.sampler.indices(epoch).tolist()
+        if self.compose is not None:
+            return self.compose(order, self.plan.batch_sizes(epoch))
         batches, start = [], 0
         for size in self.plan.batch_sizes(epoch):
             batches.append(order[start : start + size])
@@ -295,3 +314,52 @@ class CurriculumBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Accepted and ignored: the stream covers every curriculum epoch (the Trainer runs one pass over it)."""
+
+
+def compose_confusion_batches(
+    order: Sequence[int], sizes: Sequence[int], neighbors: np.ndarray, share: float = 0.5
+) -> list[list[int]]:
+    """Batches in which pairs that confuse each other meet: each batch's hardest negatives come from the difficulty.
+
+    Batch by batch, in the epoch's ``order``: the first unplaced pair seeds the batch; its confusing neighbours that
+    are in the pool and unplaced join it, then theirs (breadth first), until ``share`` of the batch is filled; the
+    rest of the batch is the next unplaced pairs of ``order``. Every pair of the order is placed exactly once, in
+    batches of exactly ``sizes``.
+
+    Args:
+        order (Sequence[int]): the epoch's pool in its shuffled order.
+        sizes (Sequence[int]): the batch sizes (they sum to ``len(order)``).
+        neighbors (np.ndarray): ``[N, k]`` confusing neighbours of every training pair, most confusing first.
+        share (float): share of each batch filled by neighbourhoods, in ``[0, 1]``.
+
+    Returns:
+        list[list[int]]: the batches.
+    """
+    order = list(order)
+    if sum(sizes) != len(order):
+        raise ValueError(f"The batch sizes sum to {sum(sizes)} but the epoch holds {len(order)} pairs.")
+    in_pool = np.zeros(len(neighbors), dtype=bool)
+    in_pool[order] = True
+    placed = np.zeros(len(neighbors), dtype=bool)
+    position, batches = 0, []
+
+    def next_unplaced() -> int:
+        nonlocal position
+        while placed[order[position]]:
+            position += 1
+        return order[position]
+
+    for size in sizes:
+        batch: list[int] = []
+        queue = deque([next_unplaced()])  # the seed and its neighbourhood, breadth first
+        while queue and len(batch) < min(size, max(1, round(share * size))):
+            current = queue.popleft()
+            if not placed[current]:
+                batch.append(current)
+                placed[current] = True
+                queue.extend(int(j) for j in neighbors[current] if in_pool[j] and not placed[j])
+        while len(batch) < size:  # the rest of the batch in the epoch's order
+            batch.append(next_unplaced())
+            placed[batch[-1]] = True
+        batches.append(batch)
+    return batches

@@ -34,13 +34,16 @@ from typing import Any, NamedTuple
 import datasets
 from datasets import Dataset, DatasetDict, Features, Value
 
-from .sources import is_hub_id
+from .sources import DATA_EXTENSIONS, is_hub_id
+from .text_io import first_line, iter_records
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BUNDLED",
     "ValidationIssue",
     "ValidationReport",
+    "bundled_chebi20_dir",
     "load_chebi20",
     "load_chebi20_molecules",
     "resplit_by_cid",
@@ -71,7 +74,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 }
 # Tables mapping CID -> SMILES that are picked up automatically next to Text2Mol files.
 SMILES_TABLE_NAMES: tuple[str, ...] = ("cid_split_smiles.tsv", "cid_smiles.tsv")
-DATA_EXTENSIONS: tuple[str, ...] = (".tsv", ".txt", ".csv", ".parquet")
+MOLT5_COLUMNS: tuple[str, str, str] = ("CID", "SMILES", "description")
 
 # Validation reasons, in the order they are checked; a row is reported once, under the first reason that applies.
 MISSING_CID = "missing_cid"
@@ -82,6 +85,7 @@ DUPLICATE_CID = "duplicate_cid"
 REASONS: tuple[str, ...] = (MISSING_CID, MISSING_SMILES, INVALID_SMILES, EMPTY_DESCRIPTION, DUPLICATE_CID)
 
 _MAX_LISTED = 50  # offending rows named in a log message or an error before "... and N more"
+BUNDLED = "bundled"  # load_chebi20(BUNDLED): the ChEBI-20 pairs shipped with class-hf
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -316,45 +320,71 @@ def _read_delimited(path: Path, *, delimiter: str, quoting: int, header: bool) -
     """Read a delimited file; blank lines are skipped, a record with the wrong number of fields is an error."""
     names: list[str] | None = None
     rows: list[list[str]] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        for row in reader:
-            if not row:
-                continue
-            if header and names is None:
-                names = row
-                continue
-            width = len(names) if names is not None else len(rows[0]) if rows else len(row)
-            if len(row) != width:
-                raise ValueError(
-                    f"{path}, line {reader.line_num}: {len(row)} fields where {width} were expected (delimiter "
-                    f"{delimiter!r}). Check that the file is in one of the ChEBI-20 layouts and is not truncated."
-                )
-            rows.append(row)
+    for line, row in iter_records(path, delimiter=delimiter, quoting=quoting):
+        if header and names is None:
+            names = row
+            continue
+        width = len(names) if names is not None else len(rows[0]) if rows else len(row)
+        if len(row) != width:
+            raise ValueError(
+                f"{path}, line {line}: {len(row)} fields where {width} were expected (delimiter "
+                f"{delimiter!r}). Check that the file is in one of the ChEBI-20 layouts and is not truncated."
+            )
+        rows.append(row)
     if header and names is None:
         raise ValueError(f"{path} is empty: expected a header line.")
     return names, rows
 
 
+def _names_cid_and_smiles(fields: Sequence[str]) -> bool:
+    lowered = [name.strip().lower() for name in fields]
+    return any(a in lowered for a in COLUMN_ALIASES["cid"]) and any(a in lowered for a in COLUMN_ALIASES["smiles"])
+
+
+def _is_number_vector(field: str) -> bool:
+    """Text2Mol's ``mol2vec`` column: several whitespace-separated numbers."""
+    values = field.split()
+    if len(values) < 2:
+        return False
+    try:
+        [float(v) for v in values]
+    except ValueError:
+        return False
+    return True
+
+
 def _sniff_layout(path: Path) -> str:
-    """Which layout a data file is in: ``parquet``, ``orma``, ``csv`` (exported), ``molt5`` or ``text2mol``."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    """Which layout a data file is in, from its first line (not its extension, which copies do not keep).
+
+    Returns one of ``parquet``, ``orma``, ``csv`` (exported by :func:`save_chebi20`), ``molt5`` (tab-separated with a
+    header, whatever the extension: the Hub copy ``OpenBioML/chebi_20`` stores MolT5's files as ``.csv``),
+    ``molt5_headerless`` (MolT5 rows ``CID\tSMILES\tdescription`` without the header line) or ``text2mol``.
+    """
+    if path.suffix.lower() == ".parquet":
         return "parquet"
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), [])
-        return "orma" if "canonicalsmiles" in (name.strip().lower() for name in header) else "csv"
-    with open(path, encoding="utf-8") as f:
-        first = f.readline().rstrip("\r\n").split("\t")
-    lowered = [name.strip().lower() for name in first]
-    if any(a in lowered for a in COLUMN_ALIASES["cid"]) and any(a in lowered for a in COLUMN_ALIASES["smiles"]):
+    line = first_line(path)
+    if not line.strip():
+        raise ValueError(
+            f"{path} is empty (its first line is blank): expected a header such as 'CID\\tSMILES\\tdescription'."
+        )
+    tab_fields = line.split("\t")
+    if len(tab_fields) > 1 and _names_cid_and_smiles(tab_fields):
         return "molt5"
-    if len(first) == 3 and first[0].strip().isdigit():
-        return "text2mol"
+    comma_fields = next(csv.reader([line]), [])
+    if _names_cid_and_smiles(comma_fields):
+        return "orma" if "canonicalsmiles" in (name.strip().lower() for name in comma_fields) else "csv"
+    if len(tab_fields) == 3 and tab_fields[0].strip().isdigit():
+        second = tab_fields[1].strip()
+        if _is_number_vector(second):
+            return "text2mol"
+        if second and not any(char.isspace() for char in second):
+            return "molt5_headerless"  # a SMILES has no spaces; a mol2vec vector is many numbers
+    if path.suffix.lower() == ".csv":
+        return "csv"  # read with its header; the column check names what is missing
     raise ValueError(
-        f"{path}: cannot tell its layout from the first line {first[:3]!r}. Expected a MolT5 header "
-        "'CID\\tSMILES\\tdescription' or Text2Mol rows 'cid\\tmol2vec\\tdesc'."
+        f"{path}: cannot tell its layout from the first line {tab_fields[:3]!r}. Expected a MolT5 header "
+        "'CID\\tSMILES\\tdescription' (or MolT5 rows 'cid\\tSMILES\\tdescription'), Text2Mol rows "
+        "'cid\\tmol2vec\\tdesc', or an ORMA header 'CID,CanonicalSMILES,Title,Description'."
     )
 
 
@@ -384,6 +414,10 @@ def _read_file(path: Path, layout: str, smiles_table: dict[str, str] | None) -> 
         names, rows = _read_delimited(path, delimiter=",", quoting=csv.QUOTE_MINIMAL, header=True)
     elif layout == "molt5":
         names, rows = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=True)
+    elif layout == "molt5_headerless":
+        _, rows = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=False)
+        names = list(MOLT5_COLUMNS)
+        logger.info("%s has no header line: read as MolT5 rows with the columns %s", path, names)
     elif layout == "text2mol":
         if smiles_table is None:
             raise ValueError(
@@ -542,44 +576,116 @@ def _from_dataset_dict(
 
 def _load_folder(
     folder: Path, smiles_table: Path | None, keep_columns: bool | Sequence[str], load_kwargs: dict[str, Any]
-) -> dict[str, Dataset]:
+) -> tuple[dict[str, Dataset], dict[str, str]]:
+    """The splits of a folder, and the file each split was read from."""
     scanned = _scan_folder(folder)
     if scanned is not None:
         layout, files = scanned
         files = _order_splits(files)
         logger.info("%s: %s layout, splits %s", folder, layout, list(files))
-        return _read_files(files, smiles_table, keep_columns)
+        return _read_files(files, smiles_table, keep_columns), {split: str(path) for split, path in files.items()}
     # No split files at the top level: let `datasets` infer the splits (e.g. a Hub snapshot's data/train-*.parquet).
     logger.info("%s: no ChEBI-20 split files found; loading it with datasets.load_dataset", folder)
     local_kwargs = {k: v for k, v in load_kwargs.items() if k not in ("revision", "token")}
-    return _from_dataset_dict(datasets.load_dataset(str(folder), **local_kwargs), keep_columns, str(folder))
+    loaded = _from_dataset_dict(datasets.load_dataset(str(folder), **local_kwargs), keep_columns, str(folder))
+    return loaded, {split: f"{folder} [{split}]" for split in loaded}
+
+
+# File types a Hub snapshot needs for loading ChEBI-20 (not images or archives: liupf/ChEBI-20-MM has a 103 MB zip).
+_HUB_PATTERNS: tuple[str, ...] = ("*.csv", "*.tsv", "*.txt", "*.parquet", "*.json", "*.jsonl", "*.md")
 
 
 def _load_hub(
     repo_id: str, smiles_table: Path | None, keep_columns: bool | Sequence[str], load_kwargs: dict[str, Any]
 ) -> dict[str, Dataset]:
-    try:
-        loaded = datasets.load_dataset(repo_id, **load_kwargs)
-    except OSError as error:  # ConnectionError (offline), DatasetNotFoundError, ...
-        logger.info("load_dataset(%r) failed (%s); trying the local Hub cache with snapshot_download", repo_id, error)
-        import huggingface_hub
+    """A Hub dataset as published: its files are fetched (or found in the Hub cache) and read as a local folder.
 
-        try:
-            folder = huggingface_hub.snapshot_download(
-                repo_id, repo_type="dataset", revision=load_kwargs.get("revision"), token=load_kwargs.get("token")
-            )
-        except Exception as cache_error:
-            raise FileNotFoundError(
-                f"source {repo_id!r} is not a local path, and as a Hub dataset it could not be loaded "
-                f"(load_dataset: {error}; snapshot_download from the cache: {cache_error}). Check the path, or "
-                "download the dataset while online (it is then read from the Hub cache with HF_HUB_OFFLINE=1)."
-            ) from cache_error
-        return _load_folder(Path(folder), smiles_table, keep_columns, load_kwargs)
-    return _from_dataset_dict(loaded, keep_columns, repo_id)
+    ``huggingface_hub.snapshot_download`` resolves from the cache when ``HF_HUB_OFFLINE=1`` and fails at once when the
+    repository is not cached, where ``datasets.load_dataset(repo_id)`` cannot read the cache offline and retries for
+    tens of seconds. Reading the snapshot with this module's layout detection also reads copies whose files keep
+    MolT5's tab-separated text under a ``.csv`` name (``OpenBioML/chebi_20``).
+    """
+    import huggingface_hub
+
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id,
+            repo_type="dataset",
+            revision=load_kwargs.get("revision"),
+            token=load_kwargs.get("token"),
+            allow_patterns=list(_HUB_PATTERNS),
+        )
+    except Exception as error:  # LocalEntryNotFoundError (offline, not cached), RepositoryNotFoundError, HTTP errors
+        raise FileNotFoundError(
+            f"source {repo_id!r} is not an existing file or folder (relative to {os.getcwd()}), and as a Hub "
+            f"dataset id it could not be loaded ({type(error).__name__}: {str(error).splitlines()[0]}). Check the "
+            "path, or download the dataset while online (it is then read from the Hub cache with HF_HUB_OFFLINE=1)."
+        ) from error
+    logger.info("%s: Hub dataset snapshot %s", repo_id, folder)
+    return _load_folder(Path(folder), smiles_table, keep_columns, load_kwargs)[0]
+
+
+def bundled_chebi20_dir() -> Path:
+    """The folder of the ChEBI-20 pairs shipped with class-hf (``load_chebi20("bundled")``).
+
+    It holds the 6,562 validation and test pairs of ChEBI-20 in ORMA's layout (``validation.csv``: 3,285 pairs,
+    ``test.csv``: 3,277; original ChEBI descriptions, PubChem SMILES) and a README with their provenance and license
+    (ChEBI descriptions: CC BY 4.0, attribution required).
+    """
+    return Path(__file__).parent / "bundled" / "chebi20"
+
+
+def _source_files(source: Mapping[str, Any] | Sequence[Any]) -> dict[str, Path]:
+    """``{split: file}`` from a mapping, or from a list of files named after their splits (``train.txt`` ...)."""
+    files: dict[str, Path] = {}
+    if isinstance(source, Mapping):
+        pairs = [(_normalise_split_name(str(name)), Path(path)) for name, path in source.items()]
+    else:
+        pairs = []
+        for path in map(Path, source):
+            split = SPLIT_ALIASES.get(path.stem.lower())
+            if split is None:
+                raise ValueError(
+                    f"source: cannot tell the split of {path} from its name; name the files train/validation/test "
+                    "(as MolT5's train.txt, validation.txt, test.txt) or pass a dict {split: file}."
+                )
+            pairs.append((split, path))
+    for split, path in pairs:
+        if split in files:
+            raise ValueError(f"source: {files[split]} and {path} map to the same split {split!r}.")
+        files[split] = path
+    return files
+
+
+def _check_rows(found: Mapping[str, Dataset], origins: Mapping[str, str]) -> None:
+    """A split without a single data row (a header-only file) is an error naming the split and its file."""
+    empty = [split for split, dataset in found.items() if len(dataset) == 0]
+    if empty:
+        listed = ", ".join(f"{split!r} ({origins.get(split, 'unknown origin')})" for split in empty)
+        raise ValueError(
+            f"split(s) {listed} hold no data rows (only a header?). Fill or remove the file(s), or choose the splits "
+            "to load with splits=."
+        )
+
+
+def _check_kept(report: ValidationReport, origins: Mapping[str, str]) -> None:
+    """A split whose every row failed validation is an error: an empty split cannot be featurized or saved."""
+    lost = [split for split, kept in report.num_kept.items() if kept == 0 and report.num_rows.get(split)]
+    if lost:
+        by_split = report.counts_by_split
+        listed = "; ".join(
+            f"{split!r} ({origins.get(split, 'unknown origin')}): all {report.num_rows[split]} rows dropped "
+            f"({', '.join(f'{r}={n}' for r, n in by_split.get(split, {}).items())})"
+            for split in lost
+        )
+        raise ValueError(
+            f"no valid pair left in split(s) {listed}. First problems: {_listed(report.issues[:5])}. Fix the file(s) "
+            "or leave these splits out with splits=."
+        )
 
 
 def load_chebi20(
-    source: str | os.PathLike | Mapping[str, str | os.PathLike],
+    source: str | os.PathLike | Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
     *,
     splits: str | Sequence[str] | None = None,
     smiles_table: str | os.PathLike | None = None,
@@ -588,17 +694,25 @@ def load_chebi20(
     return_report: bool = False,
     **load_kwargs: Any,
 ) -> DatasetDict | tuple[DatasetDict, ValidationReport]:
-    """Load ChEBI-20 pairs from local files or the Hub into a validated `DatasetDict`.
+    """Load ChEBI-20 pairs from local files, the bundled copy or the Hub into a validated `DatasetDict`.
+
+    Where ChEBI-20 comes from (see ``docs/data.md``): MolT5's ``ChEBI-20_data/{train,validation,test}.txt``
+    (github.com/blender-nlp/MolT5), ORMA's and Text2Mol's files, and Hub copies such as ``OpenBioML/chebi_20``.
+    Each is read as published, with its layout told from the first line of each file.
 
     Args:
         source: one of
-            - a folder in the MolT5, ORMA, Text2Mol or exported (:func:`save_chebi20`) layout, detected from the file
-              names and first lines; a folder without such files (e.g. a Hub snapshot with ``data/*.parquet``) is
-              read with ``datasets.load_dataset(folder)``;
-            - a dict ``{split: file}``, or a single file (its split is ``splits`` if given, else taken from the file
-              name, else ``"train"``);
-            - a Hub dataset id ``"org/name"``: ``datasets.load_dataset(repo_id)``, and when that fails (offline) the
-              snapshot in the Hub cache, ``huggingface_hub.snapshot_download(repo_id, repo_type="dataset")``.
+            - ``"bundled"``: the 6,562 validation and test pairs shipped with class-hf (:func:`bundled_chebi20_dir`);
+              an existing local path of that name takes precedence;
+            - a folder in the MolT5, ORMA, Text2Mol or exported (:func:`save_chebi20`) layout; a folder without such
+              files (e.g. a Hub snapshot with ``data/*.parquet``) is read with ``datasets.load_dataset(folder)``;
+            - a dict ``{split: file}``, a list of files named after their splits (MolT5's ``train.txt``,
+              ``validation.txt``, ``test.txt``), or a single file (its split is ``splits`` if given, else taken from
+              the file name, else ``"train"``);
+            - a Hub dataset id ``"org/name"`` (e.g. ``"OpenBioML/chebi_20"``), fetched with
+              ``huggingface_hub.snapshot_download`` (from the Hub cache when ``HF_HUB_OFFLINE=1``). A string that
+              can only be a local path (it exists, starts with ``.``, ``/`` or ``~``, names a data file, or its
+              first folder exists) is never looked up on the Hub.
         splits: the splits to return (``"val"``, ``"valid"``, ``"dev"`` mean ``"validation"``, ``"training"`` means
             ``"train"``); all found when None. ``split=`` is accepted as an alias.
         smiles_table: a tab-separated CID -> SMILES table with ``CID`` and ``SMILES`` columns (backslashes may be
@@ -608,16 +722,19 @@ def load_chebi20(
         keep_columns: keep the source's extra columns (snake_cased: ORMA's ``Title`` -> ``title``), only those
             named, or none (False).
         return_report: also return the :class:`ValidationReport`.
-        **load_kwargs: passed to ``datasets.load_dataset`` when it is used (Hub ids, folders of unknown layout),
-            e.g. ``revision``, ``cache_dir``.
+        **load_kwargs: ``revision`` and ``token`` for a Hub id; the rest goes to ``datasets.load_dataset`` when it
+            reads a folder of unknown layout (e.g. ``cache_dir``).
 
     Returns:
         DatasetDict | tuple[DatasetDict, ValidationReport]: splits ordered train, validation, test, with columns
-        ``cid``, ``smiles`` (backslashes un-doubled), ``description`` (stripped) and the kept extras.
+        ``cid``, ``smiles`` (backslashes un-doubled), ``description`` (stripped) and the kept extras. Every split
+        holds at least one pair.
 
     Raises:
         FileNotFoundError: the source is neither an existing path nor a loadable Hub dataset.
-        ValueError: an unreadable layout, an unknown split, or bad rows under ``strict=True``.
+        ValueError: an unreadable layout or encoding (the file and line are named), an unknown split, a split
+            without any row or without any valid row (the split and its file are named), or bad rows under
+            ``strict=True``.
     """
     if "split" in load_kwargs:
         if splits is not None:
@@ -630,17 +747,17 @@ def load_chebi20(
     table = Path(smiles_table) if smiles_table is not None else None
     if table is not None and not table.is_file():
         raise FileNotFoundError(f"smiles_table {table} does not exist.")
+    if isinstance(source, str) and source == BUNDLED and not os.path.exists(source):
+        source = bundled_chebi20_dir()
 
-    if isinstance(source, Mapping):
-        files = {}
-        for name, path in source.items():
-            split = _normalise_split_name(str(name))
-            if split in files:
-                raise ValueError(f"source: keys {list(source)} map to the same split {split!r}.")
-            files[split] = Path(path)
-        found = _read_files(_select_splits(files, wanted, "source"), table, keep_columns)
+    origins: dict[str, str] = {}
+    if isinstance(source, (Mapping, list, tuple)):
+        files = _select_splits(_source_files(source), wanted, "source")
+        origins = {split: str(path) for split, path in files.items()}
+        found = _read_files(files, table, keep_columns)
     elif Path(source).is_dir():
-        found = _select_splits(_load_folder(Path(source), table, keep_columns, load_kwargs), wanted, str(source))
+        loaded, origins = _load_folder(Path(source), table, keep_columns, load_kwargs)
+        found = _select_splits(loaded, wanted, str(source))
     elif Path(source).is_file():
         path = Path(source)
         if wanted is not None and len(wanted) != 1:
@@ -649,15 +766,21 @@ def load_chebi20(
         if split is None:
             split = "train"
             logger.info("%s: no split name given or in the file name; loading it as the 'train' split", path)
+        origins = {split: str(path)}
         found = _read_files({split: path}, table, keep_columns)
     elif is_hub_id(source):
         found = _select_splits(_load_hub(source, table, keep_columns, load_kwargs), wanted, source)
     else:
         raise FileNotFoundError(
-            f"source {source!r} is neither an existing file or folder nor a Hub dataset id of the form 'org/name'."
+            f"source {str(source)!r} is neither an existing file or folder nor a Hub dataset id of the form "
+            f"'org/name'. Relative paths are resolved from the current folder ({os.getcwd()}); "
+            'load_chebi20("bundled") reads the ChEBI-20 pairs shipped with class-hf.'
         )
+    origins = {split: origins.get(split, f"{source} [{split}]") for split in found}
+    _check_rows(found, origins)
 
     cleaned, report = _validate(found, strict=strict, require_description=True, what=f"ChEBI-20 from {source!r}")
+    _check_kept(report, origins)
     dataset_dict = DatasetDict(cleaned)
     return (dataset_dict, report) if return_report else dataset_dict
 
@@ -778,7 +901,8 @@ def load_chebi20_molecules(
 
     Args:
         path: the tab-separated table with ``CID``, ``SMILES`` and optionally ``split`` columns (backslashes doubled,
-            as in ChEBI-20's ``derived/cid_split_smiles.tsv``), or a folder holding ``cid_split_smiles.tsv``.
+            as in ChEBI-20's ``derived/cid_split_smiles.tsv``), a folder holding ``cid_split_smiles.tsv``, or
+            ``"bundled"``: the table of all 33,010 ChEBI-20 molecules shipped with class-hf.
         strict (bool): raise on bad rows instead of dropping them.
         return_report (bool): also return the :class:`ValidationReport` (split name ``"molecules"``).
 
@@ -786,7 +910,7 @@ def load_chebi20_molecules(
         Dataset: columns ``cid``, ``smiles`` (un-doubled, RDKit-parsable) and ``split`` (normalised split names; None
         when the table has no split column), with unique CIDs, in file order.
     """
-    path = Path(path)
+    path = bundled_chebi20_dir() if str(path) == BUNDLED else Path(path)
     if path.is_dir():
         path = path / SMILES_TABLE_NAMES[0]
     if not path.is_file():

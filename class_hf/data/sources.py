@@ -10,24 +10,41 @@ import os
 import re
 from typing import Any
 
-__all__ = ["HUB_ID_PATTERN", "is_hub_id", "is_saved_dataset", "load_data"]
+__all__ = ["DATA_EXTENSIONS", "HUB_ID_PATTERN", "is_hub_id", "is_saved_dataset", "load_data", "looks_local"]
 
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 """``org/name``: the shape of a Hugging Face Hub repository id."""
 
+DATA_EXTENSIONS: tuple[str, ...] = (".tsv", ".txt", ".csv", ".parquet")
+"""File extensions of ChEBI-20 data files."""
+
 _SAVED_DATASET_FILES = ("dataset_dict.json", "state.json", "dataset_info.json")
 
 
+def looks_local(name: str) -> bool:
+    """Whether a string can only mean a local path, so that it is never looked up on the Hub.
+
+    True when the path exists; when it starts with ``.``, ``/`` or ``~``, has a drive letter or a backslash; when it
+    names a data file (``x/test.tsv``); or when its first component is an existing folder (``data/chebi20`` next to a
+    ``data/`` folder, even when ``chebi20`` is missing: a typo, not a Hub id).
+    """
+    if os.path.exists(name) or name.startswith((".", "/", "~")) or "\\" in name:
+        return True
+    if re.match(r"^[A-Za-z]:", name) or os.path.splitext(name)[1].lower() in DATA_EXTENSIONS:
+        return True
+    return os.path.isdir(name.split("/", 1)[0])
+
+
 def is_hub_id(name: Any) -> bool:
-    """Whether ``name`` is a Hub repository id (``org/name``) and not an existing local path.
+    """Whether ``name`` is a Hub repository id (``org/name``) and not a local path (:func:`looks_local`).
 
     Args:
         name: a string (anything else, e.g. None or a ``Path``, is not a Hub id).
 
     Returns:
-        bool: True for ``"allenai/scibert_scivocab_uncased"``, False for ``"runs/demo"`` when that folder exists.
+        bool: True for ``"allenai/scibert_scivocab_uncased"``, False for ``"runs/demo"`` when ``runs/`` exists.
     """
-    return isinstance(name, str) and bool(HUB_ID_PATTERN.match(name)) and not os.path.exists(name)
+    return isinstance(name, str) and bool(HUB_ID_PATTERN.match(name)) and not looks_local(name)
 
 
 def is_saved_dataset(path: str | os.PathLike) -> bool:

@@ -1,40 +1,41 @@
 """Retrieval evaluation: metrics (:mod:`.retrieval`), the evaluator (:mod:`.evaluator`), encoding and plots.
 
-The names below are imported on first use (PEP 562), so that importing one submodule, e.g. the scoring functions the
-backbones use, does not pull in matplotlib or ``datasets``.
+The names are imported on first use, so that importing one submodule (e.g. the scoring functions the backbones use)
+does not pull in matplotlib or ``datasets``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "RetrievalEvaluator": "evaluator",
-    "confusion_counts": "retrieval",
-    "cosine_scores": "retrieval",
-    "embed_molecules": "encoding",
-    "embed_pairs": "encoding",
-    "embed_texts": "encoding",
-    "metrics_from_ranks": "retrieval",
-    "plot_curves": "plots",
-    "plot_sample_ratio": "plots",
-    "rank_metrics": "retrieval",
-    "ranks": "retrieval",
-    "retrieval_metrics": "retrieval",
-    "top_k": "retrieval",
+    "encoding": ["embed_molecules", "embed_pairs", "embed_texts"],
+    "evaluator": ["RetrievalEvaluator"],
+    "plots": ["plot_curves", "plot_sample_ratio"],
+    "retrieval": [
+        "confusion_counts",
+        "cosine_scores",
+        "metrics_from_ranks",
+        "rank_metrics",
+        "ranks",
+        "retrieval_metrics",
+        "top_k",
+    ],
 }
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+if TYPE_CHECKING:
+    from .encoding import embed_molecules, embed_pairs, embed_texts
+    from .evaluator import RetrievalEvaluator
+    from .plots import plot_curves, plot_sample_ratio
+    from .retrieval import (
+        confusion_counts,
+        cosine_scores,
+        metrics_from_ranks,
+        rank_metrics,
+        ranks,
+        retrieval_metrics,
+        top_k,
+    )

@@ -71,6 +71,7 @@ DIRECTIONS = ("t2m", "m2t")
 __all__ = [
     "DIRECTIONS",
     "Scorer",
+    "confusing_neighbors",
     "confusion_counts",
     "cosine_scores",
     "metrics_from_ranks",
@@ -206,6 +207,48 @@ def _direction_counts(
         # The query's own candidate always passes (delta >= 0); duplicates of it are real confusions.
         counts[start:stop] = n_confused.round().long() - 1
     return counts.cpu()
+
+
+def confusing_neighbors(
+    text_embeds: ArrayLike,
+    mol_embeds: ArrayLike,
+    k: int,
+    *,
+    scorer: Scorer | None = None,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """The ``k`` pairs each pair is most confused with: ``j != i`` by ``max(s(t_i, m_j), s(t_j, m_i))``, highest first.
+
+    Pair ``j`` is a confusing neighbour of ``i`` when its molecule scores high for ``i``'s text or its text scores
+    high for ``i``'s molecule: in the same batch, they are each other's hardest negatives.
+
+    Args:
+        text_embeds: ``[N, D_t]`` text embeddings; row ``i`` pairs with row ``i`` of ``mol_embeds``.
+        mol_embeds: ``[N, D_m]`` molecule embeddings.
+        k (int): neighbours per pair (at most ``N - 1``).
+        scorer: ``scorer(text, mol) -> [a, b]`` scores (cosine when None).
+        chunk_size (int): pairs scored at a time (two ``[chunk_size, N]`` buffers).
+
+    Returns:
+        torch.Tensor: ``[N, k]`` CPU ``LongTensor`` of pair indices.
+    """
+    device = text_embeds.device if isinstance(text_embeds, torch.Tensor) else torch.device("cpu")
+    texts = _as_float32(text_embeds, "text_embeds", device)
+    mols = _as_float32(mol_embeds, "mol_embeds", device)
+    n = texts.shape[0]
+    if mols.shape[0] != n:
+        raise ValueError(f"`text_embeds` has {n} rows but `mol_embeds` has {mols.shape[0]}.")
+    if not 1 <= k < n:
+        raise ValueError(f"`k` must lie in [1, {n - 1}] for {n} pairs, got {k}.")
+    score = scorer if scorer is not None else cosine_scores
+    out = torch.empty(n, k, dtype=torch.long)
+    with torch.no_grad():
+        for start in range(0, n, chunk_size):
+            rows = torch.arange(start, min(start + chunk_size, n), device=device)
+            both = torch.maximum(score(texts[rows], mols), score(texts, mols[rows]).T).float()
+            both[torch.arange(len(rows), device=device), rows] = -torch.inf
+            out[rows.cpu()] = both.topk(k, dim=1).indices.cpu()
+    return out
 
 
 def confusion_counts(

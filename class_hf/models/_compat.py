@@ -2,7 +2,7 @@
 
 - Nested sub-configs are declared with ``sub_configs_defaults`` and ``SubConfigSpec`` in newer transformers 5 releases
   and with a plain ``sub_configs`` mapping before; class-hf resolves ``text_config`` itself (see
-  :func:`~class_hf.models.modules.text_config_from`), so both declarations hold the same thing. Remove the
+  :func:`~class_hf.models.text_config.text_config_from`), so both declarations hold the same thing. Remove the
   ``sub_configs`` branch once the transformers floor has ``SubConfigSpec``.
 """
 

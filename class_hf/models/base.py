@@ -50,8 +50,9 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from ..evaluation.retrieval import cosine_scores
-from .modules import build_text_encoder, text_config_from
+from .modules import build_text_encoder
 from .outputs import RetrievalOutput
+from .text_config import text_config_from
 
 logger = logging.getLogger(__name__)
 

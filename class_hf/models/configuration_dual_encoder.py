@@ -7,7 +7,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 
 from ._compat import SubConfigSpec, text_config_spec
-from .modules import text_config_from
+from .text_config import text_config_from
 
 logger = logging.getLogger(__name__)
 

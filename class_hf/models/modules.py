@@ -8,36 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 from torch_geometric.nn import BatchNorm
-from transformers import AutoConfig, AutoModel, PreTrainedConfig
+from transformers import AutoModel, PreTrainedConfig
 
 from ..data.graphs import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS
 
 logger = logging.getLogger(__name__)
 
 POOLING_MODES = ("mean", "cls", "pooler")
-
-
-def text_config_from(text_config: dict | PreTrainedConfig | None, name_or_path: str | None) -> PreTrainedConfig:
-    """Resolves the nested text-encoder config of a backbone config.
-
-    Args:
-        text_config (dict | PreTrainedConfig | None): a config object, or its ``to_dict()`` as stored in
-            ``config.json`` (must hold ``model_type``).
-        name_or_path (str | None): a Hub id or local path to read the config from when ``text_config`` is None.
-
-    Returns:
-        PreTrainedConfig: the text encoder's config.
-    """
-    if isinstance(text_config, PreTrainedConfig):
-        return text_config
-    if isinstance(text_config, dict):
-        if "model_type" not in text_config:
-            raise ValueError("`text_config` as a dict needs a `model_type` key (e.g. 'bert').")
-        data = dict(text_config)
-        return AutoConfig.for_model(data.pop("model_type"), **data)
-    if name_or_path is None:
-        raise ValueError("Give either `text_config` or `text_encoder_name_or_path` to build the text encoder.")
-    return AutoConfig.from_pretrained(name_or_path)
 
 
 def build_text_encoder(text_config: PreTrainedConfig, name_or_path: str | None = None, load_weights: bool = True):

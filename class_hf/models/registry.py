@@ -161,9 +161,12 @@ def backbone_for_model_type(model_type: str | None) -> Backbone | None:
 
 
 def register_backbones() -> None:
-    """Imports every backbone's modeling module, which registers it with ``AutoConfig`` / ``AutoModel``."""
-    for spec in BACKBONES.values():
-        importlib.import_module(spec.modeling_module)
+    """Registers every backbone with ``AutoConfig`` / ``AutoModel`` (``import class_hf`` already did: the configs at
+    once, the models as stand-ins that import their modeling module when first built or loaded; see
+    :mod:`class_hf.models.auto_registration`)."""
+    from .auto_registration import register_backbones as register
+
+    register()
 
 
 def load_backbone(

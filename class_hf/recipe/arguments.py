@@ -8,6 +8,7 @@ training arguments are :class:`~class_hf.training_args.CurriculumTrainingArgumen
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..training_args import CurriculumTrainingArguments
+from ..user_errors import unknown_arguments
 
 __all__ = [
     "COMMON_DEFAULTS",
@@ -232,11 +234,18 @@ def parse_recipe_args(
     unknown = sorted(set(values) - destinations)
     if unknown:
         where = f"--config {known.config}" if known.config else "the recipe's defaults"
+        close = {name: difflib.get_close_matches(name, sorted(destinations), n=1) for name in unknown}
+        hints = ", ".join(f"{match[0]} for {name}" for name, match in close.items() if match)
         raise ValueError(
-            f"{where} names unknown argument(s) {unknown}. Use the option names of `--help` without the dashes "
-            "(e.g. `learning_rate`, `dataset_name_or_path`)."
+            f"{where} names unknown argument(s) {unknown}{f' (did you mean {hints}?)' if hints else ''}. Use the "
+            "option names of `--help` without the dashes (e.g. `learning_rate`, `dataset_name_or_path`)."
         )
     parser.set_defaults(**values)
-    # The last output is the namespace of `--config` itself (already read above).
-    model_args, data_args, training_args, _ = parser.parse_args_into_dataclasses(args=rest, look_for_args_file=False)
+    # The last outputs are the namespace of `--config` itself (already read above) and the unknown options.
+    *outputs, _, extras = parser.parse_args_into_dataclasses(
+        args=rest, look_for_args_file=False, return_remaining_strings=True
+    )
+    if extras:
+        raise ValueError(unknown_arguments(extras, [o for action in parser._actions for o in action.option_strings]))
+    model_args, data_args, training_args = outputs
     return model_args, data_args, training_args

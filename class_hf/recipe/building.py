@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 import torch
 
 from ..data.features import MoleculeFeatures
-from ..data.sources import is_hub_id, load_data
+from ..data.sources import load_data
 from ..models.registry import Backbone, get_backbone, register_backbones
 from ..training_args import CurriculumTrainingArguments
 from .arguments import WORD_LEVEL, DataArguments, ModelArguments
@@ -39,12 +38,7 @@ def load_pairs(data_args: DataArguments):
             "No data: set `dataset_name_or_path` (a ChEBI-20 folder or file, a save_to_disk folder or a Hub id), "
             "e.g. `--dataset_name_or_path tests/fixtures/chebi20/orma_sample.csv --resplit 0.8 0.1 0.1`."
         )
-    if not os.path.exists(source) and not is_hub_id(source):
-        raise FileNotFoundError(
-            f"`dataset_name_or_path` {source!r} is neither an existing path nor a Hub id 'org/name'. Relative paths "
-            f"are resolved from the current folder ({os.getcwd()}); run the recipes from the repository root."
-        )
-    data = load_data(source)
+    data = load_data(source)  # a missing local path is named with the folder it was resolved from
     if isinstance(data, Dataset):
         data = DatasetDict({data_args.train_split: data})
     if data_args.resplit is not None:

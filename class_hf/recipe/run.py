@@ -15,7 +15,9 @@ import torch
 
 from ..data.features import MoleculeFeatures
 from ..models.registry import get_backbone
+from ..runtime import configure_cpu_threads
 from ..training_args import CurriculumTrainingArguments
+from ..user_errors import debug_requested, user_errors
 from .arguments import COMMON_DEFAULTS, DataArguments, ModelArguments, parse_recipe_args
 from .building import build_model, build_tokenizer, featurize, load_pairs
 from .outputs import (
@@ -258,9 +260,14 @@ def run_recipe(
         dict | None: the results on the main process (None elsewhere).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested("--debug" in argv)
+    argv = [arg for arg in argv if arg != "--debug"]
     defaults = {**COMMON_DEFAULTS, "output_dir": f"runs/{backbone}", **(defaults or {})}
-    model_args, data_args, training_args = parse_recipe_args(argv, defaults)
-    results = train_and_evaluate(backbone, model_args, data_args, training_args, command=_command(backbone, argv))
+    # A user error (unknown YAML key, bad value, missing data) is one line and exit status 2; --debug: traceback.
+    with user_errors(f"recipes/{backbone}.py", debug=debug):
+        configure_cpu_threads()  # class-hf's CPU thread default, unless OMP_NUM_THREADS or torch's is set
+        model_args, data_args, training_args = parse_recipe_args(argv, defaults)
+        results = train_and_evaluate(backbone, model_args, data_args, training_args, command=_command(backbone, argv))
     if results is not None and report is not None:
         report(format_summary(results))
     _end_distributed()

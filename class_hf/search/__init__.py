@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .index import MoleculeIndex, SearchResult
-from .library import read_molecules
+from typing import TYPE_CHECKING
 
-__all__ = ["MoleculeIndex", "SearchResult", "read_molecules"]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "index": ["MoleculeIndex", "SearchResult"],
+    "library": ["read_molecules"],
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .index import MoleculeIndex, SearchResult
+    from .library import read_molecules

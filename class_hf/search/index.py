@@ -178,6 +178,18 @@ def molecule_collator(model: torch.nn.Module) -> Callable[[Sequence[Mapping[str,
 
 
 # ------------------------------------------------------------------------------------------------------ index
+def _finite_queries(embeds: torch.Tensor, what: str) -> torch.Tensor:
+    """Query embeddings, refused when the model returned NaN or inf for one (every score would be NaN)."""
+    bad = (~torch.isfinite(embeds).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        which = f"the {what}" if embeds.shape[0] == 1 else f"{what} {bad[:10]}"
+        raise ValueError(
+            f"The model returned a NaN or infinite embedding for {which}, so no result could be ranked. The "
+            "checkpoint is likely diverged: use another one with --model / `model=`."
+        )
+    return embeds
+
+
 def _check_positive(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -253,10 +265,57 @@ class MoleculeIndex:
         self.text_rows = None if text_rows is None else torch.as_tensor(text_rows, dtype=torch.long).cpu()
         if self.text_rows is not None and self.text_rows.shape[0] != self.text_embeddings.shape[0]:
             raise ValueError("`text_rows` must hold one molecule row per text embedding.")
+        self._check_embeddings()
         self.info = dict(info or {})
         self._model = model
         self._tokenizer = tokenizer
         self._cid_positions: dict[str, dict[str, int]] = {}  # direction -> CID -> first candidate index
+
+    def _describe_row(self, i: int) -> str:
+        line = self.rows["line"][i]
+        where = f"row {self.rows['row'][i]}" + (f" (line {line})" if line is not None else "")
+        cid = self.rows["cid"][i]
+        return where + (f", cid {cid}" if cid is not None else "")
+
+    def _check_embeddings(self) -> None:
+        """Shapes that fit together, text rows in range, and no NaN or infinite value (named by library row)."""
+        molecules = self.molecule_embeddings
+        if molecules.ndim != 2 or molecules.shape[0] == 0:
+            raise ValueError(
+                f"The molecule embeddings must be a non-empty [N, D] matrix, got shape {tuple(molecules.shape)}."
+            )
+        bad = (~torch.isfinite(molecules).all(dim=1)).nonzero().flatten().tolist()
+        if bad:
+            listed = "; ".join(self._describe_row(i) for i in bad[:10]) + (
+                f"; ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+            )
+            raise ValueError(
+                f"{len(bad)} of {molecules.shape[0]} molecule embeddings are not finite (NaN or inf): {listed}. The "
+                "model that encoded them produces NaN for these molecules (a diverged checkpoint?); search would rank "
+                "them arbitrarily. Rebuild the index with a checkpoint whose outputs are finite."
+            )
+        if self.text_embeddings is None:
+            return
+        texts, text_rows = self.text_embeddings, self.text_rows
+        if texts.ndim != 2 or texts.shape[1] != molecules.shape[1]:
+            raise ValueError(
+                f"The text embeddings have shape {tuple(texts.shape)}; they must be [M, {molecules.shape[1]}] like "
+                "the molecule embeddings."
+            )
+        out_of_range = ((text_rows < 0) | (text_rows >= molecules.shape[0])).nonzero().flatten().tolist()
+        if out_of_range:
+            raise ValueError(
+                f"`text_rows` points outside the {molecules.shape[0]} molecules at text(s) {out_of_range[:10]} "
+                f"(values {text_rows[out_of_range[:10]].tolist()})."
+            )
+        bad = (~torch.isfinite(texts).all(dim=1)).nonzero().flatten().tolist()
+        if bad:
+            listed = "; ".join(self._describe_row(int(text_rows[i])) for i in bad[:10])
+            more = f"; ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+            raise ValueError(
+                f"{len(bad)} of {texts.shape[0]} description embeddings are not finite (NaN or inf): the descriptions "
+                f"of {listed}{more}. Rebuild the index with a checkpoint whose outputs are finite."
+            )
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -548,25 +607,53 @@ class MoleculeIndex:
                 f"{directory} is not a class-hf index: {missing} missing. Build one with `class-hf index` or "
                 "MoleculeIndex.build(...).save(directory)."
             )
-        with open(directory / INFO_FILE, encoding="utf-8") as f:
-            info = json.load(f)
+        try:
+            with open(directory / INFO_FILE, encoding="utf-8") as f:
+                info = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(
+                f"{directory / INFO_FILE} is not valid JSON ({err}); the index is damaged. Rebuild it with `class-hf "
+                "index`."
+            ) from err
+        if not isinstance(info, dict):
+            raise ValueError(f"{directory / INFO_FILE} must hold a JSON object, got {type(info).__name__}.")
         if info.get("format") != INDEX_FORMAT or info.get("format_version", 0) > INDEX_FORMAT_VERSION:
             raise ValueError(
                 f"{directory / INFO_FILE} describes format {info.get('format')!r} version {info.get('format_version')}"
                 f"; this class-hf reads {INDEX_FORMAT!r} up to version {INDEX_FORMAT_VERSION}. Upgrade class-hf or "
                 "rebuild the index."
             )
-        tensors = load_file(str(directory / EMBEDDINGS_FILE))
-        rows = pq.read_table(directory / ROWS_FILE).to_pydict()
-        return cls(
-            tensors["molecules"],
-            rows,
-            text_embeddings=tensors.get("texts"),
-            text_rows=tensors.get("text_rows"),
-            info=info,
-            model=model,
-            tokenizer=tokenizer,
-        )
+        try:
+            tensors = load_file(str(directory / EMBEDDINGS_FILE))
+        except Exception as err:  # safetensors raises SafetensorError (not an OSError) for a damaged header or data
+            raise ValueError(
+                f"{directory / EMBEDDINGS_FILE} cannot be read as safetensors ({type(err).__name__}: {err}); the "
+                "index is damaged. Rebuild it with `class-hf index`."
+            ) from err
+        if "molecules" not in tensors:
+            raise ValueError(
+                f"{directory / EMBEDDINGS_FILE} holds no `molecules` tensor (it has {sorted(tensors)}); rebuild the "
+                "index."
+            )
+        try:
+            rows = pq.read_table(directory / ROWS_FILE).to_pydict()
+        except Exception as err:  # pyarrow.ArrowInvalid for a damaged file
+            raise ValueError(
+                f"{directory / ROWS_FILE} cannot be read as parquet ({type(err).__name__}: {err}); the index is "
+                "damaged. Rebuild it with `class-hf index`."
+            ) from err
+        try:
+            return cls(
+                tensors["molecules"],
+                rows,
+                text_embeddings=tensors.get("texts"),
+                text_rows=tensors.get("text_rows"),
+                info=info,
+                model=model,
+                tokenizer=tokenizer,
+            )
+        except ValueError as err:
+            raise ValueError(f"{directory / EMBEDDINGS_FILE}: {err}") from err
 
     # ------------------------------------------------------------------------------------------ queries
     def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
@@ -581,7 +668,33 @@ class MoleculeIndex:
                     '"The molecule is a monocarboxylic acid anion ...".'
                 )
         max_length = int(self.info.get("max_length") or 256)
-        return embed_texts(self.model, list(texts), self.tokenizer, max_length=max_length, show_progress=False)
+        model = self.model  # loads the model (and its tokenizer) first: its error says what to pass
+        self._note_truncation(texts, max_length)
+        embeds = embed_texts(model, list(texts), self.tokenizer, max_length=max_length, show_progress=False)
+        return _finite_queries(embeds, "query")
+
+    def _note_truncation(self, texts: Sequence[str], max_length: int) -> None:
+        """One warning when queries are longer than the model reads (they are cut, as in training)."""
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
+        longer = [n for n in lengths if n > max_length]
+        if not longer:
+            return
+        if len(texts) == 1:
+            logger.warning(
+                "The query has %d tokens; the model reads the first %d, so the rest of it is ignored.",
+                longer[0],
+                max_length,
+            )
+        else:
+            logger.warning(
+                "%d of %d queries are longer than the %d tokens the model reads (up to %d tokens); each is cut to its "
+                "first %d tokens.",
+                len(longer),
+                len(texts),
+                max_length,
+                max(longer),
+                max_length,
+            )
 
     def encode_smiles(self, smiles: Sequence[str]) -> torch.Tensor:
         """``[len(smiles), D]`` embeddings of query molecules (checked: every SMILES must parse)."""
@@ -595,7 +708,8 @@ class MoleculeIndex:
                 which = "The query SMILES" if len(smiles) == 1 else f"Query SMILES {position}"
                 raise ValueError(f"{which} is not a valid molecule: {err}") from None
         featurized = featurize_for_model(list(smiles), self.model)
-        return embed_molecules(self.model, featurized, molecule_collator(self.model), show_progress=False)
+        embeds = embed_molecules(self.model, featurized, molecule_collator(self.model), show_progress=False)
+        return _finite_queries(embeds, "query SMILES")
 
     def _query(self, query: Any, smiles: Any) -> tuple[torch.Tensor, str, bool]:
         """``(query_embeds, direction, single)`` from exactly one of ``query`` / ``smiles``."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..data.chebi20 import undouble_backslashes
 from ..data.sources import is_saved_dataset
+from ..data.text_io import iter_records
 
 logger = logging.getLogger(__name__)
 
@@ -93,24 +94,19 @@ def _read_delimited(path: Path) -> dict[str, list[Any]]:
     # ChEBI-20's TSV files quote nothing (descriptions contain bare quotes); CSV files use RFC-4180 quoting.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     columns = _empty_columns()
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path} is empty: expected a header line naming the columns (e.g. cid, smiles, name).")
-        found = _match_columns(header, str(path))
-        positions = {canonical: header.index(name) for canonical, name in found.items()}
-        row = 0
-        for fields in reader:
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise ValueError(
-                    f"{path}, line {reader.line_num}: {len(fields)} fields where the header has {len(header)} "
-                    f"(delimiter {delimiter!r}). Fix the line, or quote fields that contain the delimiter."
-                )
-            _append(columns, row, reader.line_num, {c: fields[i] for c, i in positions.items()})
-            row += 1
+    records = iter_records(path, delimiter=delimiter, quoting=quoting)  # UTF-8 with or without BOM, as everywhere
+    _, header = next(records, (0, None))
+    if header is None:
+        raise ValueError(f"{path} is empty: expected a header line naming the columns (e.g. cid, smiles, name).")
+    found = _match_columns(header, str(path))
+    positions = {canonical: header.index(name) for canonical, name in found.items()}
+    for row, (line, fields) in enumerate(records):
+        if len(fields) != len(header):
+            raise ValueError(
+                f"{path}, line {line}: {len(fields)} fields where the header has {len(header)} "
+                f"(delimiter {delimiter!r}). Fix the line, or quote fields that contain the delimiter."
+            )
+        _append(columns, row, line, {c: fields[i] for c, i in positions.items()})
     return columns
 
 
