@@ -218,8 +218,17 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int = 256) -> 
     model = build_model(backbone, encoder, bench.quick)
     features = MoleculeFeatures.for_model(model)
     splits = features.featurize(splits, desc=None)
-    collator = features.collator(tokenizer, max_length=max_length, model=model)
-    (splits,) = cache_text_features(model, tokenizer, collator, splits, batch_size=64)
+    # Backbones whose frozen text features are the same (same encoder, layers, pooling) share one computation.
+    shared = Path(bench.cache_dir) / f"text-{model.text_feature_key()}-L{max_length}{'-quick' if bench.quick else ''}"
+    if (shared / "splits").exists():
+        texts = load_from_disk(str(shared / "splits"))
+        splits = DatasetDict({k: d.add_column("text_features", texts[k]["text_features"]) for k, d in splits.items()})
+    else:
+        collator = features.collator(tokenizer, max_length=max_length, model=model)
+        (splits,) = cache_text_features(model, tokenizer, collator, splits, batch_size=64)
+        DatasetDict({k: d.select_columns(["cid", "text_features"]) for k, d in splits.items()}).save_to_disk(
+            str(shared / "splits")
+        )
     extra = None
     if bench.pool is not None:
         test_cids = set(splits["test"]["cid"])

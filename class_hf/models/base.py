@@ -322,15 +322,17 @@ class RetrievalPreTrainedModel(PreTrainedModel):
     def text_feature_key(self) -> str:
         """Identifies :meth:`text_features`: the encoder's configuration and weights, and the backbone's settings.
 
-        Two models with the same key compute the same features, so a dataset column cached by one serves the other.
+        Two models with the same key compute the same features (whatever their class), so a dataset column cached by
+        one serves the other.
         """
         digest = hashlib.sha256()
         digest.update(self.config.text_config.to_json_string(use_diff=False).encode())
-        digest.update(json.dumps(self.text_feature_settings(), sort_keys=True, default=str).encode())
+        settings = {"layout": getattr(self, "text_feature_layout", "pooled"), **self.text_feature_settings()}
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
         for name, tensor in self.text_encoder.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return f"{type(self).__name__}:{digest.hexdigest()[:16]}"
+        return digest.hexdigest()[:16]
 
     def estimate_tokens(self, input_dict: dict[str, Any]) -> int:
         """Tokens of a batch for the Trainer's FLOPs count: from ``input_ids``, or the mask of cached features."""
