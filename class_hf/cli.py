@@ -68,6 +68,7 @@ EXAMPLES = """examples:
   class-hf evaluate --model runs/dual_encoder --data data/chebi20 --split test --pool all
   class-hf index --model runs/dual_encoder --molecules data/chebi20 --split test --texts --out indexes/test
   class-hf search --index indexes/test "The molecule is a monocarboxylic acid anion ..." -k 5
+  class-hf push runs/demo --repo-id ORG/NAME --dry-run     # publish a trained run with its model card
 
 `class-hf COMMAND --help` lists a command's options; --debug shows the traceback of an error."""
 
@@ -311,10 +312,12 @@ def _backbone_for_warmup(args: argparse.Namespace):
 def _tokenizer_for(args: argparse.Namespace):
     from transformers import AutoTokenizer
 
+    from .data.sources import resolve_pretrained
+
     name = (
         args.text_encoder or args.model or (args.source.split(":", 1)[1] if args.source.startswith("model:") else None)
     )
-    return AutoTokenizer.from_pretrained(name) if name else None
+    return AutoTokenizer.from_pretrained(resolve_pretrained(name)) if name else None
 
 
 def _push_with_card(data, repo_id: str, card_text: str, private: bool) -> None:
@@ -470,7 +473,7 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
         "--molecules",
         required=True,
         help="The library: CSV/TSV/SDF/parquet file (a smiles column, optional cid/name/description), a "
-        "`save_to_disk` folder or a ChEBI-20 folder.",
+        "`save_to_disk` folder, a ChEBI-20 folder, or 'bundled' (the 33,010 ChEBI-20 molecules of class-hf).",
     )
     parser.add_argument("--out", required=True, help="Output folder of the index.")
     parser.add_argument("--texts", action="store_true", help="Also index the descriptions (for --smiles searches).")
@@ -613,9 +616,35 @@ def cases_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------------ push
+def _push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="The output_dir of a trained recipe run (checkpoint and README.md model card).")
+    parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="The Hub model repository.")
+    parser.add_argument("--private", action="store_true", help="Create the repository private.")
+    parser.add_argument("--dry-run", action="store_true", help="List what would be uploaded; upload nothing.")
+    parser.add_argument("--card", default=None, metavar="PATH", help="Also write the uploaded model card here.")
+    parser.add_argument("--message", default="CLASS checkpoint and model card (class-hf)", help="Commit message.")
+
+
+def push_command(args: argparse.Namespace) -> int:
+    """``class-hf push``: publish a trained run with its model card (needs a token: ``hf auth login``)."""
+    from .hub import publish_run
+
+    result = publish_run(
+        args.run, args.repo_id, private=args.private, commit_message=args.message, dry_run=args.dry_run
+    )
+    if args.card:
+        with open(args.card, "w", encoding="utf-8") as f:
+            f.write(result["card"])
+        logger.info("Wrote %s", args.card)
+    _write_json({key: value for key, value in result.items() if key != "card"})
+    return 0
+
+
 register_command("index", "Encode a molecule library into a search index.", _index_arguments, index_command)
 register_command("search", "Search an index with a description (or --smiles).", _search_arguments, search_command)
 register_command("cases", "Successes and failures of a model on a labelled split.", _cases_arguments, cases_command)
+register_command("push", "Publish a trained run with its model card on the Hub.", _push_arguments, push_command)
 
 
 if __name__ == "__main__":

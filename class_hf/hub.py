@@ -1,4 +1,14 @@
-"""Difficulty-scored ChEBI-20 on disk and on the Hub: the dataset card that says how the pairs were scored.
+"""Publishing on the Hub: a trained run with its model card (:func:`publish_run`, ``class-hf push``), and
+difficulty-scored ChEBI-20 with the dataset card that says how the pairs were scored.
+
+A recipe run writes its checkpoint and its model card (``README.md``) into ``output_dir``; one command publishes
+them once the user has a token (``hf auth login`` or ``HF_TOKEN``)::
+
+    class-hf push runs/demo --repo-id ORG/NAME            # add --dry-run to list what would be uploaded
+
+(``--push_to_hub --hub_model_id ORG/NAME`` on the recipe does the same at the end of training, through
+``Trainer.push_to_hub``.) The card is re-targeted to the repository first: its usage snippet, title and
+``model-index`` name ``ORG/NAME`` instead of the local folder.
 
 A scored dataset carries, on its training split, the CLASS columns ``n_confusing_t2m``, ``n_confusing_m2t`` (int64)
 and ``difficulty`` (float32 in [0, 1]). It is written by ``class-hf score --out ... [--push-to-hub org/name]`` and
@@ -25,7 +35,14 @@ from .data.sources import is_hub_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["dataset_card_text", "save_scored_dataset", "scored_dataset_card"]
+__all__ = [
+    "PUBLISH_IGNORE",
+    "dataset_card_text",
+    "publish_run",
+    "retarget_model_card",
+    "save_scored_dataset",
+    "scored_dataset_card",
+]
 
 DATASET_TAGS = ("class-hf", "curriculum-learning", "chemistry", "molecule-retrieval", "text-to-molecule", "chebi-20")
 
@@ -131,3 +148,124 @@ def save_scored_dataset(data, path: str | os.PathLike, card: DatasetCard) -> str
     card.save(os.path.join(os.fspath(path), "README.md"))
     logger.info("Saved the scored dataset and its card to %s.", path)
     return os.fspath(path)
+
+
+# What `publish_run` leaves out of a run folder: intermediate checkpoints, the scored dataset (a dataset, published
+# with `class-hf score --push-to-hub`), and private/hidden files (as `Trainer.push_to_hub` skips `_*`).
+PUBLISH_IGNORE = ("checkpoint-*", "scored_dataset", "runs", "_*", ".*")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def retarget_model_card(card_text: str, repo_id: str) -> str:
+    """The model card of a run with its model id (the local ``output_dir``) replaced by the Hub id ``repo_id``: the
+    ``model-index`` name, the title, the usage snippet and the "continue training" hint.
+
+    Args:
+        card_text (str): the ``README.md`` a recipe wrote.
+        repo_id (str): ``org/name``.
+
+    Returns:
+        str: the card to upload.
+    """
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(card_text)
+    old = card.data.model_name
+    card.data.model_name = repo_id
+    text = card.text
+    if old:
+        for before, after in (
+            (f'"{old}"', f'"{repo_id}"'),
+            (f"--model_name_or_path {old}", f"--model_name_or_path {repo_id}"),
+            (f"): {old}\n", f"): {repo_id}\n"),
+        ):
+            text = text.replace(before, after)
+    return f"---\n{card.data.to_yaml()}\n---\n{text}"
+
+
+def _files_to_publish(run_dir: str) -> list[str]:
+    """The files of ``run_dir`` that :func:`publish_run` uploads (relative paths, sorted)."""
+    import fnmatch
+
+    files = []
+    for root, dirs, names in os.walk(run_dir):
+        dirs[:] = [d for d in dirs if not any(fnmatch.fnmatch(d, pattern) for pattern in PUBLISH_IGNORE)]
+        for name in names:
+            if not any(fnmatch.fnmatch(name, pattern) for pattern in PUBLISH_IGNORE):
+                files.append(os.path.relpath(os.path.join(root, name), run_dir))
+    return sorted(files)
+
+
+def publish_run(
+    run_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "CLASS checkpoint and model card (class-hf)",
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Uploads a trained run (the checkpoint in ``run_dir``, its model card re-targeted to ``repo_id``, its metrics
+    and plots) to the Hub model repository ``repo_id``, created when missing. Intermediate ``checkpoint-*`` folders
+    and ``scored_dataset/`` stay local (:data:`PUBLISH_IGNORE`).
+
+    Args:
+        run_dir (str | os.PathLike): a recipe's ``output_dir`` (``config.json``, the weights, ``README.md``).
+        repo_id (str): ``org/name`` on the Hub.
+        private (bool): create the repository private.
+        token (str | None): a Hub token (default: the one ``hf auth login`` stored, or ``HF_TOKEN``).
+        commit_message (str): the commit message.
+        dry_run (bool): only say what would be uploaded (no token needed, nothing leaves the machine).
+
+    Returns:
+        dict: ``repo_id``, ``files`` (the paths in the repository), ``card`` (the uploaded ``README.md`` text),
+        ``dry_run`` and, after an upload, ``url`` (the commit's).
+
+    Raises:
+        ValueError: ``repo_id`` is not ``org/name``, ``run_dir`` holds no trained model or no model card, or there
+            is no token.
+        FileNotFoundError: ``run_dir`` does not exist.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+
+    run_dir = os.fspath(run_dir)
+    if not is_hub_id(repo_id):
+        raise ValueError(f"--repo-id {repo_id!r} is not a Hub repository id of the form org/name.")
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"{run_dir}: no such folder; pass the output_dir of a trained run (e.g. runs/demo).")
+    present = set(os.listdir(run_dir))
+    if "config.json" not in present or not present & set(_WEIGHTS):
+        raise ValueError(
+            f"{run_dir} holds no trained model (config.json and model.safetensors); pass the output_dir of a finished "
+            "recipe run."
+        )
+    card_path = os.path.join(run_dir, "README.md")
+    if not os.path.isfile(card_path):
+        raise ValueError(
+            f"{run_dir} has no model card (README.md); recipes write it when the run has test metrics. Publish a run "
+            "with a test split, or write the card first."
+        )
+    with open(card_path, encoding="utf-8") as f:
+        card = retarget_model_card(f.read(), repo_id)
+    files = _files_to_publish(run_dir)
+    result: dict[str, Any] = {"repo_id": repo_id, "files": files, "card": card, "dry_run": dry_run}
+    if dry_run:
+        return result
+    token = token or get_token()
+    if not token:
+        raise ValueError(
+            "No Hugging Face token: log in with `hf auth login` (or set HF_TOKEN) to publish; --dry-run lists what "
+            "would be uploaded."
+        )
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    operations = [
+        CommitOperationAdd(path_in_repo=path.replace(os.sep, "/"), path_or_fileobj=os.path.join(run_dir, path))
+        for path in files
+        if path != "README.md"
+    ]
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
+    commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type="model")
+    result["url"] = getattr(commit, "commit_url", None) or str(commit)
+    logger.info("Published %s (%d files) to %s.", run_dir, len(files), repo_id)
+    return result

@@ -300,6 +300,9 @@ def build_model_card(
     tags: Sequence[str] = (),
     license: str = "apache-2.0",
     template_path: str | os.PathLike | None = None,
+    data_description: str | None = None,
+    anchor_metrics: Mapping[str, Mapping[str, float]] | None = None,
+    checkpoint_selection: str | None = None,
 ) -> ModelCard:
     """Renders the model card of a CLASS checkpoint.
 
@@ -316,7 +319,8 @@ def build_model_card(
         split (str): the evaluated split.
         num_test_pairs (int | None): size of the evaluated split.
         data_sizes (Mapping | None): rows per split of the training data.
-        pool_molecules (str | None): the extra candidate-molecule table of the ``all`` pool, if any.
+        pool_molecules (str | None): the extra candidate-molecule table of the ``all`` pool, if any (Markdown: a
+            path in backticks, or words).
         hyperparameters (Mapping | None): training hyperparameters shown in a table.
         class_settings (Mapping | None): the CLASS settings shown in a table.
         curriculum_summary (Mapping | None): sample passes, steps and seconds (see :func:`savings_lines`).
@@ -329,6 +333,10 @@ def build_model_card(
         license (str): the checkpoint's license.
         template_path (str | os.PathLike | None): a Jinja Markdown template (default: the packaged
             ``class_hf/templates/model_card.md``).
+        data_description (str | None): where the pairs come from and how they were split, in a sentence.
+        anchor_metrics (Mapping | None): pool -> test metrics of the linear anchor fitted on the same split (shown
+            in their own table; not part of the ``model-index``).
+        checkpoint_selection (str | None): which weights the checkpoint holds (e.g. the best validation epoch).
 
     Returns:
         ModelCard: the card; ``card.save(path)`` or ``card.push_to_hub(repo_id)``.
@@ -378,6 +386,9 @@ def build_model_card(
         savings=savings_lines(curriculum_summary, scoring_info, baseline),
         class_citation=CLASS_CITATION,
         backbone_citation=backbone_citation,
+        data_description=data_description,
+        anchor_results=_result_rows(anchor_metrics) if anchor_metrics else None,
+        checkpoint_selection=checkpoint_selection,
     )
     return card
 
@@ -410,6 +421,9 @@ def model_card_from_trainer(
     config = getattr(model, "config", None)
     args = trainer.args
     hyperparameters = _fields(args, HYPERPARAMETER_FIELDS)
+    if getattr(model, "text_encoder_frozen", False):  # a rate of a frozen encoder would read as if it trained
+        hyperparameters.pop("text_encoder_learning_rate", None)
+        hyperparameters["text_encoder"] = "frozen"
     world = getattr(args, "world_size", 1)
     hyperparameters["num_processes"] = world
     accumulation = args.gradient_accumulation_steps

@@ -29,14 +29,22 @@ def named_parameter_groups(model: nn.Module) -> dict[str, list[str]]:
 def group_learning_rates(model: nn.Module, args: Any) -> dict[str, float]:
     """The learning rate of every named group that has one (from ``args``, else from ``model.config``).
 
+    ``args.text_encoder_learning_rate`` is ignored (with a note in the log) when the model's text encoder is frozen
+    (``model.text_encoder_frozen``), e.g. a recipe's default with ``freeze_text_encoder=True``.
+
     Raises:
-        ValueError: when ``args.text_encoder_learning_rate`` is set but the model has no text-encoder parameters.
+        ValueError: when ``args.text_encoder_learning_rate`` is set but the model has no text-encoder parameters
+            (and no frozen text encoder).
     """
     named = named_parameter_groups(model)
     if getattr(args, "text_encoder_learning_rate", None) is not None and not named.get("text_encoder"):
-        raise ValueError(
-            f"`text_encoder_learning_rate` is set but {type(model).__name__} has no text-encoder parameters "
-            "(none in `param_groups()['text_encoder']` nor named `text_encoder.*`). Unset it or rename the module."
+        if not getattr(model, "text_encoder_frozen", False):
+            raise ValueError(
+                f"`text_encoder_learning_rate` is set but {type(model).__name__} has no text-encoder parameters "
+                "(none in `param_groups()['text_encoder']` nor named `text_encoder.*`). Unset it or rename the module."
+            )
+        logger.info(
+            "`text_encoder_learning_rate` is not used: the text encoder of %s is frozen.", type(model).__name__
         )
     config = getattr(model, "config", None)
     rates: dict[str, float] = {}

@@ -40,6 +40,7 @@ from .curriculum.plan import CurriculumPlan, balanced_batches
 from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
 from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
 from .data.text_features import cache_text_features
+from .log_output import use_readable_logs
 from .models.losses import enable_gather_across_ranks
 from .optimization import apply_group_learning_rates, group_learning_rates, open_clip_decay_names
 from .training_args import CurriculumTrainingArguments
@@ -123,6 +124,7 @@ class CurriculumTrainer(Trainer):
             callbacks=callbacks,
             **kwargs,
         )
+        use_readable_logs(self)  # one line of numbers per log instead of a dict of strings
         # The loss is a per-batch mean computed here: the Trainer must not pass `num_items_in_batch` to the model nor
         # scale the loss by the number of processes, and it divides by the gradient-accumulation steps. Evaluation
         # reports the contrastive loss although the batches hold no labels.
@@ -336,12 +338,7 @@ class CurriculumTrainer(Trainer):
                 self.train_dataset, self.eval_dataset, batch_size=self.args.per_device_eval_batch_size,
             )  # fmt: skip
         self._prepare_difficulty(restored)
-        return super().train(
-            resume_from_checkpoint=resume_from_checkpoint,
-            trial=trial,
-            ignore_keys_for_eval=ignore_keys_for_eval,
-            **kwargs,
-        )
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
 
     @property
     def current_epoch(self) -> int:

@@ -43,6 +43,14 @@ def _check_difficulty_source(source: str) -> None:
     raise ValueError(f"Unknown `difficulty_source` {source!r}; choose one of {list(_DIFFICULTY_SOURCES)}.")
 
 
+def _accelerator_available() -> bool:
+    """Whether torch sees an accelerator (CUDA, MPS, XPU, ...) that pinned memory could serve."""
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
 @dataclass
 class CurriculumTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus the CLASS curriculum, difficulty and intensity settings.
@@ -110,6 +118,13 @@ class CurriculumTrainingArguments(TrainingArguments):
             score difficulty on them; needs a backbone whose text encoder is frozen.
         eval_retrieval (bool): compute Hits@k / MRR / mean rank on the evaluation split in ``evaluate``.
         eval_chunk_size (int): rows per chunk of the similarity matrix in retrieval evaluation and scoring.
+
+    > Outputs
+
+    Args:
+        overwrite_output_dir (bool): let a recipe write into an ``output_dir`` that holds an earlier run (its
+            ``checkpoint-*`` folders are removed first); without it the recipes refuse, unless the run resumes
+            (``resume_from_checkpoint``). The ``Trainer`` itself does not read it.
     """
 
     # > Curriculum (sample scheduler)
@@ -228,6 +243,15 @@ class CurriculumTrainingArguments(TrainingArguments):
         default=1024, metadata={"help": "Rows per chunk of the similarity matrix (evaluation and scoring)."}
     )
 
+    # > Outputs
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Let a recipe write into an output_dir that holds an earlier run (its checkpoint-* folders are "
+            "removed first); without it the recipes refuse unless the run resumes (--resume_from_checkpoint)."
+        },
+    )
+
     def __post_init__(self) -> None:
         self.curriculum = _to_enum(CurriculumOrder, self.curriculum, "curriculum")
         if not callable(self.pacing):
@@ -240,6 +264,9 @@ class CurriculumTrainingArguments(TrainingArguments):
         if self.uses_batch_stream:
             self._check_curriculum()
         super().__post_init__()
+        if self.dataloader_pin_memory and (self.use_cpu or not _accelerator_available()):
+            # Pinned memory serves an accelerator only; torch would warn at every data loader (every evaluation).
+            self.dataloader_pin_memory = False
         if self.uses_batch_stream and self.accelerator_config.split_batches:
             raise ValueError(
                 "`accelerator_config.split_batches=True` cannot be combined with a curriculum: the curriculum cuts "

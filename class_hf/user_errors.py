@@ -80,10 +80,10 @@ def user_errors(prog: str, *, debug: bool = False) -> Iterator[None]:
         if debug or not isinstance(exit_.code, str):
             raise
         raise _fail(prog, exit_.code, hint=False) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # an entry point may say more (e.g. how to resume a recipe)
         if debug:
             raise
-        raise _fail(prog, "interrupted (Ctrl-C)", EXIT_INTERRUPTED, hint=False) from None
+        raise _fail(prog, str(interrupt) or "interrupted (Ctrl-C)", EXIT_INTERRUPTED, hint=False) from None
     except USER_ERRORS as err:
         if debug:
             raise

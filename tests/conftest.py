@@ -6,6 +6,7 @@ Nothing here touches the network or ``../shared``.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
@@ -59,6 +60,24 @@ def make_tiny_bert_config(vocab_size: int):
         intermediate_size=37,
         max_position_embeddings=128,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_datasets_cache(tmp_path_factory):
+    """The datasets cache of the session in a temporary folder (cached text features of in-memory datasets go there),
+    for this process and the processes it starts."""
+    import datasets
+
+    folder = str(tmp_path_factory.mktemp("hf_datasets_cache"))
+    previous = (datasets.config.HF_DATASETS_CACHE, os.environ.get("HF_DATASETS_CACHE"))
+    datasets.config.HF_DATASETS_CACHE = folder
+    os.environ["HF_DATASETS_CACHE"] = folder
+    yield
+    datasets.config.HF_DATASETS_CACHE = previous[0]
+    if previous[1] is None:
+        os.environ.pop("HF_DATASETS_CACHE", None)
+    else:
+        os.environ["HF_DATASETS_CACHE"] = previous[1]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -98,12 +98,20 @@ def test_every_bundled_config_parses_with_its_recipe(config):
     extra = ["--use_cpu"] if "bf16: true" in (CONFIGS / config).read_text() else []  # bf16 on CPU needs it
     model_args, data_args, args = parse_recipe_args(["--config", str(CONFIGS / config), *extra], defaults)
     assert data_args.dataset_name_or_path and args.output_dir.startswith("runs/")
-    if config == "demo.yaml" or config.endswith("_tiny.yaml"):  # built from scratch on the bundled sample
+    if config == "demo.yaml":  # real bundled pairs, the pretrained MiniLM frozen and cached, the best epoch kept
+        assert data_args.dataset_name_or_path == "bundled" and data_args.resplit == [0.8, 0.1, 0.1]
+        assert model_args.text_encoder_name_or_path == "sentence-transformers/all-MiniLM-L6-v2"
+        assert model_args.model_config["freeze_text_encoder"] and args.cache_text_features and model_args.linear_anchor
+        assert args.load_best_model_at_end and args.metric_for_best_model == "eval_mrr"
+    elif config.endswith("_tiny.yaml"):  # built from scratch on the bundled sample
         assert model_args.tokenizer_name_or_path == "wordlevel" and model_args.text_config["model_type"] == "bert"
         assert Path(ROOT / data_args.dataset_name_or_path).is_file()
-    else:  # full runs start from the pretrained SciBERT
+    else:  # full runs start from the pretrained SciBERT and keep the best validation epoch, as the file says
         assert model_args.text_encoder_name_or_path == "allenai/scibert_scivocab_uncased"
         assert model_args.text_config is None and args.bf16
+        text = (CONFIGS / config).read_text()
+        assert "load_best_model_at_end: true" in text and "metric_for_best_model: eval_mrr" in text
+        assert args.load_best_model_at_end and args.metric_for_best_model == "eval_mrr"
 
 
 def test_bad_arguments_are_reported(tmp_path, monkeypatch, caplog):
@@ -278,7 +286,7 @@ def test_two_processes_with_gathered_negatives_run_the_dual_encoder_recipe_uncha
     proc = _run([*ACCELERATE, *launch, *recipe, "--output_dir", str(out), "--use_cpu", "--gather_across_ranks"])
     results = _metrics(out)
     assert results["num_processes"] == 2
-    assert proc.stdout.count("test split pool:") == 1  # only the main process evaluates and prints
+    assert proc.stdout.count("test metrics (") == 1  # only the main process evaluates and prints
     # Each rank trains on its share of every epoch's pool; padding to whole global batches can only add passes.
     curriculum = results["curriculum"]
     assert curriculum["planned_sample_passes"] <= curriculum["samples_seen"] < curriculum["full_sample_passes"]
@@ -325,3 +333,115 @@ def test_gathered_negatives_give_the_single_process_loss_and_gradients(tmp_path)
         assert first["max_grad_diff"] <= 1e-4 * max(1.0, first["max_grad"]), backbone
         # Without gathering each rank sees only its own negatives: a different loss.
         assert abs(first["local_only_loss_mean_over_ranks"] - reference) > 1e-3, backbone
+
+
+# ------------------------------------------------------------------------------------------ outputs and Ctrl-C
+def test_a_recipe_refuses_to_overwrite_an_earlier_run(tmp_path, monkeypatch, capsys):
+    from class_hf.recipe.run import check_output_dir
+
+    out = tmp_path / "run"
+    (out / "checkpoint-8").mkdir(parents=True)
+    (out / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    (out / "metrics.json").write_text("{}")
+    _, _, args = parse_recipe_args(["--output_dir", str(out)])
+    with pytest.raises(ValueError, match=r"already holds an earlier run \(checkpoint-8, metrics.json\); pass "):
+        check_output_dir(args)
+    with pytest.raises(ValueError, match=f"--resume_from_checkpoint {out / 'checkpoint-8'} to continue it"):
+        check_output_dir(args)
+    _, _, resuming = parse_recipe_args(
+        ["--output_dir", str(out), "--resume_from_checkpoint", str(out / "checkpoint-8")]
+    )
+    check_output_dir(resuming)  # resuming writes into its own folder
+    _, _, overwriting = parse_recipe_args(["--output_dir", str(out), "--overwrite_output_dir"])
+    check_output_dir(overwriting)
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]  # stale checkpoints removed, files overwritten
+
+    # Through the recipe: one line on stderr, exit status 2, nothing trained.
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exit_:
+        _recipe("dual_encoder").main(["--config", str(CONFIGS / "dual_encoder_tiny.yaml"), "--output_dir", str(out)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite_output_dir" in err[0] and str(out) in err[0]
+
+
+def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    from class_hf.recipe import run as recipe_run
+
+    out = tmp_path / "run"
+    argv = ["--config", "recipes/configs/demo.yaml", "--output_dir", str(out), "--overwrite_output_dir"]
+
+    def interrupted(*_args, **_kwargs):
+        for step in (4, 8):
+            (out / f"checkpoint-{step}").mkdir(parents=True)
+            (out / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        (out / "checkpoint-12").mkdir()  # being written when Ctrl-C came: incomplete, not offered
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe_run, "train_and_evaluate", interrupted)
+    monkeypatch.setattr(recipe_run, "configure_cpu_threads", lambda: None)
+    with pytest.raises(SystemExit) as exit_:
+        recipe_run.run_recipe("dual_encoder", argv=argv)
+    assert exit_.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    checkpoint = out / "checkpoint-8"
+    assert err == [
+        f"recipes/dual_encoder.py: error: interrupted (Ctrl-C); the last checkpoint is {checkpoint}; resume with: "
+        f"python recipes/dual_encoder.py --config recipes/configs/demo.yaml --output_dir {out} "
+        f"--resume_from_checkpoint {checkpoint}"
+    ]
+
+    def interrupted_early(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe_run, "train_and_evaluate", interrupted_early)
+    with pytest.raises(SystemExit):
+        argv = ["--output_dir", str(tmp_path / "new"), "--save_strategy", "no", "--load_best_model_at_end", "false"]
+        recipe_run.run_recipe("dual_encoder", argv=argv)
+    err = capsys.readouterr().err
+    assert "before the first checkpoint (save_strategy=no); start again with: python recipes/dual_encoder.py " in err
+    assert err.rstrip().endswith("--overwrite_output_dir")
+
+
+def test_cached_text_features_and_the_linear_anchor_in_a_recipe(tmp_path, monkeypatch, capsys):
+    """A frozen text encoder: every split's features cached once (reloaded by a second run), the linear anchor fitted
+    on the same split and reported next to the model in the summary, metrics.json and the model card."""
+    from datasets import load_from_disk
+
+    from class_hf.data.text_features import TEXT_FEATURES_COLUMN
+
+    monkeypatch.chdir(ROOT)
+    model_config = (
+        '{"gnn_hidden_size": 32, "gnn_num_layers": 2, "projection_dim": 32, "use_fingerprint": true, '
+        '"fingerprint_fusion": "output", "pooling": "mean", "text_pooling_layers": 2, "freeze_text_encoder": true}'
+    )
+    out = tmp_path / "frozen"
+    argv = ["--config", str(CONFIGS / "dual_encoder_tiny.yaml"), *QUICK, "--model_config", model_config]
+    argv += ["--cache_text_features", "--linear_anchor", "--output_dir", str(out)]
+    results = _recipe("dual_encoder").main(argv)
+    anchor = results["linear_anchor"]
+    assert anchor["fit"]["text_features"] == "cached (last layer)"
+    assert set(anchor["test"]) == set(results["test"]) == {"split", "all"}
+    assert 0 < anchor["test"]["split"]["t2m_mrr"] <= 1 and 0 < anchor["test"]["all"]["m2t_mrr"] <= 1
+    printed = capsys.readouterr().out
+    assert "dual_encoder: 1 process, mixed precision: no" in printed
+    rows = [line.split() for line in printed.splitlines() if line.startswith(("split ", "all "))]
+    assert [row[:2] for row in rows] == [["split", "dual_encoder"], ["split", "linear"], ["all", "dual_encoder"],
+                                         ["all", "linear"]]  # fmt: skip
+    assert float(rows[1][3]) == pytest.approx(anchor["test"]["split"]["t2m_mrr"], abs=1e-4)
+    card = (out / "README.md").read_text()
+    assert "### The linear anchor on the same split" in card and "`text_encoder` | frozen" in card
+    assert "text_encoder_learning_rate" not in card  # the recipe's default rate is not used with a frozen encoder
+    assert TEXT_FEATURES_COLUMN not in load_from_disk(out / "scored_dataset")["train"].column_names
+
+    # A second run reloads every split's features from the datasets cache instead of encoding the texts again.
+    again = tmp_path / "again"
+    with monkeypatch.context() as patched:
+        from class_hf.data import text_features
+
+        def no_encoding(*_args, **_kwargs):
+            raise AssertionError("the texts were encoded again")
+
+        patched.setattr(text_features, "_encode_batch", no_encoding)
+        rerun = _recipe("dual_encoder").main([*argv[:-1], str(again)])
+    assert rerun["test"]["split"] == pytest.approx(results["test"]["split"], abs=1e-6)

@@ -355,3 +355,29 @@ def test_plot_invalid_inputs(tmp_path, call, match):
     with pytest.raises(ValueError, match=match):
         call(tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_planned_arms_are_labelled_and_dashed():
+    arms = {"CLASS": [0.25, 0.5, 1.0], "baseline": [1.0, 1.0, 1.0]}
+    ax = sample_ratio_figure(arms, planned=["baseline"]).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"CLASS", "baseline (planned, not measured)"}
+    assert lines["baseline (planned, not measured)"].get_linestyle() == "--"
+    assert lines["CLASS"].get_linestyle() == "-"
+    with pytest.raises(ValueError, match=r"`planned` names arms \['other'\]"):
+        sample_ratio_figure(arms, planned=["other"])
+
+
+def test_curves_mark_stage_boundaries_on_whole_epochs():
+    history = {"text→molecule": [(1.0, 0.2), (2.0, 0.3), (3.0, 0.35), (4.0, 0.4)]}
+    figure = curves_figure(
+        history, "epoch", "MRR", "Validation MRR", boundaries=[(1.0, "stage 2 (50%)"), (2.0, "stage 3 (75%)")],
+        integer_x=True,
+    )  # fmt: skip
+    ax = figure.axes[0]
+    vertical = [line for line in ax.get_lines() if line.get_label().startswith("_")]
+    assert [float(line.get_xdata()[0]) for line in vertical] == [1.0, 2.0]
+    assert [text.get_text() for text in ax.texts] == ["stage 2 (50%)", "stage 3 (75%)"]
+    figure.canvas.draw()
+    ticks = [tick for tick in ax.get_xticks() if ax.get_xlim()[0] <= tick <= ax.get_xlim()[1]]
+    assert all(float(tick).is_integer() for tick in ticks)

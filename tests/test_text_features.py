@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from datasets import load_from_disk
@@ -102,3 +104,30 @@ def test_the_trainer_caches_the_features_and_trains_on_them(pairs, tiny_tokenize
     assert TEXT_FEATURES_COLUMN in trainer.train_dataset.column_names
     assert TEXT_FEATURES_COLUMN in trainer.eval_dataset.column_names
     assert [round(h["epoch"]) for h in trainer.state.log_history if "eval_mrr" in h] == [1, 2]
+
+
+def test_in_memory_datasets_are_cached_on_disk_and_not_encoded_twice(pairs, tiny_tokenizer, tiny_bert_config):
+    """An in-memory dataset (e.g. ChEBI-20 read from CSV) has no cache files of its own: its features go to the
+    datasets cache folder, so the next process reloads them; a dataset already holding a model's features is kept."""
+    import datasets
+
+    from class_hf.data.text_features import cache_text_features, holds_text_features_of
+
+    assert not pairs.cache_files
+    model = _models(tiny_bert_config)["dual_encoder"]
+    collator = MoleculeTextCollator(tiny_tokenizer, max_length=64)
+    (first,) = cache_text_features(model, tiny_tokenizer, collator, pairs)
+    folder = Path(datasets.config.HF_DATASETS_CACHE) / "class_hf" / "text_features"
+    assert first.cache_files and all(Path(f["filename"]).parent == folder for f in first.cache_files)
+    assert holds_text_features_of(first, model, tiny_tokenizer, max_length=64)
+    assert not holds_text_features_of(first, _models(tiny_bert_config)["aman"], tiny_tokenizer, max_length=64)
+    assert not holds_text_features_of(pairs, model, tiny_tokenizer)
+    (kept,) = cache_text_features(model, tiny_tokenizer, collator, first)
+    assert kept is first  # nothing recomputed
+    # Another process meets the same rows (the same fingerprint) and the same model: the column comes from the file.
+    with pytest.MonkeyPatch.context() as patched:
+        from class_hf.data import text_features
+
+        patched.setattr(text_features, "_encode_batch", lambda *_a, **_k: pytest.fail("the texts were encoded again"))
+        again = add_text_features(pairs, model, tiny_tokenizer, max_length=64, desc=None)
+    assert again[TEXT_FEATURES_COLUMN] == first[TEXT_FEATURES_COLUMN]

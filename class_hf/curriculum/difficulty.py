@@ -392,6 +392,8 @@ def warm_up_copy(
     """
     from transformers import Trainer, TrainingArguments
 
+    from ..log_output import use_quiet_logs
+
     if not 0 < fraction <= 1:
         raise ValueError(f"`warmup_fraction` must lie in (0, 1], got {fraction}.")
     if epochs <= 0:
@@ -422,6 +424,7 @@ def warm_up_copy(
             disable_tqdm=not show_progress,
         )
         trainer = Trainer(model=warm, args=args, train_dataset=subset, data_collator=_DropNonModelKeys(collator))
+        use_quiet_logs(trainer)  # its end-of-training summary would read as if the run itself had ended
         trainer.train()
         warm = trainer.model
         del trainer

@@ -113,10 +113,12 @@ class FingerprintScorer:
         if isinstance(text_encoder, str):
             from transformers import AutoModel, AutoTokenizer
 
+            from ..data.sources import resolve_pretrained
+
             self.text_encoder_name = text_encoder
             if tokenizer is None:
-                tokenizer = AutoTokenizer.from_pretrained(text_encoder)
-            text_encoder = AutoModel.from_pretrained(text_encoder)
+                tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(text_encoder))
+            text_encoder = AutoModel.from_pretrained(resolve_pretrained(text_encoder))
         else:
             self.text_encoder_name = (
                 getattr(getattr(text_encoder, "config", None), "_name_or_path", "") or type(text_encoder).__name__
@@ -195,6 +197,24 @@ class FingerprintScorer:
             molecules = [{self.smiles_column: smiles} for smiles in molecules]
         matrix = fingerprint_matrix(molecules, dim=self.fingerprint_dim, smiles_column=self.smiles_column)
         return torch.as_tensor(matrix, dtype=torch.float32, device=self.device)
+
+    def use_text_features(self, dataset: Dataset, features: torch.Tensor) -> None:
+        """Uses ``features`` as the frozen text features of ``dataset``'s rows instead of encoding its texts.
+
+        For features computed already, e.g. the last-layer masked means inside a backbone's cached ``text_features``
+        column (the same encoder, pooling and token limit give the same vectors).
+
+        Args:
+            dataset (Dataset): the rows (identified by their fingerprint, as :meth:`dataset_features` does).
+            features (torch.Tensor): ``float [len(dataset), hidden]``.
+        """
+        if features.ndim != 2 or features.shape[0] != len(dataset):
+            raise ValueError(
+                f"`features` must be [len(dataset), hidden] = [{len(dataset)}, hidden], got {tuple(features.shape)}."
+            )
+        key = dataset._fingerprint
+        self._cache[(key, "text")] = features.to(self.device, torch.float32)
+        self._cache[(key, "mol")] = self.molecule_features(dataset)
 
     def dataset_features(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen text and fingerprint features of every row, computed once per dataset (by its fingerprint)."""

@@ -15,7 +15,8 @@ Two layouts, chosen by the backbone:
 
 The column is computed with ``Dataset.map`` under a fingerprint made of the dataset's and the backbone's
 (:meth:`text_feature_key`: encoder, its configuration, the layers, the pooling, the token limit), so ``datasets``
-reloads it from its cache when the same data meets the same frozen encoder again.
+reloads it from its cache when the same data meets the same frozen encoder again, in this process or a later one
+(an in-memory dataset's features are cached under ``<datasets cache>/class_hf/text_features/``).
 
 Backbone side (optional part of the contract): ``text_features(input_ids, attention_mask) -> Tensor`` (``[B, D]``
 pooled, or ``[B, L, D]`` token states), ``text_feature_key() -> str``, ``text_feature_layout`` (``"pooled"`` or
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,6 +91,21 @@ def text_features_fingerprint(dataset: Dataset, model: Any, max_length: int, tex
     # `_fingerprint` is how `datasets` names a dataset's content; every transform derives the next one from it.
     parts = [getattr(dataset, "_fingerprint", None) or "", model.text_feature_key(), str(max_length), text_column]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def _cache_file(dataset: Dataset, fingerprint: str) -> str | None:
+    """Where the features of an in-memory dataset are cached: ``<datasets cache>/class_hf/text_features/``.
+
+    A dataset read from Arrow files gets its cache file next to them from ``datasets`` itself; an in-memory one (e.g.
+    ChEBI-20 read from CSV) would have none, and every run would encode its texts again.
+    """
+    import datasets
+
+    if dataset.cache_files or not datasets.is_caching_enabled():
+        return None
+    folder = Path(datasets.config.HF_DATASETS_CACHE) / "class_hf" / "text_features"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"{fingerprint}.arrow")
 
 
 def add_text_features(
@@ -156,6 +174,13 @@ def add_text_features(
         # then put back in row order.
         order = np.argsort([len(text) for text in dataset[text_column]], kind="stable")
         fingerprint = text_features_fingerprint(dataset, model, max_length, text_column)
+        cache_file = _cache_file(dataset, fingerprint)
+        if cache_file is not None and os.path.exists(cache_file):
+            logger.info("Frozen text features of %d descriptions reloaded from %s.", len(dataset), cache_file)
+        elif desc:
+            logger.info(
+                "Caching the frozen text features of %d descriptions (once: later runs reload them).", len(dataset)
+            )
         encoded = dataset.select(order, new_fingerprint=f"{fingerprint}-by-length").map(
             _encode_batch,
             batched=True,
@@ -169,6 +194,7 @@ def add_text_features(
             },
             features=Features(features),
             new_fingerprint=f"{fingerprint}-encoded",
+            cache_file_name=cache_file,
             desc=desc,
         )
         return encoded.select(np.argsort(order, kind="stable"), new_fingerprint=fingerprint)
@@ -176,9 +202,36 @@ def add_text_features(
         model.train(was_training)
 
 
+def holds_text_features_of(
+    dataset: Dataset, model: Any, tokenizer: Any, *, max_length: int = 256, text_column: str = "description"
+) -> bool:
+    """Whether ``dataset`` already holds ``model``'s text features: its first row's stored column matches the
+    features ``model`` computes for that row's text (a cheap check of one forward pass)."""
+    if TEXT_FEATURES_COLUMN not in dataset.column_names or len(dataset) == 0 or not supports_text_features(model):
+        return False
+    limits = (getattr(tokenizer, "model_max_length", None), _position_limit(model))
+    max_length = min([max_length, *(limit for limit in limits if isinstance(limit, int) and limit > 0)])
+    row = dataset[0]
+    stored = torch.as_tensor(np.asarray(row[TEXT_FEATURES_COLUMN], dtype=np.float32))
+    encoded = tokenizer([row[text_column]], truncation=True, max_length=max_length, return_tensors="pt")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            fresh = model.text_features(encoded["input_ids"].to(device), encoded["attention_mask"].to(device))
+    finally:
+        model.train(was_training)
+    fresh = fresh[0].float().cpu()
+    return fresh.shape == stored.shape and torch.allclose(fresh, stored, atol=2e-3, rtol=1e-2)
+
+
 def cache_text_features(model: Any, tokenizer: Any, collator: Any, *datasets: Any, batch_size: int = 64) -> list[Any]:
     """:func:`add_text_features` for each of ``datasets`` (a ``Dataset``, a dict of them, or None), with the token
     limit and text column of ``collator`` (a ``MoleculeTextCollator``) and its tokenizer when ``tokenizer`` is None.
+
+    A dataset that already holds ``model``'s features (:func:`holds_text_features_of`, e.g. cached by a recipe for
+    every split up front) is returned as it is.
 
     Returns:
         list: the datasets in the same order, each with the ``text_features`` column.
@@ -193,12 +246,19 @@ def cache_text_features(model: Any, tokenizer: Any, collator: Any, *datasets: An
         "text_column": getattr(collator, "text_column", "description"),
         "batch_size": batch_size,
     }
+    check = {key: kwargs[key] for key in ("max_length", "text_column")}
+
+    def add(part: Dataset) -> Dataset:
+        if holds_text_features_of(part, model, tokenizer, **check):
+            return part
+        return add_text_features(part, model, tokenizer, **kwargs)
+
     out = []
     for dataset in datasets:
-        if isinstance(dataset, dict) and not isinstance(dataset, DatasetDict):
-            dataset = {name: add_text_features(part, model, tokenizer, **kwargs) for name, part in dataset.items()}
+        if isinstance(dataset, dict):
+            dataset = type(dataset)({name: add(part) for name, part in dataset.items()})
         elif dataset is not None:
-            dataset = add_text_features(dataset, model, tokenizer, **kwargs)
+            dataset = add(dataset)
         out.append(dataset)
     return out
 
@@ -240,6 +300,7 @@ __all__ = [
     "add_text_features",
     "cache_text_features",
     "collate_text_features",
+    "holds_text_features_of",
     "supports_text_features",
     "text_inputs",
     "text_features_fingerprint",

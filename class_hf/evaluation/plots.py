@@ -49,12 +49,23 @@ def _check_arms(data: Mapping, name: str) -> None:
             raise ValueError(f"`{name}[{arm!r}]` is empty: give at least one value per arm or leave the arm out.")
 
 
+def _mark_boundaries(ax, boundaries: Sequence[tuple[float, str]]) -> None:
+    """Dotted vertical lines at ``x`` with their label at the top of the axes (e.g. curriculum stage switches)."""
+    for x, label in boundaries:
+        ax.axvline(float(x), color="grey", linestyle=":", linewidth=1)
+        ax.annotate(
+            label, (float(x), 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3), textcoords="offset points",
+            fontsize=7, color="dimgrey", va="top",
+        )  # fmt: skip
+
+
 def sample_ratio_figure(
     epochs_to_fraction: Mapping[str, Sequence[float]],
     *,
     title: str = "Training samples per epoch",
     xlabel: str = "epoch",
     ylabel: str = "share of the training set",
+    planned: Sequence[str] = (),
 ) -> Figure:
     """The figure drawn by :func:`plot_sample_ratio` (epoch ``e`` is ``values[e - 1]``)."""
     _check_arms(epochs_to_fraction, "epochs_to_fraction")
@@ -64,10 +75,15 @@ def sample_ratio_figure(
                 raise ValueError(
                     f"`epochs_to_fraction[{arm!r}]` has {fraction!r} at epoch {epoch}; fractions must lie in [0, 1]."
                 )
+    unknown = sorted(set(planned) - set(epochs_to_fraction))
+    if unknown:
+        raise ValueError(f"`planned` names arms {unknown} that are not in `epochs_to_fraction`.")
     fig, ax = _new_axes(title, xlabel, ylabel)
     for arm, fractions in epochs_to_fraction.items():
         epochs = list(range(1, len(fractions) + 1))
-        ax.plot(epochs, list(fractions), marker="o", markersize=4, drawstyle="steps-mid", label=str(arm))
+        style = {"linestyle": "--", "marker": None} if arm in planned else {"marker": "o", "markersize": 4}
+        label = f"{arm} (planned, not measured)" if arm in planned else str(arm)
+        ax.plot(epochs, list(fractions), drawstyle="steps-mid", label=label, **style)
     ax.set_ylim(0.0, 1.05)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -82,6 +98,7 @@ def plot_sample_ratio(
     title: str = "Training samples per epoch",
     xlabel: str = "epoch",
     ylabel: str = "share of the training set",
+    planned: Sequence[str] = (),
 ) -> Path:
     """Plot the share of the training set each arm uses per epoch (as the CLASS paper's Figures 3-4) to a PNG.
 
@@ -92,18 +109,27 @@ def plot_sample_ratio(
         title: figure title.
         xlabel: x-axis label.
         ylabel: y-axis label.
+        planned: arms whose values are a plan, not a measurement (e.g. the baseline's "every pair every epoch"):
+            drawn dashed and labelled "(planned, not measured)".
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: no arms, an empty arm, or a fraction outside [0, 1].
+        ValueError: no arms, an empty arm, a fraction outside [0, 1], or a planned arm that is not an arm.
     """
-    return _save(sample_ratio_figure(epochs_to_fraction, title=title, xlabel=xlabel, ylabel=ylabel), path)
+    figure = sample_ratio_figure(epochs_to_fraction, title=title, xlabel=xlabel, ylabel=ylabel, planned=planned)
+    return _save(figure, path)
 
 
 def curves_figure(
-    history: Mapping[str, Sequence[tuple[float, float]]], xlabel: str, ylabel: str, title: str
+    history: Mapping[str, Sequence[tuple[float, float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    *,
+    boundaries: Sequence[tuple[float, str]] = (),
+    integer_x: bool = False,
 ) -> Figure:
     """The figure drawn by :func:`plot_curves`."""
     _check_arms(history, "history")
@@ -120,6 +146,9 @@ def curves_figure(
                 "`history[%r]` has %d non-finite point(s) of %d; they are left out of the plot.", arm, bad, len(xs)
             )
         ax.plot(xs, ys, marker="o", markersize=3, label=str(arm))
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _mark_boundaries(ax, boundaries)
     ax.legend()
     return fig
 
@@ -130,6 +159,9 @@ def plot_curves(
     xlabel: str,
     ylabel: str,
     title: str,
+    *,
+    boundaries: Sequence[tuple[float, str]] = (),
+    integer_x: bool = False,
 ) -> Path:
     """Plot one curve per arm to a PNG, e.g. validation MRR against wall-clock seconds, or loss against steps.
 
@@ -140,6 +172,9 @@ def plot_curves(
         xlabel: x-axis label (say the unit, e.g. "wall-clock (s)").
         ylabel: y-axis label.
         title: figure title.
+        boundaries: ``[(x, label), ...]`` drawn as dotted vertical lines, e.g. the steps or epochs where a curriculum
+            stage begins (``[(6, "stage 2"), (12, "stage 3")]``).
+        integer_x: whole-number ticks on the x axis (epochs).
 
     Returns:
         The path written.
@@ -147,4 +182,5 @@ def plot_curves(
     Raises:
         ValueError: no arms, an empty arm, or points that are not (x, y) number pairs.
     """
-    return _save(curves_figure(history, xlabel, ylabel, title), path)
+    figure = curves_figure(history, xlabel, ylabel, title, boundaries=boundaries, integer_x=integer_x)
+    return _save(figure, path)

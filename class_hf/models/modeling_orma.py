@@ -90,6 +90,7 @@ from .outputs import RetrievalOutput
 from .sinkhorn import transport_plan, uniform_marginals
 
 logger = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # keys already warned about in this process (see OrmaModel._warn_once)
 
 GRAINS = ("global", "mid", "local")
 
@@ -288,7 +289,6 @@ class OrmaModel(OrmaPreTrainedModel):
         self.motif_proj = nn.Linear(dim, dim)
         self.atom_proj = nn.Linear(dim, dim)
         self.temp = nn.Parameter(torch.tensor(float(config.temperature_init)))
-        self._warned: set[str] = set()
         self.post_init()
         if self.mol2vec is not None and not loading_checkpoint():  # a checkpoint holds the table
             self._load_mol2vec_table()
@@ -316,8 +316,10 @@ class OrmaModel(OrmaPreTrainedModel):
             self.mol2vec.weight.copy_(torch.from_numpy(vectors))
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
+        """Logs ``message`` the first time ``key`` comes up in this process: the warm-up scorer's copy, the trained
+        model and a reloaded checkpoint share it, so the warning appears once, not once per copy."""
+        if key not in _WARNED:
+            _WARNED.add(key)
             logger.warning(message, *args)
 
     # ------------------------------------------------------------------------------------------------- text
@@ -325,7 +327,7 @@ class OrmaModel(OrmaPreTrainedModel):
         position = index if index >= 0 else len(hidden_states) + index
         if not 0 <= position < len(hidden_states):
             self._warn_once(
-                name,
+                f"{name}={index}",
                 "The text encoder gives %d hidden states, so `%s=%d` does not exist; using hidden_states[0] (the "
                 "embedding output) instead.",
                 len(hidden_states),
@@ -495,7 +497,7 @@ class OrmaModel(OrmaPreTrainedModel):
         max_motifs_here = int(num_motifs_per_graph.max()) if num_graphs else 0
         if max_atoms_here > self.config.max_atoms:
             self._warn_once(
-                "max_atoms",
+                f"max_atoms={self.config.max_atoms}",
                 "A molecule has %d atoms, more than `max_atoms=%d`: the token-atom grain keeps its first %d atoms (as "
                 "ORMA). Logged once.",
                 max_atoms_here,
@@ -504,7 +506,7 @@ class OrmaModel(OrmaPreTrainedModel):
             )
         if max_motifs_here > self.config.max_motifs:
             self._warn_once(
-                "max_motifs",
+                f"max_motifs={self.config.max_motifs}",
                 "A molecule has %d motifs, more than `max_motifs=%d`: the multi-token-motif grain keeps its first %d "
                 "motifs (as ORMA). Logged once.",
                 max_motifs_here,

@@ -11,6 +11,7 @@ from torch_geometric.nn import BatchNorm
 from transformers import AutoModel, PreTrainedConfig
 
 from ..data.graphs import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS
+from ..data.sources import resolve_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def build_text_encoder(text_config: PreTrainedConfig, name_or_path: str | None =
     """
     if load_weights and name_or_path is not None:
         logger.info("Loading text encoder weights from %s", name_or_path)
-        return AutoModel.from_pretrained(name_or_path, config=text_config, add_pooling_layer=True)
+        return AutoModel.from_pretrained(resolve_pretrained(name_or_path), config=text_config, add_pooling_layer=True)
     return AutoModel.from_config(text_config)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PreTrainedConfig
 
+from ..data.sources import resolve_pretrained
+
 
 def text_config_from(text_config: dict | PreTrainedConfig | None, name_or_path: str | None) -> PreTrainedConfig:
     """Resolves the nested text-encoder config of a backbone config.
@@ -26,7 +28,7 @@ def text_config_from(text_config: dict | PreTrainedConfig | None, name_or_path: 
         return AutoConfig.for_model(data.pop("model_type"), **data)
     if name_or_path is None:
         raise ValueError("Give either `text_config` or `text_encoder_name_or_path` to build the text encoder.")
-    return AutoConfig.from_pretrained(name_or_path)
+    return AutoConfig.from_pretrained(resolve_pretrained(name_or_path))
 
 
 __all__ = ["text_config_from"]

@@ -82,6 +82,8 @@ class ModelArguments:
         cache_dir (str | None): Hub cache folder for models and tokenizers.
         evaluate_only (bool): skip training; evaluate the model on the test split in both pools and write
             ``metrics.json`` (no checkpoint, no card: the evaluated checkpoint already has them).
+        linear_anchor (bool): also fit the frozen-feature linear anchor (:mod:`class_hf.recipe.anchor`) on the same
+            split and report its test metrics next to the model's (``metrics.json``, the summary, the model card).
     """
 
     model_name_or_path: str | None = field(
@@ -111,6 +113,13 @@ class ModelArguments:
     evaluate_only: bool = field(
         default=False,
         metadata={"help": "Skip training: evaluate the model (e.g. --model_name_or_path) on the test split only."},
+    )
+    linear_anchor: bool = field(
+        default=False,
+        metadata={
+            "help": "Also fit the frozen-feature linear anchor (frozen text features + Morgan fingerprints, linear "
+            "maps) on the same split and report its test metrics next to the model's."
+        },
     )
 
     def __post_init__(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from ..data.features import MoleculeFeatures
-from ..data.sources import load_data
+from ..data.sources import load_data, resolve_pretrained
 from ..models.registry import Backbone, get_backbone, register_backbones
 from ..training_args import CurriculumTrainingArguments
 from .arguments import WORD_LEVEL, DataArguments, ModelArguments
@@ -156,7 +156,7 @@ def build_tokenizer(model_args: ModelArguments, backbone: str, train_texts: Sequ
             "`text_config` builds a text encoder from scratch, so there is no pretrained tokenizer to load: set "
             "`tokenizer_name_or_path` (a Hub id or folder, or 'wordlevel' to build one from the training texts)."
         )
-    return AutoTokenizer.from_pretrained(name, cache_dir=model_args.cache_dir)
+    return AutoTokenizer.from_pretrained(resolve_pretrained(name), cache_dir=model_args.cache_dir)
 
 
 def build_model(model_args: ModelArguments, backbone: str, tokenizer) -> torch.nn.Module:

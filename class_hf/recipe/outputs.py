@@ -35,6 +35,7 @@ __all__ = [
     "SCORED_DATASET_DIR",
     "RecipeTrainer",
     "evaluate_test_pools",
+    "test_pool_evaluator",
     "format_summary",
     "save_scored_dataset",
     "run_report",
@@ -46,6 +47,27 @@ SCORED_DATASET_DIR = "scored_dataset"
 
 
 # ------------------------------------------------------------------------------------------------------- test metrics
+def test_pool_evaluator(
+    data, split: str, collator, *, pool_molecules: str | None = None, batch_size: int = 64, chunk_size: int = 1024
+) -> RetrievalEvaluator:
+    """The :class:`~class_hf.evaluation.evaluator.RetrievalEvaluator` of ``data[split]`` in both candidate pools (see
+    :func:`evaluate_test_pools`); one evaluator serves several models, featurizing the candidates once."""
+    from ..data.chebi20 import load_chebi20_molecules
+
+    extras = [part for name, part in data.items() if name != split]
+    if pool_molecules:
+        extras.append(load_chebi20_molecules(pool_molecules))
+    if not extras:
+        logger.warning("No other split and no `pool_molecules`: the 'all' pool equals the 'split' pool; not reported.")
+    return RetrievalEvaluator(
+        data[split],
+        data_collator=collator,
+        extra_molecules=extras or None,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+    )
+
+
 def evaluate_test_pools(
     model: torch.nn.Module,
     data,
@@ -55,6 +77,7 @@ def evaluate_test_pools(
     pool_molecules: str | None = None,
     batch_size: int = 64,
     chunk_size: int = 1024,
+    evaluator: RetrievalEvaluator | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     """Retrieval metrics of ``data[split]`` in both candidate pools, through
     :class:`~class_hf.evaluation.evaluator.RetrievalEvaluator`.
@@ -70,25 +93,17 @@ def evaluate_test_pools(
         pool_molecules (str | None): further candidate molecules.
         batch_size (int): encoding batch size.
         chunk_size (int): queries scored at a time.
+        evaluator (RetrievalEvaluator | None): an evaluator of :func:`test_pool_evaluator` to reuse (the arguments
+            above but ``model`` are then unused).
 
     Returns:
         tuple[dict, dict]: ``{"split": metrics, "all": metrics}`` (``all`` only when there are further candidates)
         and the pool sizes (``num_queries``, ``all_num_candidate_molecules``, ``all_num_candidate_texts``).
     """
-    from ..data.chebi20 import load_chebi20_molecules
-
-    extras = [part for name, part in data.items() if name != split]
-    if pool_molecules:
-        extras.append(load_chebi20_molecules(pool_molecules))
-    if not extras:
-        logger.warning("No other split and no `pool_molecules`: the 'all' pool equals the 'split' pool; not reported.")
-    evaluator = RetrievalEvaluator(
-        data[split],
-        data_collator=collator,
-        extra_molecules=extras or None,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-    )
+    if evaluator is None:
+        evaluator = test_pool_evaluator(
+            data, split, collator, pool_molecules=pool_molecules, batch_size=batch_size, chunk_size=chunk_size
+        )
     metrics = evaluator(model)
     num_queries = evaluator.pool_sizes["num_queries"]
     sizes = {
@@ -100,12 +115,12 @@ def evaluate_test_pools(
 
 
 def run_report(run: RecipeRun, model: torch.nn.Module) -> dict[str, Any]:
-    """What every run reports: the setting and the test metrics in both pools (empty without a test split)."""
+    """What every run reports: the setting and the test metrics in both pools (empty without a test split), and with
+    ``--linear_anchor`` those of the linear anchor fitted on the same split (``linear_anchor``)."""
     data_args, training_args = run.data_args, run.training_args
-    test, sizes = {}, {}
+    test, sizes, anchor = {}, {}, None
     if data_args.test_split in run.data:
-        test, sizes = evaluate_test_pools(
-            model,
+        evaluator = test_pool_evaluator(
             run.data,
             data_args.test_split,
             run.collator,
@@ -113,9 +128,13 @@ def run_report(run: RecipeRun, model: torch.nn.Module) -> dict[str, Any]:
             batch_size=training_args.per_device_eval_batch_size,
             chunk_size=training_args.eval_chunk_size,
         )
+        logger.info("Test metrics of the model (%d pairs, both pools).", len(run.data[data_args.test_split]))
+        test, sizes = evaluate_test_pools(model, run.data, data_args.test_split, run.collator, evaluator=evaluator)
+        if run.model_args.linear_anchor:
+            anchor = _linear_anchor_report(run, model, evaluator)
     else:
         logger.warning("The data has no %r split: no test metrics.", data_args.test_split)
-    return {
+    report = {
         "backbone": run.backbone,
         "model_type": getattr(model.config, "model_type", None),
         "model_name_or_path": run.model_args.model_name_or_path,
@@ -128,6 +147,26 @@ def run_report(run: RecipeRun, model: torch.nn.Module) -> dict[str, Any]:
         "mixed_precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no",
         "command": run.command,
     }
+    if anchor is not None:
+        report["linear_anchor"] = anchor
+    return report
+
+
+def _linear_anchor_report(run: RecipeRun, model: torch.nn.Module, evaluator: RetrievalEvaluator) -> dict[str, Any]:
+    """The linear anchor fitted on the run's training split (early-stopped on validation), ranked by ``evaluator``."""
+    from .anchor import fit_linear_anchor
+
+    data_args = run.data_args
+    anchor, info = fit_linear_anchor(
+        model,
+        run.tokenizer,
+        run.data[data_args.train_split],
+        run.data.get(data_args.validation_split),
+        seed=run.training_args.seed,
+        max_length=getattr(run.collator, "max_length", run.model_args.max_length),
+    )
+    test, _ = evaluate_test_pools(anchor, run.data, data_args.test_split, run.collator, evaluator=evaluator)
+    return {"test": test, "fit": info}
 
 
 def _json_default(value: Any) -> Any:
@@ -200,6 +239,7 @@ def save_scored_dataset(run: RecipeRun, trainer: CurriculumTrainer) -> str | Non
     from ..curriculum.difficulty import DIFFICULTY_COLUMN, difficulty_summary
     from ..curriculum.provider import SAMPLE_IDX
     from ..data.graphs import FINGERPRINT_COLUMNS, GRAPH_COLUMNS
+    from ..data.text_features import TEXT_FEATURES_COLUMN
     from ..hub import save_scored_dataset as save_with_card
     from ..hub import scored_dataset_card
 
@@ -207,7 +247,7 @@ def save_scored_dataset(run: RecipeRun, trainer: CurriculumTrainer) -> str | Non
     train = trainer.train_dataset
     if not data_args.save_scored_dataset or train is None or DIFFICULTY_COLUMN not in train.column_names:
         return None
-    drop = {SAMPLE_IDX, *GRAPH_COLUMNS, *FINGERPRINT_COLUMNS}
+    drop = {SAMPLE_IDX, *GRAPH_COLUMNS, *FINGERPRINT_COLUMNS, TEXT_FEATURES_COLUMN}
 
     def lean(part):
         return part.remove_columns([c for c in part.column_names if c in drop])
@@ -255,25 +295,59 @@ def scored_dataset_of(run: RecipeRun, trainer: RecipeTrainer) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------------- plots
+MAX_MARKED_STAGES = 10  # more stage switches than this (continuous pacing) are not drawn
+
+
+def stage_boundaries(trainer: CurriculumTrainer) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
+    """Where the curriculum's stages begin: ``(by epoch, by optimizer step)``, each ``[(x, "stage k (f %)"), ...]``.
+
+    By epoch, stage ``k`` beginning with (0-based) epoch ``e`` is marked at ``x = e``: after the ``e``-th validation.
+    Empty without a curriculum, or with more than :data:`MAX_MARKED_STAGES` switches (continuous pacing).
+    """
+    plan = trainer.plan
+    if plan is None or not trainer.args.curriculum_enabled:
+        return [], []
+    starts = [e for e in range(1, len(plan.stages)) if plan.stages[e] != plan.stages[e - 1]]
+    if len(starts) > MAX_MARKED_STAGES:
+        return [], []
+    labels = [f"stage {plan.stages[e] + 1} ({plan.fractions[e]:.0%})" for e in starts]
+    by_epoch = [(float(e), label) for e, label in zip(starts, labels, strict=True)]
+    by_step = [(float(plan.first_step(e)), label) for e, label in zip(starts, labels, strict=True)]
+    return by_epoch, by_step
+
+
 def write_plots(run: RecipeRun, trainer: CurriculumTrainer) -> list[str]:
-    """The PNG plots of the run: training-sample ratio per epoch, loss and validation MRR curves."""
+    """The PNG plots of the run: training-sample ratio per epoch (the baseline's line marked as planned), and the loss
+    and validation MRR curves with the curriculum's stage switches marked."""
     from ..evaluation.plots import plot_curves, plot_sample_ratio
 
     out = Path(trainer.args.output_dir)
     name = get_backbone(run.backbone).display_name
     written = []
     history = trainer.curriculum_history
+    by_epoch, by_step = stage_boundaries(trainer)
     if history:
         fractions = [float(r["fraction"]) for r in history]
         arms = {f"CLASS ({name})": fractions} if trainer.args.curriculum_enabled else {f"{name} (all data)": fractions}
+        planned = []
         if trainer.args.curriculum_enabled:
-            arms[f"{name} alone"] = [1.0] * len(fractions)
-        written.append(plot_sample_ratio(arms, out / "sample_ratio.png", title="Training samples used per epoch"))
+            planned.append(f"{name} without CLASS: every pair every epoch")
+            arms[planned[-1]] = [1.0] * len(fractions)
+        written.append(
+            plot_sample_ratio(arms, out / "sample_ratio.png", title="Training samples used per epoch", planned=planned)
+        )
     logs = trainer.state.log_history
     loss = [(h["step"], h["loss"]) for h in logs if "loss" in h and "step" in h]
     if loss:
         written.append(
-            plot_curves({"training loss": loss}, out / "loss.png", "optimizer step", "loss", "Training loss")
+            plot_curves(
+                {"training loss": loss},
+                out / "loss.png",
+                "optimizer step",
+                "loss",
+                "Training loss",
+                boundaries=by_step,
+            )  # fmt: skip
         )
     curves = {
         label: [(h["epoch"], h[key]) for h in logs if key in h and "epoch" in h]
@@ -281,19 +355,50 @@ def write_plots(run: RecipeRun, trainer: CurriculumTrainer) -> list[str]:
     }
     curves = {label: points for label, points in curves.items() if points}
     if curves:
-        written.append(plot_curves(curves, out / "validation_mrr.png", "epoch", "MRR", "Validation MRR (pool: split)"))
+        written.append(
+            plot_curves(
+                curves,
+                out / "validation_mrr.png",
+                "epoch",
+                "MRR",
+                "Validation MRR (pool: split)",
+                boundaries=by_epoch,
+                integer_x=True,
+            )  # fmt: skip
+        )
     return [str(p) for p in written]
 
 
 # ------------------------------------------------------------------------------------------------------- summary
 def format_summary(results: Mapping[str, Any]) -> str:
-    """A few lines with the test MRR of both directions and pools, for the recipes to print."""
-    lines = [f"{results['backbone']} ({results['mixed_precision']}, {results['num_processes']} process(es))"]
-    for pool, metrics in results.get("test", {}).items():
+    """A few lines for the recipes to print: the setting, then a table of the test MRR and Hits@1 of both directions
+    in both pools (with ``--linear_anchor``, the anchor's row under the model's), then the cost."""
+    processes = results["num_processes"]
+    lines = [
+        f"{results['backbone']}: {processes} process{'es' if processes != 1 else ''}, "
+        f"mixed precision: {results['mixed_precision']}"
+    ]
+    rows = [(results["backbone"], results.get("test") or {})]
+    if results.get("linear_anchor"):
+        rows.append(("linear anchor", results["linear_anchor"]["test"]))
+    sizes = results.get("test_pool_sizes") or {}
+    if rows[0][1]:
+        candidates = {"split": sizes.get("num_queries"), "all": sizes.get("all_num_candidate_molecules")}
         lines.append(
-            f"test {pool:>5} pool: t2m MRR {metrics['t2m_mrr']:.4f}  Hits@1 {metrics['t2m_hits@1']:.4f} | "
-            f"m2t MRR {metrics['m2t_mrr']:.4f}  Hits@1 {metrics['m2t_hits@1']:.4f}"
+            f"test metrics ({sizes.get('num_queries', '?')} pairs; candidates per query: "
+            + ", ".join(f"{pool} pool {n:,}" for pool, n in candidates.items() if n and pool in rows[0][1])
+            + ")"
         )
+        width = max(len(name) for name, _ in rows)
+        lines.append(f"{'pool':<6} {'model':<{width}}  text→molecule MRR  Hits@1   molecule→text MRR  Hits@1")
+        for pool in rows[0][1]:
+            for name, by_pool in rows:
+                m = by_pool.get(pool)
+                if m:
+                    lines.append(
+                        f"{pool:<6} {name:<{width}}  {m['t2m_mrr']:>17.4f}  {m['t2m_hits@1']:.4f}   "
+                        f"{m['m2t_mrr']:>17.4f}  {m['m2t_hits@1']:.4f}"
+                    )
     curriculum = results.get("curriculum") or {}
     if curriculum.get("full_sample_passes"):
         lines.append(

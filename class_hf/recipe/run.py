@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..data.features import MoleculeFeatures
+from ..data.text_features import cache_text_features
 from ..models.registry import get_backbone
 from ..runtime import configure_cpu_threads
 from ..training_args import CurriculumTrainingArguments
@@ -32,7 +33,15 @@ from .outputs import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RecipeRun", "check_launch", "run_recipe", "train_and_evaluate"]
+__all__ = [
+    "RecipeRun",
+    "check_launch",
+    "check_output_dir",
+    "interrupted_message",
+    "last_checkpoint",
+    "run_recipe",
+    "train_and_evaluate",
+]
 
 
 @dataclass
@@ -66,7 +75,8 @@ class RecipeRun:
     collator: Any = None
 
     def build(self) -> None:
-        """Data, tokenizer, model, molecule columns and collator, in that order (the seed set first)."""
+        """Data, tokenizer, model, molecule columns, collator and cached text features, in that order (the seed set
+        first)."""
         from transformers import set_seed
 
         model_args, data_args, training_args = self.model_args, self.data_args, self.training_args
@@ -81,6 +91,14 @@ class RecipeRun:
         features = MoleculeFeatures.for_model(self.model, fingerprints=data_args.fingerprints)
         self.data = featurize(data, training_args, features, num_proc=data_args.preprocessing_num_workers)
         self.collator = features.collator(self.tokenizer, max_length=model_args.max_length, model=self.model)
+        # 5. With a frozen text encoder: its features of every split, once (the datasets cache keeps them for reruns);
+        # training, evaluation, difficulty scoring and the test pools then read them instead of running the encoder.
+        if training_args.cache_text_features:
+            with training_args.main_process_first(desc="caching text features"):
+                (self.data,) = cache_text_features(
+                    self.model, self.tokenizer, self.collator, self.data,
+                    batch_size=training_args.per_device_eval_batch_size,
+                )  # fmt: skip
 
     def evaluation_split(self):
         """The split evaluated during training (None when absent); an error when ``eval_strategy`` needs it."""
@@ -123,6 +141,77 @@ def _command(backbone: str, argv: Sequence[str]) -> str:
     return " ".join([launcher, f"recipes/{backbone}.py", *(shlex.quote(a) for a in argv)])
 
 
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest complete ``checkpoint-<step>`` folder of ``output_dir`` (one holding ``trainer_state.json``)."""
+    import re
+
+    if not os.path.isdir(output_dir):
+        return None
+    steps = {}
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(r"checkpoint-(\d+)", name)
+        if match and os.path.isfile(os.path.join(output_dir, name, "trainer_state.json")):
+            steps[int(match.group(1))] = os.path.join(output_dir, name)
+    return steps[max(steps)] if steps else None
+
+
+def check_output_dir(training_args: CurriculumTrainingArguments) -> None:
+    """Refuses to write over an earlier run in ``output_dir`` unless ``--overwrite_output_dir`` or resuming.
+
+    With ``--overwrite_output_dir`` the earlier ``checkpoint-*`` folders are removed (on the main process), so that
+    neither resuming nor ``load_best_model_at_end`` can pick one of them up; the other files are overwritten.
+
+    Raises:
+        ValueError: ``output_dir`` exists and is not empty, and the run neither overwrites nor resumes.
+    """
+    import shutil
+
+    out = training_args.output_dir
+    if not os.path.isdir(out) or not os.listdir(out) or training_args.resume_from_checkpoint:
+        return
+    if not training_args.overwrite_output_dir:
+        checkpoint = last_checkpoint(out)
+        resume = f", --resume_from_checkpoint {checkpoint} to continue it" if checkpoint else ""
+        raise ValueError(
+            f"output_dir {out!r} already holds an earlier run ({', '.join(sorted(os.listdir(out))[:4])}"
+            f"{', ...' if len(os.listdir(out)) > 4 else ''}); pass --overwrite_output_dir to replace it{resume}, or "
+            "choose another --output_dir."
+        )
+    if training_args.process_index == 0:
+        stale = sorted(name for name in os.listdir(out) if name.startswith("checkpoint-"))
+        for name in stale:
+            shutil.rmtree(os.path.join(out, name))
+        logger.info(
+            "--overwrite_output_dir: writing over the run in %s%s.", out, f" (removed {stale})" if stale else ""
+        )
+
+
+def interrupted_message(backbone: str, argv: Sequence[str], training_args: CurriculumTrainingArguments) -> str:
+    """What Ctrl-C during a recipe says: where the last checkpoint is and the exact command that resumes from it."""
+    kept, skip = [], False
+    for arg in argv:  # the command again, without an earlier --resume_from_checkpoint / --overwrite_output_dir
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name == "--resume_from_checkpoint":
+            skip = "=" not in arg
+            continue
+        if name != "--overwrite_output_dir":
+            kept.append(arg)
+    checkpoint = last_checkpoint(training_args.output_dir)
+    if checkpoint is None:
+        strategy = getattr(training_args.save_strategy, "value", training_args.save_strategy)
+        return (
+            f"interrupted (Ctrl-C) before the first checkpoint (save_strategy={strategy}); start again with: "
+            f"{_command(backbone, [*kept, '--overwrite_output_dir'])}"
+        )
+    return (
+        f"interrupted (Ctrl-C); the last checkpoint is {checkpoint}; resume with: "
+        f"{_command(backbone, [*kept, '--resume_from_checkpoint', checkpoint])}"
+    )
+
+
 def _setup_logging(training_args: CurriculumTrainingArguments) -> None:
     import datasets
     import transformers
@@ -146,10 +235,60 @@ def _evaluate_only(run: RecipeRun) -> dict[str, Any] | None:
     return results
 
 
-def _card_kwargs(run: RecipeRun, model: torch.nn.Module, results: Mapping[str, Any]) -> dict[str, Any]:
+def _data_description(run: RecipeRun) -> str:
+    """Where the run's pairs come from and how they were split, in a sentence for the model card."""
+    from ..data.chebi20 import BUNDLED
+
+    data_args = run.data_args
+    source = data_args.dataset_name_or_path
+    if source == BUNDLED:
+        text = "the ChEBI-20 validation and test pairs bundled with class-hf (CC BY 4.0)"
+    else:
+        text = f"ChEBI-20 pairs from `{source}`"
+    if data_args.resplit:
+        shares = "/".join(f"{fraction:.0%}" for fraction in data_args.resplit)
+        text += f", re-split {shares} into train/validation/test by CID hash (seed {data_args.resplit_seed})"
+    return text[0].upper() + text[1:] + ";"
+
+
+def _pool_description(run: RecipeRun, results: Mapping[str, Any]) -> str | None:
+    from ..data.chebi20 import BUNDLED
+
+    pool = run.data_args.pool_molecules
+    if pool is None:
+        return None
+    size = (results.get("test_pool_sizes") or {}).get("all_num_candidate_molecules")
+    total = f" ({size:,} candidate molecules in all)" if size else ""
+    return f"the ChEBI-20 molecule table bundled with class-hf{total}" if pool == BUNDLED else f"`{pool}`{total}"
+
+
+def _checkpoint_selection(trainer: Any) -> str:
+    """Which weights the saved model holds: the best validation epoch's (``load_best_model_at_end``) or the last."""
+    args, state = trainer.args, trainer.state
+    epochs = trainer.num_epochs if hasattr(trainer, "num_epochs") else args.num_train_epochs
+    if args.load_best_model_at_end and state.best_metric is not None and args.metric_for_best_model:
+        key = (
+            args.metric_for_best_model
+            if args.metric_for_best_model.startswith("eval_")
+            else "eval_" + (args.metric_for_best_model)
+        )
+        best = [h for h in state.log_history if h.get(key) == state.best_metric]
+        epoch = f"epoch {round(best[0]['epoch'])} of {epochs}" if best and "epoch" in best[0] else "the best epoch"
+        return (
+            f"The checkpoint holds the weights of the best validation evaluation ({epoch}, `{key}` = "
+            f"{state.best_metric:.4f}; `load_best_model_at_end`), not those of the last epoch."
+        )
+    return f"The checkpoint holds the weights after the last of {epochs} epochs."
+
+
+def _card_kwargs(run: RecipeRun, trainer: Any, model: torch.nn.Module, results: Mapping[str, Any]) -> dict[str, Any]:
     """What the model card of the run says beyond what it reads from the trainer."""
     model_args, data_args, training_args = run.model_args, run.data_args, run.training_args
+    anchor = results.get("linear_anchor")
     return {
+        "data_description": _data_description(run),
+        "anchor_metrics": anchor["test"] if anchor else None,
+        "checkpoint_selection": _checkpoint_selection(trainer),
         "test_metrics": results["test"],
         "model_id": training_args.hub_model_id if training_args.push_to_hub else training_args.output_dir,
         "base_model": model_args.model_name_or_path or getattr(model.config, "text_encoder_name_or_path", None),
@@ -158,7 +297,7 @@ def _card_kwargs(run: RecipeRun, model: torch.nn.Module, results: Mapping[str, A
         "split": data_args.test_split,
         "num_test_pairs": results["test_pool_sizes"].get("num_queries"),
         "data_sizes": results["data_sizes"],
-        "pool_molecules": data_args.pool_molecules,
+        "pool_molecules": _pool_description(run, results),
         "recipe_command": run.command,
     }
 
@@ -184,6 +323,8 @@ def train_and_evaluate(
     """
     get_backbone(backbone)  # an unknown name fails before anything runs
     check_launch(training_args)
+    with training_args.main_process_first(desc="checking output_dir"):
+        check_output_dir(training_args)  # an earlier run is never overwritten silently
     _setup_logging(training_args)
     run = RecipeRun(backbone, model_args, data_args, training_args, command or _command(backbone, sys.argv[1:]))
     run.build()
@@ -228,7 +369,7 @@ def train_and_evaluate(
             }
         )
         if results["test"]:
-            trainer.card_kwargs = _card_kwargs(run, model, results)
+            trainer.card_kwargs = _card_kwargs(run, trainer, model, results)
         write_metrics(run, results)
     # 7. Checkpoint (+ tokenizer) and model card; pushed to the Hub with --push_to_hub. All ranks take part.
     if training_args.push_to_hub:
@@ -267,7 +408,12 @@ def run_recipe(
     with user_errors(f"recipes/{backbone}.py", debug=debug):
         configure_cpu_threads()  # class-hf's CPU thread default, unless OMP_NUM_THREADS or torch's is set
         model_args, data_args, training_args = parse_recipe_args(argv, defaults)
-        results = train_and_evaluate(backbone, model_args, data_args, training_args, command=_command(backbone, argv))
+        try:
+            results = train_and_evaluate(
+                backbone, model_args, data_args, training_args, command=_command(backbone, argv)
+            )
+        except KeyboardInterrupt:  # one line: where the last checkpoint is and how to resume from it
+            raise KeyboardInterrupt(interrupted_message(backbone, argv, training_args)) from None
     if results is not None and report is not None:
         report(format_summary(results))
     _end_distributed()

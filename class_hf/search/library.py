@@ -31,7 +31,7 @@ from ..data.text_io import iter_records
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COLUMN_ALIASES", "LIBRARY_COLUMNS", "read_molecules"]
+__all__ = ["COLUMN_ALIASES", "LIBRARY_COLUMNS", "bundled_library", "read_molecules"]
 
 LIBRARY_COLUMNS: tuple[str, ...] = ("row", "line", "smiles", "cid", "name", "description", "split")
 
@@ -173,13 +173,26 @@ def _from_datasets(data: Any, where: str, split: str | None) -> dict[str, list[A
     return _from_table(data, where)
 
 
+def bundled_library():
+    """All 33,010 ChEBI-20 molecules shipped with class-hf, as a ``Dataset`` (``cid``, ``smiles``, ``split``,
+    ``description``): the description of the 6,562 bundled pairs where the molecule has one, else None."""
+    from ..data.chebi20 import BUNDLED, load_chebi20, load_chebi20_molecules
+
+    molecules = load_chebi20_molecules(BUNDLED)
+    described = {}
+    for part in load_chebi20(BUNDLED).values():
+        described.update(zip(part["cid"], part["description"], strict=True))
+    return molecules.add_column("description", [described.get(cid) for cid in molecules["cid"]])
+
+
 def read_molecules(source: Any, *, split: str | None = None) -> dict[str, list[Any]]:
     """Reads a molecule library into the columns of :data:`LIBRARY_COLUMNS` (see the module docstring).
 
     Args:
         source: a ``.csv`` / ``.tsv`` / ``.txt`` (tab-separated) file with a header, an ``.sdf`` file, a ``.parquet``
-            file, a ``datasets.Dataset`` / ``DatasetDict``, a ``save_to_disk`` folder, or a ChEBI-20 folder that
-            :func:`~class_hf.data.chebi20.load_chebi20` reads (its own validation drops and reports bad pairs).
+            file, a ``datasets.Dataset`` / ``DatasetDict``, a ``save_to_disk`` folder, a ChEBI-20 folder that
+            :func:`~class_hf.data.chebi20.load_chebi20` reads (its own validation drops and reports bad pairs), or
+            ``"bundled"``: every ChEBI-20 molecule shipped with class-hf (:func:`bundled_library`).
         split (str | None): with a ``DatasetDict`` or a folder of splits, read only this split (default: all of
             them, one after the other, with their name in ``split``).
 
@@ -199,6 +212,11 @@ def read_molecules(source: Any, *, split: str | None = None) -> dict[str, list[A
         raise TypeError(
             f"`molecules` must be a file path, a folder or a datasets.Dataset, got {type(source).__name__}."
         )
+    if source == "bundled" and not os.path.exists(source):
+        library = bundled_library()
+        if split is not None:
+            library = library.filter(lambda value: value == split, input_columns="split")
+        return _from_table(library, "the bundled ChEBI-20 molecules", split)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(
