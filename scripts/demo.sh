@@ -20,9 +20,9 @@ echo "== 1/3 train: python recipes/dual_encoder.py --config recipes/configs/demo
 echo "== 2/3 index: class-hf index --model runs/demo --molecules bundled --out runs/demo-index"
 .venv/bin/class-hf index --model runs/demo --molecules bundled --out runs/demo-index
 
-# A description of a test-split molecule (3,5-xylyl methylcarbamate, CID 17563), its name left out; the model never
-# saw it. --truth-cid marks the right answer in the results and reports its rank among all 33,010 molecules.
-QUERY="The molecule is a carbamate ester. It has a role as a carbamate insecticide, an EC 3.1.1.7 \
-(acetylcholinesterase) inhibitor and an agrochemical. It derives from a methylcarbamic acid and a 3,5-xylenol."
-echo "== 3/3 search: class-hf search --index runs/demo-index \"$QUERY\" -k 5 --truth-cid 17563"
-.venv/bin/class-hf search --index runs/demo-index "$QUERY" -k 5 --truth-cid 17563
+# The description of a test-split molecule (glycyl-L-leucine zwitterion, CID 1548899) with its name left out; the
+# model never saw it. --truth-cid marks the right answer and reports its rank among all 33,010 molecules.
+QUERY="The molecule is a dipeptide zwitterion obtained by transfer of a proton from the carboxy to the amino terminus \
+of Gly-Leu. Major species at pH 7.3."
+echo "== 3/3 search: class-hf search --index runs/demo-index \"$QUERY\" -k 5 --truth-cid 1548899"
+.venv/bin/class-hf search --index runs/demo-index "$QUERY" -k 5 --truth-cid 1548899

@@ -152,16 +152,17 @@ class MoleculeFeatures:
             data = data.map(Mol2VecIndexer(self.mol2vec_embeddings_path), num_proc=num_proc, desc=desc)
         return data
 
-    def complete(self, dataset: Any) -> Any:
+    def complete(self, dataset: Any, desc: str | None = None) -> Any:
         """:meth:`featurize` for data that may not be molecules at all: rows without a ``smiles`` column (a custom
         backbone's own columns, batched by its own collator) are returned as they are.
 
         Used where a dataset arrives from a caller who may bring their own collator: difficulty scoring and the
-        :class:`~class_hf.evaluation.evaluator.RetrievalEvaluator`.
+        :class:`~class_hf.evaluation.evaluator.RetrievalEvaluator`. ``desc``: a progress bar's description (None:
+        no bar).
         """
         if "smiles" not in dataset.column_names:
             return dataset
-        return self.featurize(dataset, desc=None)
+        return self.featurize(dataset, desc=desc)
 
     # ------------------------------------------------------------------------------------------------ batching
     def collator(self, tokenizer: Any, *, max_length: int = 256, model: Any = None):

@@ -170,7 +170,9 @@ class RetrievalEvaluator:
                 keep = self._new_rows[number]
                 extra = self.extra_molecules[number]
                 rows = extra if len(keep) == len(extra) else extra.select(keep)
-            self._featurized[key] = features.complete(rows)
+            # A large candidate table (e.g. all 33,010 ChEBI-20 molecules) takes a minute: show it.
+            desc = "Featurizing candidate molecules" if number >= 0 and len(rows) >= 5000 else None
+            self._featurized[key] = features.complete(rows, desc=desc)
         return self._featurized[key]
 
     def _candidate_rows(self) -> list[list[int]]:

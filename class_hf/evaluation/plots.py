@@ -87,7 +87,7 @@ def sample_ratio_figure(
     ax.set_ylim(0.0, 1.05)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend()
+    ax.legend(loc="lower right", fontsize="small")
     return fig
 
 

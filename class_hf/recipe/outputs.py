@@ -331,7 +331,7 @@ def write_plots(run: RecipeRun, trainer: CurriculumTrainer) -> list[str]:
         arms = {f"CLASS ({name})": fractions} if trainer.args.curriculum_enabled else {f"{name} (all data)": fractions}
         planned = []
         if trainer.args.curriculum_enabled:
-            planned.append(f"{name} without CLASS: every pair every epoch")
+            planned.append("without CLASS: all pairs")
             arms[planned[-1]] = [1.0] * len(fractions)
         written.append(
             plot_sample_ratio(arms, out / "sample_ratio.png", title="Training samples used per epoch", planned=planned)

@@ -258,7 +258,7 @@ def _pool_description(run: RecipeRun, results: Mapping[str, Any]) -> str | None:
     if pool is None:
         return None
     size = (results.get("test_pool_sizes") or {}).get("all_num_candidate_molecules")
-    total = f" ({size:,} candidate molecules in all)" if size else ""
+    total = f", {size:,} candidate molecules in all" if size else ""
     return f"the ChEBI-20 molecule table bundled with class-hf{total}" if pool == BUNDLED else f"`{pool}`{total}"
 
 
@@ -273,10 +273,12 @@ def _checkpoint_selection(trainer: Any) -> str:
             else "eval_" + (args.metric_for_best_model)
         )
         best = [h for h in state.log_history if h.get(key) == state.best_metric]
-        epoch = f"epoch {round(best[0]['epoch'])} of {epochs}" if best and "epoch" in best[0] else "the best epoch"
+        at = round(best[0]["epoch"]) if best and "epoch" in best[0] else None
+        epoch = f"epoch {at} of {epochs}" if at is not None else "the best epoch"
+        last = " (the last one)" if at == epochs else ""
         return (
-            f"The checkpoint holds the weights of the best validation evaluation ({epoch}, `{key}` = "
-            f"{state.best_metric:.4f}; `load_best_model_at_end`), not those of the last epoch."
+            f"The checkpoint holds the weights of the best validation evaluation: {epoch}{last}, `{key}` = "
+            f"{state.best_metric:.4f}, chosen with `load_best_model_at_end`."
         )
     return f"The checkpoint holds the weights after the last of {epochs} epochs."
 
