@@ -222,6 +222,8 @@ def _setup_logging(training_args: CurriculumTrainingArguments) -> None:
     process_level = training_args.get_process_log_level()
     transformers.utils.logging.set_verbosity(process_level)
     datasets.utils.logging.set_verbosity(max(process_level, logging.WARNING))
+    if training_args.disable_tqdm:  # no bars from transformers either ("Writing model shards" at every checkpoint)
+        transformers.utils.logging.disable_progress_bar()
 
 
 def _evaluate_only(run: RecipeRun) -> dict[str, Any] | None:
@@ -242,7 +244,10 @@ def _data_description(run: RecipeRun) -> str:
     data_args = run.data_args
     source = data_args.dataset_name_or_path
     if source == BUNDLED:
-        text = "the ChEBI-20 validation and test pairs bundled with class-hf (CC BY 4.0)"
+        text = (
+            "the ChEBI-20 validation and test pairs bundled with class-hf (CC BY 4.0; ChEBI-20's own train split is "
+            "not among them, so these numbers do not compare with results trained on it)"
+        )
     else:
         text = f"ChEBI-20 pairs from `{source}`"
     if data_args.resplit:
