@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "_lazy": 0,  # package plumbing: lazy exports, CPU threads, user-error reporting (import nothing of class_hf)
     "runtime": 0,
     "user_errors": 0,
+    "log_output": 0,  # the Trainer's readable log lines (imports transformers only)
     "data": 0,
     "models": 1,
     "curriculum": 1,
