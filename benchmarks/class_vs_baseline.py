@@ -105,6 +105,8 @@ TRAINING: dict[str, dict[str, Any]] = {
     "aman": {"num_train_epochs": 40, "per_device_train_batch_size": 256, "learning_rate": 3e-4},
     "orma": {"num_train_epochs": 40, "per_device_train_batch_size": 64, "learning_rate": 3e-4},
 }
+# Text tokens the frozen encoder reads (ORMA caches every token's states: fewer tokens on a CPU).
+TOKEN_LIMITS: dict[str, int] = {"dual_encoder": 256, "aman": 256, "orma": 128}
 ARMS: dict[str, dict[str, Any]] = {
     "baseline": {"curriculum": "none", "intensity_beta": 0.0, "intensity_target": "none"},
     "class": {},
@@ -192,7 +194,7 @@ def build_model(backbone: str, encoder: str, quick: bool, overrides: dict[str, A
     return get_backbone(backbone).build(text_encoder_name_or_path=encoder, text_config=None, **config)
 
 
-def prepare(backbone: str, bench: BenchmarkArguments, max_length: int = 256) -> dict[str, Any]:
+def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = None) -> dict[str, Any]:
     """The split (re-split 80/10/10 by CID), featurized for ``backbone``, with its cached text features (the
     benchmark configuration's, for the token limit ``max_length``), and the ``all``-pool molecules; built once and
     reused from the cache folder."""
@@ -204,7 +206,8 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int = 256) -> 
 
     encoder = text_encoder_path(bench)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    tag = f"-L{max_length}" if max_length != 256 else ""
+    max_length = max_length or TOKEN_LIMITS[backbone]
+    tag = f"-L{max_length}" if max_length != TOKEN_LIMITS[backbone] else ""
     folder = Path(bench.cache_dir) / f"{backbone}{tag}{'-quick' if bench.quick else ''}"
     if (folder / "splits").exists():
         splits = load_from_disk(str(folder / "splits"))
@@ -291,7 +294,7 @@ def run_one(
     *,
     model_overrides: dict[str, Any] | None = None,
     training_overrides: dict[str, Any] | None = None,
-    max_length: int = 256,
+    max_length: int | None = None,
     patience: int | None = None,
     test: bool = True,
 ) -> dict[str, Any]:
@@ -315,7 +318,7 @@ def run_one(
     model = build_model(backbone, data["encoder"], bench.quick, model_overrides)
     data["splits"] = top_layers(data["splits"], backbone, model, bench)
     features = MoleculeFeatures.for_model(model)
-    collator = features.collator(data["tokenizer"], max_length=max_length, model=model)
+    collator = features.collator(data["tokenizer"], max_length=max_length or TOKEN_LIMITS[backbone], model=model)
     training = {**TRAINING[backbone], **({"num_train_epochs": bench.epochs} if bench.epochs else {})}
     training.update(training_overrides or {})
     if bench.quick:
