@@ -101,7 +101,7 @@ BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "orma": {"pooling": "mean", "freeze_text_encoder": True, "emb_dim": 128, "num_gnn_layers": 3},
 }
 TRAINING: dict[str, dict[str, Any]] = {
-    "dual_encoder": {"num_train_epochs": 40, "per_device_train_batch_size": 256, "learning_rate": 3e-4},
+    "dual_encoder": {"num_train_epochs": 30, "per_device_train_batch_size": 256, "learning_rate": 3e-4},
     "aman": {"num_train_epochs": 40, "per_device_train_batch_size": 256, "learning_rate": 3e-4},
     "orma": {"num_train_epochs": 40, "per_device_train_batch_size": 64, "learning_rate": 3e-4},
 }
@@ -219,7 +219,7 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
     if bench.quick:
         splits = DatasetDict({k: d.select(range(min(len(d), 160 if k == "train" else 40))) for k, d in splits.items()})
     model = build_model(backbone, encoder, bench.quick)
-    features = MoleculeFeatures.for_model(model)
+    features = MoleculeFeatures.for_model(model, fingerprints=True)  # fingerprints for every variant (cheap)
     splits = features.featurize(splits, desc=None)
     # Backbones whose frozen text features are the same (same encoder, layers, pooling) share one computation.
     shared = Path(bench.cache_dir) / f"text-{model.text_feature_key()}-L{max_length}{'-quick' if bench.quick else ''}"
