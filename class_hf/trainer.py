@@ -39,6 +39,7 @@ from .curriculum.pacing import Pacing, get_pacing
 from .curriculum.plan import CurriculumPlan, balanced_batches
 from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
 from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
+from .data.collator import MoleculeTextCollator
 from .data.text_features import cache_text_features
 from .models.losses import enable_gather_across_ranks
 from .optimization import apply_group_learning_rates, group_learning_rates, open_clip_decay_names
@@ -84,7 +85,8 @@ class CurriculumTrainer(Trainer):
             ``optimizer_cls_and_kwargs``, ...).
 
     Attributes:
-        difficulty_provider (DifficultyProvider): the run's difficulty; plan (CurriculumPlan | None): the run's plan.
+        difficulty_provider (DifficultyProvider): the run's difficulty (values, refreshes, scoring information).
+        plan (CurriculumPlan | None): the run's plan, once training started.
     """
 
     def __init__(
@@ -108,8 +110,6 @@ class CurriculumTrainer(Trainer):
                 "`CurriculumTrainingArguments(...)` (it takes every TrainingArguments field as well)."
             )
         if data_collator is None and processing_class is not None:
-            from .data.collator import MoleculeTextCollator
-
             data_collator = MoleculeTextCollator(processing_class)
         # First among the user's callbacks, so that they already see `state.epoch` in curriculum epochs.
         callbacks = [CurriculumCallback(), *(callbacks or [])]
