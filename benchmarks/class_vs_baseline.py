@@ -202,7 +202,7 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
     from transformers import AutoTokenizer
 
     from class_hf.data import MoleculeFeatures, load_chebi20, load_chebi20_molecules, resplit_by_cid
-    from class_hf.data.text_features import cache_text_features
+    from class_hf.data.text_features import as_numpy_features, cache_text_features
 
     encoder = text_encoder_path(bench)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
@@ -210,7 +210,7 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
     tag = f"-L{max_length}" if max_length != TOKEN_LIMITS[backbone] else ""
     folder = Path(bench.cache_dir) / f"{backbone}{tag}{'-quick' if bench.quick else ''}"
     if (folder / "splits").exists():
-        splits = load_from_disk(str(folder / "splits"))
+        splits = DatasetDict({k: as_numpy_features(d) for k, d in load_from_disk(str(folder / "splits")).items()})
         extra = load_from_disk(str(folder / "pool")) if (folder / "pool").exists() else None
         return {"splits": splits, "pool": extra, "tokenizer": tokenizer, "encoder": encoder, "reloaded": True}
     start = time.perf_counter()
@@ -225,7 +225,9 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
     shared = Path(bench.cache_dir) / f"text-{model.text_feature_key()}-L{max_length}{'-quick' if bench.quick else ''}"
     if (shared / "splits").exists():
         texts = load_from_disk(str(shared / "splits"))
-        splits = DatasetDict({k: d.add_column("text_features", texts[k]["text_features"]) for k, d in splits.items()})
+        splits = DatasetDict(
+            {k: as_numpy_features(d.add_column("text_features", texts[k]["text_features"])) for k, d in splits.items()}
+        )
     else:
         collator = features.collator(tokenizer, max_length=max_length, model=model)
         (splits,) = cache_text_features(model, tokenizer, collator, splits, batch_size=64)
