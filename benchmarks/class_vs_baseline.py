@@ -100,12 +100,12 @@ BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
         "graph_ffn_size": 256,
         "projection_dim": 256,
     },
-    "orma": {"pooling": "mean", "freeze_text_encoder": True, "emb_dim": 128, "num_gnn_layers": 3},
+    "orma": {"pooling": "mean", "freeze_text_encoder": True, "emb_dim": 128, "num_gnn_layers": 3, "ot_iterations": 10},
 }
 TRAINING: dict[str, dict[str, Any]] = {
     "dual_encoder": {"num_train_epochs": 30, "per_device_train_batch_size": 256, "learning_rate": 3e-4},
     "aman": {"num_train_epochs": 30, "per_device_train_batch_size": 256, "learning_rate": 3e-4},
-    "orma": {"num_train_epochs": 40, "per_device_train_batch_size": 64, "learning_rate": 3e-4},
+    "orma": {"num_train_epochs": 20, "per_device_train_batch_size": 128, "learning_rate": 5e-4},
 }
 # Text tokens the frozen encoder reads (ORMA caches every token's states: fewer tokens on a CPU).
 TOKEN_LIMITS: dict[str, int] = {"dual_encoder": 256, "aman": 256, "orma": 128}
