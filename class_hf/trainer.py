@@ -41,7 +41,7 @@ from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, Diffi
 from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
 from .data.collator import MoleculeTextCollator
 from .data.text_features import cache_text_features
-from .models.losses import enable_gather_across_ranks
+from .models.losses import configure_negatives
 from .optimization import apply_group_learning_rates, group_learning_rates, open_clip_decay_names
 from .training_args import CurriculumTrainingArguments
 
@@ -141,8 +141,7 @@ class CurriculumTrainer(Trainer):
         self.add_callback(DifficultyCheckpointCallback(self.difficulty_provider, self._sampler_state))
         if self.model is not None:
             self.intensity.check_backbone(self.model)
-            if args.gather_across_ranks:
-                enable_gather_across_ranks(self.model)
+            configure_negatives(self.model, args.gather_across_ranks, args.text_chunk_size)
         self.plan: CurriculumPlan | None = None
         self._curriculum_sampler: CurriculumSampler | None = None
         self._restored_sampler_state: dict[str, Any] | None = None

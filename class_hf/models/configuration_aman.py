@@ -7,6 +7,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 
 from ._compat import SubConfigSpec, text_config_spec
+from .auto_registration import register_config
 from .text_config import text_config_from
 
 logger = logging.getLogger(__name__)
@@ -161,5 +162,8 @@ class AmanConfig(PreTrainedConfig):
             if value is not None and value <= 0:
                 raise ValueError(f"`{name}` must be positive or None (the base learning rate), got {value}.")
 
+
+# Importing this module may fire class_hf's registration hook before the class exists: register it now.
+register_config(AmanConfig)
 
 __all__ = ["AmanConfig"]
