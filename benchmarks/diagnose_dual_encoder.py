@@ -148,14 +148,8 @@ def run_row(name: str, diag: DiagnosisArguments) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    (diag,) = HfArgumentParser(DiagnosisArguments).parse_args_into_dataclasses(args=argv)
-    start = time.perf_counter()
-    if diag.jobs > 1:
-        with ProcessPoolExecutor(max_workers=diag.jobs) as pool:
-            rows = list(pool.map(run_row, diag.rows, [diag] * len(diag.rows)))
-    else:
-        rows = [run_row(name, diag) for name in diag.rows]
+def write_report(rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seconds: float) -> str:
+    """Writes ``diagnose_dual_encoder.{json,md}`` (after every row, so an interrupted run keeps what it measured)."""
     today = next((r["best_val_mrr"] for r in rows if r["row"] == "today"), None)
     lines = [
         "| change (one at a time against today's dual encoder) | best val MRR | Δ vs today | best epoch | CPU s |",
@@ -170,11 +164,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     output = Path(diag.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     name = "diagnose_dual_encoder" + ("_quick" if diag.quick else "")
-    (output / f"{name}.json").write_text(
-        json.dumps({"rows": rows, "wall_seconds": time.perf_counter() - start}, indent=1)
-    )
+    (output / f"{name}.json").write_text(json.dumps({"rows": rows, "wall_seconds": wall_seconds}, indent=1))
     (output / f"{name}.md").write_text(table)
-    print(table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    (diag,) = HfArgumentParser(DiagnosisArguments).parse_args_into_dataclasses(args=argv)
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    if diag.jobs > 1:
+        with ProcessPoolExecutor(max_workers=diag.jobs) as pool:
+            for row in pool.map(run_row, diag.rows, [diag] * len(diag.rows)):
+                rows.append(row)
+                write_report(rows, diag, time.perf_counter() - start)
+    else:
+        for name in diag.rows:
+            rows.append(run_row(name, diag))
+            write_report(rows, diag, time.perf_counter() - start)
+    print(write_report(rows, diag, time.perf_counter() - start))
     return rows
 
 

@@ -17,6 +17,7 @@ Without ``--cache-dir`` a temporary cache folder is used and removed at the end.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -96,8 +97,10 @@ def run(args: argparse.Namespace, cache_dir: str) -> dict:
     for fingerprints in variants:
         kwargs = {"num_proc": args.num_proc, "fingerprints": fingerprints, "desc": None}
         load_before = os.getloadavg()[0]
-        fresh, seconds, cpu_seconds = timed(lambda: featurize_molecules(dataset, load_from_cache_file=False, **kwargs))
-        reloaded, reload_seconds, _ = timed(lambda: featurize_molecules(dataset, **kwargs))
+        fresh, seconds, cpu_seconds = timed(
+            functools.partial(featurize_molecules, dataset, load_from_cache_file=False, **kwargs)
+        )
+        reloaded, reload_seconds, _ = timed(functools.partial(featurize_molecules, dataset, **kwargs))
         load_after = os.getloadavg()[0]
         if reloaded.cache_files != fresh.cache_files:
             raise RuntimeError("The second featurize_molecules call did not reload the first call's cache files.")

@@ -17,6 +17,7 @@ Writes ``benchmarks/results/retrieval_eval.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -125,7 +126,7 @@ def main() -> None:
     for pool, extras in (("split", {}), ("all", {"extra_mol_embeds": extra_mol, "extra_text_embeds": extra_text})):
         for chunk_size in args.chunk_sizes:
             runs = [
-                measure(lambda: retrieval_metrics(text, mol, chunk_size=chunk_size, **extras))
+                measure(functools.partial(retrieval_metrics, text, mol, chunk_size=chunk_size, **extras))
                 for _ in range(args.repeats)
             ]
             metrics = runs[0][0]

@@ -39,9 +39,10 @@ from .curriculum.pacing import Pacing, get_pacing
 from .curriculum.plan import CurriculumPlan, balanced_batches
 from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
 from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
+from .data.collator import MoleculeTextCollator
 from .data.text_features import cache_text_features
 from .log_output import use_readable_logs
-from .models.losses import enable_gather_across_ranks
+from .models.losses import configure_negatives
 from .optimization import apply_group_learning_rates, group_learning_rates, open_clip_decay_names
 from .training_args import CurriculumTrainingArguments
 
@@ -85,7 +86,8 @@ class CurriculumTrainer(Trainer):
             ``optimizer_cls_and_kwargs``, ...).
 
     Attributes:
-        difficulty_provider (DifficultyProvider): the run's difficulty; plan (CurriculumPlan | None): the run's plan.
+        difficulty_provider (DifficultyProvider): the run's difficulty (values, refreshes, scoring information).
+        plan (CurriculumPlan | None): the run's plan, once training started.
     """
 
     def __init__(
@@ -109,8 +111,6 @@ class CurriculumTrainer(Trainer):
                 "`CurriculumTrainingArguments(...)` (it takes every TrainingArguments field as well)."
             )
         if data_collator is None and processing_class is not None:
-            from .data.collator import MoleculeTextCollator
-
             data_collator = MoleculeTextCollator(processing_class)
         # First among the user's callbacks, so that they already see `state.epoch` in curriculum epochs.
         callbacks = [CurriculumCallback(), *(callbacks or [])]
@@ -143,8 +143,7 @@ class CurriculumTrainer(Trainer):
         self.add_callback(DifficultyCheckpointCallback(self.difficulty_provider, self._sampler_state))
         if self.model is not None:
             self.intensity.check_backbone(self.model)
-            if args.gather_across_ranks:
-                enable_gather_across_ranks(self.model)
+            configure_negatives(self.model, args.gather_across_ranks, args.text_chunk_size)
         self.plan: CurriculumPlan | None = None
         self._curriculum_sampler: CurriculumSampler | None = None
         self._restored_sampler_state: dict[str, Any] | None = None

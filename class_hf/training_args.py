@@ -113,6 +113,10 @@ class CurriculumTrainingArguments(TrainingArguments):
             ``text_encoder_learning_rate`` (ORMA/AMAN: 3e-5), else ``learning_rate``. Any other group a backbone's
             ``param_groups()`` names (e.g. AMAN's ``discriminator``) takes ``<group>_learning_rate`` from the model
             config the same way.
+        text_chunk_size (int | None): gradient caching for a fine-tuned text encoder: it encodes at most this many
+            texts at a time and recomputes their activations in the backward pass, so the contrastive loss sees the
+            whole batch (and ``gather_across_ranks`` every rank's) as negatives at the memory of one chunk; gradients
+            equal the whole batch's (:meth:`~class_hf.models.base.RetrievalPreTrainedModel.enable_gradient_cache`).
         cache_text_features (bool): compute the frozen text encoder's features once per description (a
             ``text_features`` column, :func:`~class_hf.data.text_features.add_text_features`) and train, evaluate and
             score difficulty on them; needs a backbone whose text encoder is frozen.
@@ -227,6 +231,14 @@ class CurriculumTrainingArguments(TrainingArguments):
             "help": "Learning rate of the text encoder (the model's `param_groups()` or parameters named "
             "`text_encoder.*`); default: the model config's `text_encoder_learning_rate` (ORMA/AMAN: 3e-5), else "
             "`learning_rate`."
+        },
+    )
+    text_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Gradient caching for a fine-tuned text encoder: encode at most this many texts at a time (their "
+            "activations recomputed in the backward pass), so a large batch of in-batch negatives fits in memory. "
+            "Gradients are those of the whole batch. None: the whole batch at once."
         },
     )
     cache_text_features: bool = field(

@@ -79,6 +79,24 @@ def test_models_load_with_automodel_after_import_class_hf(tmp_path):
     assert out.stdout.split() == [spec.model_class_name for spec in BACKBONES.values()]
 
 
+@pytest.mark.parametrize("first", ["config_module", "modeling_module"])
+def test_importing_one_backbone_module_first_registers_every_backbone(first):
+    """Importing a configuration module imports ``AutoConfig``, which fires the registration hook before that
+    module's class exists; the module registers itself when it ends, and nothing is logged."""
+    for spec in BACKBONES.values():
+        script = (
+            f"import {getattr(spec, first)}\n"
+            "from transformers import AutoConfig\n"
+            "from transformers.models.auto.modeling_auto import MODEL_MAPPING\n"
+            f"types = {[s.model_type for s in BACKBONES.values()]!r}\n"
+            "print(' '.join(MODEL_MAPPING[type(AutoConfig.for_model(t))].__name__ for t in types))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.split() == [s.model_class_name for s in BACKBONES.values()]
+        assert "Could not register" not in out.stderr, out.stderr
+
+
 def test_a_plain_module_with_the_four_methods_follows_the_contract():
     class Minimal(torch.nn.Module):
         def forward(self, input_ids, attention_mask, graph, **kwargs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from datasets import load_from_disk
@@ -130,4 +131,4 @@ def test_in_memory_datasets_are_cached_on_disk_and_not_encoded_twice(pairs, tiny
 
         patched.setattr(text_features, "_encode_batch", lambda *_a, **_k: pytest.fail("the texts were encoded again"))
         again = add_text_features(pairs, model, tiny_tokenizer, max_length=64, desc=None)
-    assert again[TEXT_FEATURES_COLUMN] == first[TEXT_FEATURES_COLUMN]
+    np.testing.assert_array_equal(np.asarray(again[TEXT_FEATURES_COLUMN]), np.asarray(first[TEXT_FEATURES_COLUMN]))

@@ -197,7 +197,8 @@ def add_text_features(
             cache_file_name=cache_file,
             desc=desc,
         )
-        return encoded.select(np.argsort(order, kind="stable"), new_fingerprint=fingerprint)
+        restored = encoded.select(np.argsort(order, kind="stable"), new_fingerprint=fingerprint)
+        return as_numpy_features(restored)
     finally:
         model.train(was_training)
 
@@ -224,6 +225,17 @@ def holds_text_features_of(
         model.train(was_training)
     fresh = fresh[0].float().cpu()
     return fresh.shape == stored.shape and torch.allclose(fresh, stored, atol=2e-3, rtol=1e-2)
+
+
+def as_numpy_features(dataset: Dataset) -> Dataset:
+    """``dataset`` reading its ``text_features`` as numpy arrays (the other columns as they are): rows of token states
+    then reach the collator without a Python float per value (about 4x faster to fetch and collate).
+
+    The rows are first written in order (``flatten_indices``): ``datasets`` cannot add a column to a formatted
+    dataset that still reads its rows through an index mapping (e.g. after ``select``).
+    """
+    plain = dataset.with_format(None).flatten_indices()
+    return plain.with_format("numpy", columns=[TEXT_FEATURES_COLUMN], output_all_columns=True)
 
 
 def cache_text_features(model: Any, tokenizer: Any, collator: Any, *datasets: Any, batch_size: int = 64) -> list[Any]:
@@ -298,6 +310,7 @@ def text_inputs(batch: dict[str, Any], device: Any = None) -> dict[str, torch.Te
 __all__ = [
     "TEXT_FEATURES_COLUMN",
     "add_text_features",
+    "as_numpy_features",
     "cache_text_features",
     "collate_text_features",
     "holds_text_features_of",

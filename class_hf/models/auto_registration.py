@@ -24,18 +24,41 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from .registry import BACKBONES, Backbone
+from .registry import BACKBONES, Backbone, backbone_for_model_type
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LazyBackbone", "register_backbones"]
+__all__ = ["LazyBackbone", "register_backbones", "register_config"]
 
 CONFIG_AUTO = "transformers.models.auto.configuration_auto"
 MODEL_AUTO = "transformers.models.auto.modeling_auto"
 
 
-def _config_class(backbone: Backbone) -> type:
+def _config_class(backbone: Backbone) -> type | None:
+    """The backbone's config class; None while its module is still executing (importing a configuration module
+    first imports ``AutoConfig``, which fires the hook before the class exists): :func:`register_config`, at the
+    module's end, registers it then."""
+    module = sys.modules.get(backbone.config_module)
+    if module is not None and not hasattr(module, backbone.config_class_name):
+        return None
     return getattr(importlib.import_module(backbone.config_module), backbone.config_class_name)
+
+
+def register_config(config_class: type) -> None:
+    """Registers a class-hf config with ``AutoConfig`` (and the model's stand-in with ``AutoModel``) where
+    transformers' auto modules are already imported; called at the end of each configuration module.
+
+    Args:
+        config_class (type): the config class; its ``model_type`` names the backbone in the registry.
+    """
+    backbone = backbone_for_model_type(config_class.model_type)
+    if backbone is None:
+        return
+    configuration_auto, modeling_auto = sys.modules.get(CONFIG_AUTO), sys.modules.get(MODEL_AUTO)
+    if configuration_auto is not None and hasattr(configuration_auto, "AutoConfig"):
+        configuration_auto.AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    if modeling_auto is not None and hasattr(modeling_auto, "AutoModel"):
+        _register_model(modeling_auto, backbone, config_class)
 
 
 class LazyBackbone:
@@ -76,16 +99,23 @@ class LazyBackbone:
 
 def _register_configs(configuration_auto: ModuleType) -> None:
     for backbone in BACKBONES.values():
-        configuration_auto.AutoConfig.register(backbone.model_type, _config_class(backbone), exist_ok=True)
+        config_class = _config_class(backbone)
+        if config_class is not None:
+            configuration_auto.AutoConfig.register(backbone.model_type, config_class, exist_ok=True)
+
+
+def _register_model(modeling_auto: ModuleType, backbone: Backbone, config_class: type) -> None:
+    if config_class in modeling_auto.MODEL_MAPPING:
+        return  # the real class is already registered (its module was imported)
+    stand_in = LazyBackbone(backbone.modeling_module, backbone.model_class_name, config_class)
+    modeling_auto.AutoModel.register(config_class, stand_in, exist_ok=True)
 
 
 def _register_models(modeling_auto: ModuleType) -> None:
     for backbone in BACKBONES.values():
         config_class = _config_class(backbone)
-        if config_class in modeling_auto.MODEL_MAPPING:
-            continue  # the real class is already registered (its module was imported)
-        stand_in = LazyBackbone(backbone.modeling_module, backbone.model_class_name, config_class)
-        modeling_auto.AutoModel.register(config_class, stand_in, exist_ok=True)
+        if config_class is not None:
+            _register_model(modeling_auto, backbone, config_class)
 
 
 def _safely(register: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:

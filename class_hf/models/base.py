@@ -134,6 +134,8 @@ class RetrievalPreTrainedModel(PreTrainedModel):
     param_group_prefixes: ClassVar[dict[str, str]] = {"text_encoder": "text_encoder."}
     init_scheme: ClassVar[str] = "torch"
     intensity_target: ClassVar[str] = "the logits"
+    # Texts per chunk of a fine-tuned text encoder in training (gradient caching, see `enable_gradient_cache`).
+    text_chunk_size: int | None = None
 
     # ------------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -264,6 +266,9 @@ class RetrievalPreTrainedModel(PreTrainedModel):
         )
         if not return_loss:
             return RetrievalOutput(text_embeds=self.encode_text(**text_inputs), mol_embeds=self.encode_molecule(graph))
+        if text_features is None and self._caches_gradients(input_ids):
+            features = self.chunked_text_features(input_ids, attention_mask)
+            text_inputs = {"text_features": features, "attention_mask": attention_mask}
         text, mol = self.encode_pair(text_inputs, graph)
         return self.pair_loss(text, mol, intensity)
 
@@ -290,6 +295,61 @@ class RetrievalPreTrainedModel(PreTrainedModel):
         raise NotImplementedError(f"{type(self).__name__} must implement `pair_loss(text, mol, intensity)`.")
 
     # --------------------------------------------------------------------------------------------- text encoder
+    def enable_gradient_cache(self, chunk_size: int | None) -> None:
+        """Runs a fine-tuned text encoder over at most ``chunk_size`` texts at a time in training (gradient caching).
+
+        The loss still contrasts the whole batch: every text's features are computed chunk by chunk without keeping
+        the encoder's activations (each chunk is checkpointed), the loss and its gradient are computed on the whole
+        batch, and in the backward pass each chunk is encoded again, with the same dropout, and back-propagated on its
+        own. Gradients equal those of the whole batch at once; the text encoder's activation memory is that of one
+        chunk, for one more forward pass of it. This is the idea of sentence-transformers'
+        ``CachedMultipleNegativesRankingLoss`` (Gao et al., 2021), applied inside the backbone so that it composes
+        with the curriculum's small early pools, the per-sample weights and ``gather_across_ranks``. A frozen text
+        encoder keeps no activations and is not chunked.
+
+        Args:
+            chunk_size (int | None): texts per chunk; None turns chunking off.
+
+        Raises:
+            ValueError: for a chunk size below 1, or an encoder whose features cannot be computed apart from the rest
+                of the text tower (ORMA with ``pooling='pooler'``).
+        """
+        if chunk_size is not None:
+            if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+                raise ValueError(f"`text_chunk_size` must be a positive integer or None, got {chunk_size!r}.")
+            tokens = getattr(self, "text_feature_layout", "pooled") == "tokens"
+            if tokens and getattr(self.config, "pooling", None) == "pooler":
+                raise ValueError(
+                    f"{type(self).__name__} with `pooling='pooler'` cannot encode texts in chunks "
+                    "(`text_chunk_size`): use `pooling='mean'` or 'cls'."
+                )
+        self.text_chunk_size = chunk_size
+
+    def _caches_gradients(self, input_ids: torch.Tensor) -> bool:
+        chunk = self.text_chunk_size
+        return (
+            chunk is not None
+            and self.training
+            and torch.is_grad_enabled()
+            and input_ids.shape[0] > chunk
+            and not self.text_encoder_frozen
+        )
+
+    def chunked_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`text_features` of a batch, ``text_chunk_size`` texts at a time, each chunk checkpointed (its
+        activations are recomputed, with the same random state, when the backward pass reaches it)."""
+        from torch.utils.checkpoint import checkpoint
+
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        chunks = [
+            checkpoint(self.text_features, ids, mask, use_reentrant=False, preserve_rng_state=True)
+            for ids, mask in zip(
+                input_ids.split(self.text_chunk_size), attention_mask.split(self.text_chunk_size), strict=True
+            )
+        ]
+        return torch.cat(chunks)
+
     @property
     def text_encoder_frozen(self) -> bool:
         """Whether no text-encoder parameter trains (the encoder then runs in eval mode under ``torch.no_grad``)."""

@@ -7,6 +7,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 
 from ._compat import SubConfigSpec, text_config_spec
+from .auto_registration import register_config
 from .text_config import text_config_from
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,12 @@ class AmanConfig(PreTrainedConfig):
             them; None pools the last layer only. (default: :obj:`None`)
         text_input_norm (bool): standardise the pooled text features with running statistics before the projection.
             (default: :obj:`False`)
+        retrieval_loss (str): ``triplet`` (AMAN's batch-hard triplet), ``triplet+infonce`` (plus CMTMR's optional
+            symmetric InfoNCE with a learnable temperature) or ``infonce``. (default: :obj:`"triplet"`)
+        logit_scale_init (float): initial ``1 / temperature`` of the InfoNCE term. (default: :obj:`1 / 0.07`)
+        use_fingerprint (bool): add a linear map of the molecule's Morgan count fingerprint (``graph.fp``) to its
+            embedding before the head's BatchNorm (a class-hf extension, not AMAN's). (default: :obj:`False`)
+        fingerprint_dim (int): length of ``graph.fp``. (default: :obj:`2048`)
 
     > Learning rates of the parameter groups of :meth:`AmanModel.param_groups` (``<group>_learning_rate``), for
     the trainer or recipe that builds the optimiser; the model itself does not read them.
@@ -108,6 +115,10 @@ class AmanConfig(PreTrainedConfig):
     freeze_text_encoder: bool = False
     text_pooling_layers: int | None = None
     text_input_norm: bool = False
+    retrieval_loss: Literal["triplet", "triplet+infonce", "infonce"] = "triplet"
+    logit_scale_init: float | int = 1 / 0.07
+    use_fingerprint: bool = False
+    fingerprint_dim: int = 2048
     text_encoder_learning_rate: float | int | None = 3e-5
     discriminator_learning_rate: float | int | None = 1e-4
 
@@ -130,6 +141,11 @@ class AmanConfig(PreTrainedConfig):
             )
         if not 0.0 <= self.graph_dropout < 1.0:
             raise ValueError(f"`graph_dropout` must be in [0, 1), got {self.graph_dropout}.")
+        if self.fingerprint_dim < 1 or not 0.0 < self.logit_scale_init <= 100.0:
+            raise ValueError(
+                f"`fingerprint_dim` must be >= 1 and `logit_scale_init` in (0, 100], got {self.fingerprint_dim} and "
+                f"{self.logit_scale_init}."
+            )
         if self.triplet_margin <= 0:
             raise ValueError(f"`triplet_margin` must be positive, got {self.triplet_margin}.")
         for name in ("adversarial_weight", "gradient_penalty_weight"):
@@ -146,5 +162,8 @@ class AmanConfig(PreTrainedConfig):
             if value is not None and value <= 0:
                 raise ValueError(f"`{name}` must be positive or None (the base learning rate), got {value}.")
 
+
+# Importing this module may fire class_hf's registration hook before the class exists: register it now.
+register_config(AmanConfig)
 
 __all__ = ["AmanConfig"]

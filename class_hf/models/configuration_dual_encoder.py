@@ -7,6 +7,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 
 from ._compat import SubConfigSpec, text_config_spec
+from .auto_registration import register_config
 from .text_config import text_config_from
 
 logger = logging.getLogger(__name__)
@@ -155,5 +156,8 @@ class DualEncoderConfig(PreTrainedConfig):
                     f"got {self.train_text_layers}."
                 )
 
+
+# Importing this module may fire class_hf's registration hook before the class exists: register it now.
+register_config(DualEncoderConfig)
 
 __all__ = ["DualEncoderConfig"]

@@ -7,6 +7,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 
 from ._compat import SubConfigSpec, text_config_spec
+from .auto_registration import register_config
 from .sinkhorn import OtMethod
 from .text_config import text_config_from
 
@@ -131,5 +132,8 @@ class OrmaConfig(PreTrainedConfig):
                 f"{self.text_encoder_learning_rate}."
             )
 
+
+# Importing this module may fire class_hf's registration hook before the class exists: register it now.
+register_config(OrmaConfig)
 
 __all__ = ["OrmaConfig"]

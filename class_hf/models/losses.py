@@ -72,6 +72,35 @@ def enable_gather_across_ranks(model: torch.nn.Module) -> None:
         )
 
 
+def enable_gradient_cache(model: torch.nn.Module, chunk_size: int | None) -> None:
+    """Turns on gradient caching of a backbone's fine-tuned text encoder (``text_chunk_size``).
+
+    Args:
+        model (torch.nn.Module): a backbone with ``enable_gradient_cache(chunk_size)`` (every
+            :class:`~class_hf.models.base.RetrievalPreTrainedModel`).
+        chunk_size (int | None): texts per chunk; None leaves the model as it is.
+
+    Raises:
+        ValueError: when the model cannot encode its texts in chunks.
+    """
+    if chunk_size is None:
+        return
+    if not callable(getattr(model, "enable_gradient_cache", None)):
+        raise ValueError(
+            f"`text_chunk_size={chunk_size}`, but {type(model).__name__} has no `enable_gradient_cache(chunk_size)`; "
+            "build the backbone on class_hf.models.RetrievalPreTrainedModel or leave `text_chunk_size` unset."
+        )
+    model.enable_gradient_cache(chunk_size)
+
+
+def configure_negatives(model: torch.nn.Module, gather_across_ranks: bool, text_chunk_size: int | None) -> None:
+    """Sets how many in-batch negatives the backbone's loss sees (the trainer's ``gather_across_ranks`` and
+    ``text_chunk_size``): see :func:`enable_gather_across_ranks` and :func:`enable_gradient_cache`."""
+    if gather_across_ranks:
+        enable_gather_across_ranks(model)
+    enable_gradient_cache(model, text_chunk_size)
+
+
 def contrastive_loss(
     text_embeds: torch.Tensor,
     mol_embeds: torch.Tensor,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,8 @@ from transformers import AutoConfig, AutoModel
 
 from .base import RetrievalPreTrainedModel
 from .configuration_aman import AmanConfig
-from .losses import triplet_loss
-from .modules import AtomEncoder, BondEncoder, feature_norm, pool_text
+from .losses import contrastive_loss, triplet_loss
+from .modules import AtomEncoder, BondEncoder, checked_fingerprints, feature_norm, pool_text
 from .outputs import RetrievalOutput
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,10 @@ class AmanMoleculeEncoder(nn.Module):
         self.projection = nn.Sequential(
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, config.projection_dim), _head_norm(config)
         )
+        self.fingerprint_projection = (
+            nn.Linear(config.fingerprint_dim, config.projection_dim) if config.use_fingerprint else None
+        )
+        self.fingerprint_dim = config.fingerprint_dim
 
     def forward(self, graph) -> torch.Tensor:
         x, edge_index, edge_attr, batch, num_graphs = _graph_inputs(graph)
@@ -117,8 +122,11 @@ class AmanMoleculeEncoder(nn.Module):
         e = self.bond_encoder(edge_attr)
         for layer in self.layers:
             h = layer(h, edge_index, e)
-        pooled = self.pooling(h, batch, dim_size=num_graphs)
-        return self.projection(pooled)
+        pooled = self.projection[:-1](self.pooling(h, batch, dim_size=num_graphs))
+        if self.fingerprint_projection is not None:
+            fp = checked_fingerprints(graph, self.fingerprint_dim)
+            pooled = pooled + self.fingerprint_projection(fp.to(pooled.dtype))
+        return self.projection[-1](pooled)
 
 
 def _head_norm(config: AmanConfig) -> BatchNorm:
@@ -281,6 +289,8 @@ class AmanModel(RetrievalPreTrainedModel):
         self.text_projection = nn.Sequential(nn.Linear(text_dim, config.projection_dim), _head_norm(config))
         self.molecule_encoder = AmanMoleculeEncoder(config)
         self.discriminator = ModalityDiscriminator(config.projection_dim, config.discriminator_hidden_sizes)
+        if "infonce" in config.retrieval_loss:
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
         self.post_init()
         self._apply_freeze_text_encoder()
 
@@ -375,14 +385,19 @@ class AmanModel(RetrievalPreTrainedModel):
             ``mol_embeds``, ``loss_components`` (see the class docstring).
         """
         intensity = 1.0 if intensity is None else intensity
-        triplet = triplet_loss(
-            text,
-            mol,
-            margin=self.config.triplet_margin * intensity,
-            gather_across_ranks=self.config.gather_across_ranks,
-        )
-        per_sample_loss = triplet["per_sample_loss"]
-        components = {"triplet": per_sample_loss.mean()}
+        gather = self.config.gather_across_ranks
+        per_sample_loss, components = 0.0, {}
+        if "triplet" in self.config.retrieval_loss:
+            triplet = triplet_loss(
+                text, mol, margin=self.config.triplet_margin * intensity, gather_across_ranks=gather
+            )
+            per_sample_loss = triplet["per_sample_loss"]
+            components["triplet"] = per_sample_loss.mean()
+        if "infonce" in self.config.retrieval_loss:
+            scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+            infonce = contrastive_loss(text, mol, scale, gather_across_ranks=gather)["per_sample_loss"]
+            per_sample_loss = per_sample_loss + infonce
+            components["infonce"] = infonce.mean()
         components.update(self.adversarial_losses(text, mol))
         loss = sum(components.values())
         return RetrievalOutput(

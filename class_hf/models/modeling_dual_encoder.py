@@ -22,7 +22,7 @@ from transformers import initialization as init
 from .base import RetrievalPreTrainedModel
 from .configuration_dual_encoder import DualEncoderConfig
 from .losses import contrastive_loss
-from .modules import AtomEncoder, BondEncoder, build_projection, feature_norm, pool_text
+from .modules import AtomEncoder, BondEncoder, build_projection, checked_fingerprints, feature_norm, pool_text
 from .outputs import RetrievalOutput
 
 logger = logging.getLogger(__name__)
@@ -102,23 +102,6 @@ class GraphEncoder(nn.Module):
         if self.fingerprint_proj is not None:
             pooled = pooled + self.fingerprint_proj(self.fingerprints(graph).to(pooled.dtype))
         return pooled
-
-
-def checked_fingerprints(graph, dim: int) -> torch.Tensor:
-    """``graph.fp`` (``[B, dim]``), or an error that says how to featurize the molecules."""
-    fp = getattr(graph, "fp", None)
-    if fp is None:
-        raise ValueError(
-            "`use_fingerprint=True` needs `graph.fp`: featurize the molecules with "
-            "`featurize_molecules(..., fingerprints=True)` (or `MoleculeFeatures.for_model(model)`), or set "
-            "`use_fingerprint=False`."
-        )
-    num_graphs = int(graph.num_graphs)
-    if fp.shape != (num_graphs, dim):
-        raise ValueError(
-            f"`graph.fp` must have shape [{num_graphs}, {dim}] (`fingerprint_dim`), got {list(fp.shape)}."
-        )
-    return fp
 
 
 class DualEncoderPreTrainedModel(RetrievalPreTrainedModel):

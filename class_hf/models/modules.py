@@ -102,6 +102,23 @@ def feature_norm(dim: int) -> nn.Module:
     return BatchNorm(dim, affine=False, allow_single_element=True)
 
 
+def checked_fingerprints(graph, dim: int) -> torch.Tensor:
+    """``graph.fp`` (``[B, dim]``), or an error that says how to featurize the molecules."""
+    fp = getattr(graph, "fp", None)
+    if fp is None:
+        raise ValueError(
+            "`use_fingerprint=True` needs `graph.fp`: featurize the molecules with "
+            "`featurize_molecules(..., fingerprints=True)` (or `MoleculeFeatures.for_model(model)`), or set "
+            "`use_fingerprint=False`."
+        )
+    num_graphs = int(graph.num_graphs)
+    if fp.shape != (num_graphs, dim):
+        raise ValueError(
+            f"`graph.fp` must have shape [{num_graphs}, {dim}] (`fingerprint_dim`), got {list(fp.shape)}."
+        )
+    return fp
+
+
 class CategoricalEmbedding(nn.Module):
     """Sum of one embedding table per categorical column (the OGB ``AtomEncoder`` idea).
 
