@@ -100,7 +100,14 @@ BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
         "graph_ffn_size": 256,
         "projection_dim": 256,
     },
-    "orma": {"pooling": "mean", "freeze_text_encoder": True, "emb_dim": 128, "num_gnn_layers": 3, "ot_iterations": 10},
+    "orma": {
+        "pooling": "mean",
+        "freeze_text_encoder": True,
+        "use_fingerprint": True,  # without it the global grain reaches 0.26 validation MRR after 20 epochs
+        "emb_dim": 128,
+        "num_gnn_layers": 3,
+        "ot_iterations": 10,
+    },
 }
 TRAINING: dict[str, dict[str, Any]] = {
     "dual_encoder": {"num_train_epochs": 30, "per_device_train_batch_size": 256, "learning_rate": 3e-4},

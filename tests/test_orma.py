@@ -162,6 +162,35 @@ def test_fixture_batch(tiny_bert_config, tiny_tokenizer, chebi20_sample_dir):
     assert model.gcn.convs[0].lin.weight.grad.abs().sum() > 0 and model.temp.grad is not None
 
 
+def test_fingerprint_branch_changes_only_the_global_molecule_embedding(tiny_bert_config, tiny_tokenizer):
+    from class_hf.data.features import MoleculeFeatures
+
+    batch = _batch(tiny_tokenizer)
+    graph = batch["graph"]
+    graph.fp = torch.rand(len(SMILES), 2048, generator=torch.Generator().manual_seed(0))
+    changed = graph.clone()
+    changed.fp = torch.rand_like(graph.fp)
+    off = _model(tiny_bert_config).eval()
+    assert off.fingerprint_projection is None and not MoleculeFeatures.for_model(off).fingerprints
+    assert torch.equal(off.encode_molecule(graph), off.encode_molecule(changed))
+
+    on = _model(tiny_bert_config, use_fingerprint=True, fingerprint_dim=2048).eval()
+    assert MoleculeFeatures.for_model(on).fingerprints
+    with torch.no_grad():
+        a, b = on.molecule_features(graph), on.molecule_features(changed)
+    assert not torch.allclose(a.molecule, b.molecule)
+    torch.testing.assert_close(a.atom, b.atom)
+    torch.testing.assert_close(a.motif, b.motif)
+    out = on.train()(**batch)
+    out.loss.backward()
+    assert on.fingerprint_projection.weight.grad.abs().sum() > 0
+    del graph.fp
+    with pytest.raises(ValueError, match="fingerprints=True"):
+        on.encode_molecule(graph)
+    with pytest.raises(Exception, match="fingerprint_dim"):  # huggingface_hub wraps the validator's ValueError
+        OrmaConfig(text_encoder_name_or_path=None, fingerprint_dim=0)
+
+
 def test_per_sample_loss_is_the_weighted_symmetric_infonce(tiny_bert_config, tiny_tokenizer):
     model = _model(tiny_bert_config, global_weight=0.1, mid_weight=0.6, local_weight=0.3).eval()
     batch = _batch(tiny_tokenizer)

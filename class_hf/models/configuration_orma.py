@@ -67,6 +67,9 @@ class OrmaConfig(PreTrainedConfig):
         text_encoder_learning_rate (float | None): learning rate of the ``text_encoder`` parameter group in the
             CurriculumTrainer (unless the training arguments set ``text_encoder_learning_rate``); None = the base
             rate (ORMA: 3e-5, with 1e-4 for the rest). The model itself does not read it.
+        use_fingerprint (bool): add a linear map of the molecule's Morgan count fingerprint (``graph.fp``) to its
+            global embedding (a class-hf extension, not ORMA's; the fine grains are unchanged).
+        fingerprint_dim (int): length of ``graph.fp``.
         freeze_text_encoder (bool): keep the text encoder fixed (no gradients, eval mode); its token states can then
             be cached (:func:`~class_hf.data.text_features.add_text_features`, with ``pooling`` ``mean`` or ``cls``).
     """
@@ -103,6 +106,8 @@ class OrmaConfig(PreTrainedConfig):
     score_mode: ScoreMode = "global"
     gather_across_ranks: bool = False
     text_encoder_learning_rate: float | int | None = 3e-5
+    use_fingerprint: bool = False
+    fingerprint_dim: int = 2048
     freeze_text_encoder: bool = False
 
     def __post_init__(self, **kwargs) -> None:
@@ -114,6 +119,7 @@ class OrmaConfig(PreTrainedConfig):
         """Checks what the field annotations cannot say (``@strict`` checks the types and choices itself): ranges
         and combinations of fields. Run by ``@strict`` after ``__init__`` and by ``config.validate()``."""
         sizes = ("emb_dim", "num_gnn_layers", "max_atoms", "max_motifs", "ot_iterations", "mol2vec_vocab_size")
+        sizes = (*sizes, "fingerprint_dim")
         for name in (*sizes, "mol2vec_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")

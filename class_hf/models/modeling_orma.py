@@ -85,7 +85,7 @@ from ..data.text_features import text_inputs
 from .base import RetrievalPreTrainedModel, loading_checkpoint
 from .configuration_orma import OrmaConfig
 from .losses import contrastive_loss
-from .modules import AtomEncoder, pool_tokens
+from .modules import AtomEncoder, checked_fingerprints, pool_tokens
 from .outputs import RetrievalOutput
 from .sinkhorn import transport_plan, uniform_marginals
 
@@ -288,6 +288,7 @@ class OrmaModel(OrmaPreTrainedModel):
         self.mol_proj = nn.Linear(dim, dim)
         self.motif_proj = nn.Linear(dim, dim)
         self.atom_proj = nn.Linear(dim, dim)
+        self.fingerprint_projection = nn.Linear(config.fingerprint_dim, dim) if config.use_fingerprint else None
         self.temp = nn.Parameter(torch.tensor(float(config.temperature_init)))
         self.post_init()
         if self.mol2vec is not None and not loading_checkpoint():  # a checkpoint holds the table
@@ -522,8 +523,12 @@ class OrmaModel(OrmaPreTrainedModel):
             max_num_nodes=max(1, min(max_motifs_here, self.config.max_motifs)),
             batch_size=num_graphs,
         )
+        molecule = self.mol_proj(nodes[mol_offset:])
+        if self.fingerprint_projection is not None:
+            fp = checked_fingerprints(graph, self.config.fingerprint_dim)
+            molecule = molecule + self.fingerprint_projection(fp.to(molecule.dtype))
         return OrmaMoleculeFeatures(
-            molecule=self.mol_proj(nodes[mol_offset:]),
+            molecule=molecule,
             motif=self.motif_proj(motif),
             motif_mask=motif_mask,
             atom=self.atom_proj(atom),
