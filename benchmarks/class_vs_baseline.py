@@ -35,6 +35,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
 import time
@@ -218,10 +219,14 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
     max_length = max_length or TOKEN_LIMITS[backbone]
     tag = f"-L{max_length}" if max_length != TOKEN_LIMITS[backbone] else ""
     folder = Path(bench.cache_dir) / f"{backbone}{tag}{'-quick' if bench.quick else ''}"
+    needed = {*MoleculeFeatures(fingerprints=True).columns, "text_features"}
     if (folder / "splits").exists():
         splits = DatasetDict({k: as_numpy_features(d) for k, d in load_from_disk(str(folder / "splits")).items()})
         extra = load_from_disk(str(folder / "pool")) if (folder / "pool").exists() else None
-        return {"splits": splits, "pool": extra, "tokenizer": tokenizer, "encoder": encoder, "reloaded": True}
+        if all(needed <= set(d.column_names) for d in splits.values()):
+            return {"splits": splits, "pool": extra, "tokenizer": tokenizer, "encoder": encoder, "reloaded": True}
+        logger.warning("The cached data in %s lacks feature columns; preparing it again.", folder)
+        shutil.rmtree(folder)
     start = time.perf_counter()
     pairs = load_chebi20(bench.data)
     splits = resplit_by_cid(pairs, (0.8, 0.1, 0.1), seed=0)

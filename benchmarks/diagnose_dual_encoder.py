@@ -112,6 +112,9 @@ class DiagnosisArguments:
     output_dir: str = field(default=str(HERE / "results"))
     cache_dir: str = field(default=str(HERE / ".cache" / "class_vs_baseline"))
     quick: bool = field(default=False, metadata={"help": "Tiny encoder and data (smoke test)."})
+    resume: bool = field(
+        default=True, metadata={"help": "Keep the rows of an existing report and run only the others."}
+    )
 
 
 def run_row(name: str, diag: DiagnosisArguments) -> dict[str, Any]:
@@ -173,13 +176,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     (diag,) = HfArgumentParser(DiagnosisArguments).parse_args_into_dataclasses(args=argv)
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    report = Path(diag.output_dir) / ("diagnose_dual_encoder" + ("_quick" if diag.quick else "") + ".json")
+    if diag.resume and report.exists():
+        rows = [r for r in json.loads(report.read_text())["rows"] if r["row"] in diag.rows]
+    todo = [name for name in diag.rows if name not in {r["row"] for r in rows}]
     if diag.jobs > 1:
         with ProcessPoolExecutor(max_workers=diag.jobs) as pool:
-            for row in pool.map(run_row, diag.rows, [diag] * len(diag.rows)):
+            for row in pool.map(run_row, todo, [diag] * len(todo)):
                 rows.append(row)
                 write_report(rows, diag, time.perf_counter() - start)
     else:
-        for name in diag.rows:
+        for name in todo:
             rows.append(run_row(name, diag))
             write_report(rows, diag, time.perf_counter() - start)
     print(write_report(rows, diag, time.perf_counter() - start))
