@@ -590,11 +590,27 @@ def plots(report: dict[str, Any], output_dir: Path, name: str) -> list[str]:
     return written
 
 
+def portable(value: Any) -> Any:
+    """``value`` with the paths of this machine made portable: relative to the repository, or from the installed
+    package on (``site-packages/...``), so that result files name no machine's folders."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        if "site-packages/" in value:
+            return value[value.index("site-packages/") :]
+        root = str(RESULTS.parent.parent) + "/"
+        if value.startswith(root):
+            return value[len(root) :]
+    return value
+
+
 def write_report(report: dict[str, Any], bench: BenchmarkArguments) -> None:
     output = Path(bench.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     report["summary"] = summarize(report)
-    (output / f"{bench.name}.json").write_text(json.dumps(report, indent=1, default=str))
+    (output / f"{bench.name}.json").write_text(json.dumps(portable(report), indent=1, default=str))
     table = markdown(report)
     (output / f"{bench.name}.md").write_text(table)
     report["plots"] = plots(report, output, bench.name)
@@ -606,8 +622,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if bench.merge:
         parts = [json.loads(Path(p).read_text()) for p in bench.merge]
+        keys = ("backbones", "arms", "seeds")
+        merged = {key: sorted({v for p in parts for v in p["settings"][key]}) for key in keys}
         report = {
             **parts[0],
+            "settings": {**parts[0]["settings"], **merged, "name": bench.name, "merged_from": bench.merge},
+            "parts": [{k: p.get(k) for k in ("settings", "machine", "wall_seconds")} for p in parts],
             "results": [r for p in parts for r in p["results"]],
             "anchor": [a for p in parts for a in p.get("anchor", [])],
         }
