@@ -69,3 +69,18 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     assert "| dual_encoder | class |" in md and "linear anchor" in md
     for path in report["plots"]:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Result files name the repository's files relative to it, not by this machine's folders.
+    text = (out_dir / "quick.json").read_text()
+    assert str(ROOT) not in text and '"tests/fixtures/' in text
+
+    # Runs split over several invocations merge into one report over all their backbones, arms and seeds.
+    half = {**saved, "results": saved["results"][:2], "anchor": []}
+    rest = {**saved, "results": saved["results"][2:], "settings": {**saved["settings"], "seeds": [1]}}
+    (tmp_path / "a.json").write_text(json.dumps(half))
+    (tmp_path / "b.json").write_text(json.dumps(rest))
+    argv = ["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--output_dir", str(out_dir)]
+    merged = bench.main([*argv, "--name", "merged"])
+    assert [r["arm"] for r in merged["results"]] == [r["arm"] for r in saved["results"]]
+    assert merged["settings"]["seeds"] == [0, 1] and sorted(merged["settings"]["arms"]) == sorted(arms)
+    assert len(merged["parts"]) == 2 and len(merged["anchor"]) == 1
+    assert "| dual_encoder | class |" in (out_dir / "merged.md").read_text()
