@@ -45,7 +45,7 @@ from class_hf.data.graphs import smiles_to_graph
 from class_hf.models import AmanConfig, AmanModel, DualEncoderConfig, DualEncoderModel, OrmaConfig, OrmaModel
 
 RESULTS = Path(__file__).parent / "results" / "backbone_step_time.json"
-DEFAULT_DATA = Path("/work/shared/data/chebi20/original/validation.csv")
+DEFAULT_DATA = Path(__file__).parent.parent / "class_hf" / "data" / "bundled" / "chebi20" / "validation.csv"
 FIXTURE_DATA = Path(__file__).parent.parent / "tests" / "fixtures" / "chebi20" / "orma_sample.csv"
 
 TEXT_SIZES = {

@@ -1,14 +1,15 @@
 """Benchmark: featurizing all 33,010 ChEBI-20 molecules into graph columns, and reloading them from the cache.
 
-Reads ``derived/cid_split_smiles.tsv`` with the `datasets` csv loader (backslashes un-doubled, ``CID`` -> ``cid``,
+Reads a ChEBI-20 ``cid_split_smiles.tsv`` (the bundled one is in ``class_hf/data/bundled/chebi20/``) with the
+`datasets` csv loader (backslashes un-doubled, ``CID`` -> ``cid``,
 ``SMILES`` -> ``smiles``), then times ``class_hf.data.graphs.featurize_molecules`` twice: once recomputed
 (``load_from_cache_file=False``, which also writes the cache) and once reloaded from the `datasets` cache. Targets on
 2 cores: <= 60 s to featurize, <= 5 s to reload. Seconds are wall-clock; the machine is shared, so the load average
 and the CPU seconds of all processes (this one and the finished ``map`` workers, which other jobs' load does not
 inflate) are recorded with them. Also checks that every molecule got a non-empty graph with a motif for every atom.
 
-    .venv/bin/python benchmarks/featurize.py --smiles /work/shared/data/chebi20/derived/cid_split_smiles.tsv
-    .venv/bin/python benchmarks/featurize.py --smiles ... --num-proc 2 --cache-dir /tmp/featurize-cache --fingerprints
+    .venv/bin/python benchmarks/featurize.py --smiles class_hf/data/bundled/chebi20/cid_split_smiles.tsv
+    .venv/bin/python benchmarks/featurize.py --smiles ... --num-proc 2 --cache-dir featurize-cache --fingerprints
 
 Without ``--cache-dir`` a temporary cache folder is used and removed at the end. Writes
 ``benchmarks/results/featurize.json``.

@@ -24,7 +24,6 @@ Writes ``benchmarks/results/search_latency.json``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -38,10 +37,10 @@ import psutil
 import torch
 from retrieval_eval import _kernel_peak_bytes, _reset_peak  # the sibling benchmark's peak-RSS reader
 
+from class_hf.data.chebi20 import bundled_chebi20_dir
 from class_hf.evaluation.retrieval import top_k
 from class_hf.search.index import MoleculeIndex
 
-DATA = Path("/work/shared/data/chebi20")
 RESULTS = Path(__file__).parent / "results" / "search_latency.json"
 
 
@@ -50,8 +49,10 @@ def _load() -> float:
 
 
 def _descriptions(split: str) -> list[dict[str, str]]:
-    with open(DATA / "molt5" / f"{split}.tsv", newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    """The bundled ChEBI-20 pairs of ``split`` (``cid``, ``smiles``, ``description``)."""
+    from class_hf.data import load_chebi20
+
+    return load_chebi20("bundled")[split].to_list()
 
 
 def _tokenizer(texts: list[str]):
@@ -133,7 +134,7 @@ def main() -> None:
     tokenizer = _tokenizer([row["description"] for row in validation + test])
     model = _model(args.size, len(tokenizer))
     parameters = sum(p.numel() for p in model.parameters())
-    pool = DATA / "derived" / "cid_split_smiles.tsv"
+    pool = bundled_chebi20_dir() / "cid_split_smiles.tsv"
     molecules = pool
     if args.limit:
         from datasets import Dataset
@@ -225,8 +226,8 @@ def main() -> None:
         pairs = validation + test
         library = Dataset.from_dict(
             {
-                "cid": [row["CID"] for row in pairs],
-                "smiles": [row["SMILES"] for row in pairs],
+                "cid": [row["cid"] for row in pairs],
+                "smiles": [row["smiles"] for row in pairs],
                 "description": [row["description"] for row in pairs],
             }
         )
@@ -234,7 +235,7 @@ def main() -> None:
         start = time.perf_counter()
         text_index = MoleculeIndex.build(model, library, tokenizer, texts=True, batch_size=args.batch_size)
         text_build = time.perf_counter() - start
-        smiles = [row["SMILES"].replace("\\\\", "\\") for row in test[: args.queries]]
+        smiles = [row["smiles"] for row in test[: args.queries]]
         m2t = _timed_queries(lambda s: text_index.search(smiles=s, k=10), smiles)
         result["molecule_to_text"] = {
             "pairs": text_index.num_texts,
