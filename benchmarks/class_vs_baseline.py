@@ -211,7 +211,7 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
     from datasets import DatasetDict, load_from_disk
     from transformers import AutoTokenizer
 
-    from class_hf.data import MoleculeFeatures, load_chebi20, load_chebi20_molecules, resplit_by_cid
+    from class_hf.data import MoleculeFeatures, load_chebi20, resplit_by_cid
     from class_hf.data.text_features import as_numpy_features, cache_text_features
 
     encoder = text_encoder_path(bench)
@@ -224,6 +224,9 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
         splits = DatasetDict({k: as_numpy_features(d) for k, d in load_from_disk(str(folder / "splits")).items()})
         extra = load_from_disk(str(folder / "pool")) if (folder / "pool").exists() else None
         if all(needed <= set(d.column_names) for d in splits.values()):
+            if extra is None and bench.pool is not None:  # prepared without the `all` pool: add it now
+                extra = all_pool(bench, splits, MoleculeFeatures(fingerprints=True))
+                extra.save_to_disk(str(folder / "pool"))
             return {"splits": splits, "pool": extra, "tokenizer": tokenizer, "encoder": encoder, "reloaded": True}
         logger.warning("The cached data in %s lacks feature columns; preparing it again.", folder)
         shutil.rmtree(folder)
@@ -248,11 +251,7 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
         DatasetDict({k: d.select_columns(["cid", "text_features"]) for k, d in splits.items()}).save_to_disk(
             str(shared / "splits")
         )
-    extra = None
-    if bench.pool is not None:
-        test_cids = set(splits["test"]["cid"])
-        extra = load_chebi20_molecules(bench.pool).filter(lambda cid: cid not in test_cids, input_columns="cid")
-        extra = features.featurize(extra, desc=None)
+    extra = all_pool(bench, splits, features) if bench.pool is not None else None
     folder.mkdir(parents=True, exist_ok=True)
     DatasetDict(dict(splits)).save_to_disk(str(folder / "splits"))
     if extra is not None:
@@ -261,6 +260,15 @@ def prepare(backbone: str, bench: BenchmarkArguments, max_length: int | None = N
         "Prepared %s data in %.0f s: %s", backbone, time.perf_counter() - start, {k: len(v) for k, v in splits.items()}
     )
     return {"splits": splits, "pool": extra, "tokenizer": tokenizer, "encoder": encoder, "reloaded": False}
+
+
+def all_pool(bench: BenchmarkArguments, splits, features):
+    """The molecules of the ``all`` pool that are not test molecules, featurized."""
+    from class_hf.data import load_chebi20_molecules
+
+    test_cids = set(splits["test"]["cid"])
+    extra = load_chebi20_molecules(bench.pool).filter(lambda cid: cid not in test_cids, input_columns="cid")
+    return features.featurize(extra, desc=None)
 
 
 def top_layers(splits, backbone: str, model, bench: BenchmarkArguments):
