@@ -10,16 +10,28 @@ its own default (``torch.set_num_threads`` called by the program that called the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_DEFAULT_THREADS", "THREAD_ENV_VARS", "available_cpus", "configure_cpu_threads", "default_cpu_threads"]
+__all__ = [
+    "MAX_DEFAULT_THREADS",
+    "MAX_INFERENCE_THREADS",
+    "THREAD_ENV_VARS",
+    "available_cpus",
+    "configure_cpu_threads",
+    "default_cpu_threads",
+    "inference_threads",
+]
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MAX_DEFAULT_THREADS = 4
+MAX_INFERENCE_THREADS = 8
+_applied_threads: int | None = None  # the count configure_cpu_threads set, when it was class-hf's choice
 
 
 def available_cpus() -> int:
@@ -74,9 +86,35 @@ def configure_cpu_threads() -> int | None:
             return None
         torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    global _applied_threads
+    _applied_threads = threads
     logger.info(
         "torch uses %d CPU thread(s) (class-hf's default for %d CPUs; set OMP_NUM_THREADS to choose).",
         threads,
         available_cpus(),
     )
     return threads
+
+
+@contextlib.contextmanager
+def inference_threads() -> Iterator[int | None]:
+    """Every available CPU (at most :data:`MAX_INFERENCE_THREADS`) for a one-off stretch of pure inference, such as
+    encoding all descriptions with a frozen text encoder; the thread count is restored afterwards.
+
+    Large matrix products scale with threads where small training steps do not: 384 descriptions of 256 tokens
+    through all-MiniLM-L6-v2 took 30.2 s on one thread and 16.8 s on two (2-core machine, load 0.7-1.0). Only a
+    thread count that :func:`configure_cpu_threads` chose is raised; the user's choice is kept.
+
+    Yields:
+        int | None: the thread count used inside, or None when it was left as it was.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or _applied_threads is None or torch.get_num_threads() != _applied_threads:
+        yield None
+        return
+    threads = max(1, min(MAX_INFERENCE_THREADS, available_cpus()))
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(_applied_threads)

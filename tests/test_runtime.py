@@ -87,3 +87,21 @@ def test_every_entry_point_applies_the_default(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         recipe.run_recipe("dual_encoder", {}, ["--no_such_option", "1"])
     assert calls == ["cli", "recipe"]
+
+
+@pytest.mark.usefixtures("torch_threads")
+def test_inference_uses_every_cpu_only_over_class_hfs_own_choice(monkeypatch):
+    for name in runtime.THREAD_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 6)
+    monkeypatch.setattr(runtime, "_torch_default_candidates", lambda: {torch.get_num_threads()})
+    monkeypatch.setattr(runtime, "_applied_threads", None)
+    with runtime.inference_threads() as threads:  # nothing chosen by class-hf yet: left alone
+        assert threads is None
+    assert runtime.configure_cpu_threads() == 3
+    with runtime.inference_threads() as threads:
+        assert threads == 6 and torch.get_num_threads() == 6
+    assert torch.get_num_threads() == 3
+    torch.set_num_threads(2)  # the program changed it since: its choice is kept
+    with runtime.inference_threads() as threads:
+        assert threads is None and torch.get_num_threads() == 2

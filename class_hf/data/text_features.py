@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from datasets import Array2D, Dataset, DatasetDict, Features, Sequence, Value
 
+from ..runtime import inference_threads
+
 logger = logging.getLogger(__name__)
 
 TEXT_FEATURES_COLUMN = "text_features"
@@ -181,22 +183,23 @@ def add_text_features(
             logger.info(
                 "Caching the frozen text features of %d descriptions (once: later runs reload them).", len(dataset)
             )
-        encoded = dataset.select(order, new_fingerprint=f"{fingerprint}-by-length").map(
-            _encode_batch,
-            batched=True,
-            batch_size=batch_size,
-            fn_kwargs={
-                "model": model,
-                "tokenizer": tokenizer,
-                "text_column": text_column,
-                "max_length": max_length,
-                "layout": layout,
-            },
-            features=Features(features),
-            new_fingerprint=f"{fingerprint}-encoded",
-            cache_file_name=cache_file,
-            desc=desc,
-        )
+        with inference_threads():
+            encoded = dataset.select(order, new_fingerprint=f"{fingerprint}-by-length").map(
+                _encode_batch,
+                batched=True,
+                batch_size=batch_size,
+                fn_kwargs={
+                    "model": model,
+                    "tokenizer": tokenizer,
+                    "text_column": text_column,
+                    "max_length": max_length,
+                    "layout": layout,
+                },
+                features=Features(features),
+                new_fingerprint=f"{fingerprint}-encoded",
+                cache_file_name=cache_file,
+                desc=desc,
+            )
         restored = encoded.select(np.argsort(order, kind="stable"), new_fingerprint=fingerprint)
         return as_numpy_features(restored)
     finally:
