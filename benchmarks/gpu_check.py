@@ -35,7 +35,7 @@ measurement. Without a CUDA GPU, bf16 is not measured (the report says so); with
 run on the CPU.
 
     python benchmarks/gpu_check.py                      # on a GPU machine; or: bash scripts/gpu_check.sh
-    python benchmarks/gpu_check.py --tiny --output_dir /tmp/gpu_check
+    python benchmarks/gpu_check.py --tiny --output_dir runs/gpu_check
 
 Writes ``<output_dir>/<name>.json`` and ``<name>.md`` (default ``benchmarks/results/gpu_check.*``; ``gpu_check_tiny.*``
 with ``--tiny``), labelled with the GPU model, the torch/CUDA/transformers versions and the timings.

@@ -10,14 +10,14 @@
 # benchmarks/results when OUT is unset. Extra arguments go to gpu_check.py (e.g. `--compare_backbones dual_encoder`).
 #
 # Environment: GPU_CHECK_MINUTES (whole budget, default 9, the install included), PYTHON (default python3),
-# GPU_WHEELS (default gpu_wheels), GPU_SITE (where the wheels go, default /tmp/class_hf_site).
+# GPU_WHEELS (default gpu_wheels), GPU_SITE (where the wheels go, default .gpu_site in the checkout).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
 MINUTES="${GPU_CHECK_MINUTES:-9}"
 PY="${PYTHON:-python3}"
 WHEELS="${GPU_WHEELS:-gpu_wheels}"
-SITE="${GPU_SITE:-/tmp/class_hf_site}"
+SITE="${GPU_SITE:-$PWD/.gpu_site}"
 RESULTS="${OUT:-benchmarks/results}"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1

@@ -75,7 +75,7 @@ def test_card_parses_back_with_its_metadata_and_every_metric(tmp_path):
 
 
 def test_local_names_stay_out_of_hub_metadata():
-    card = _card(base_model="/tmp/some/folder", dataset_id="chebi-20")
+    card = _card(base_model="./runs/demo", dataset_id="chebi-20")
     assert card.data.base_model is None
     assert card.data.datasets is None
     assert metrics_from_model_card(card) == METRICS  # the results are kept under the plain dataset name
