@@ -101,9 +101,9 @@ def inference_threads() -> Iterator[int | None]:
     """Every available CPU (at most :data:`MAX_INFERENCE_THREADS`) for a one-off stretch of pure inference, such as
     encoding all descriptions with a frozen text encoder; the thread count is restored afterwards.
 
-    Large matrix products scale with threads where small training steps do not: 384 descriptions of 256 tokens
-    through all-MiniLM-L6-v2 took 30.2 s on one thread and 16.8 s on two (2-core machine, load 0.7-1.0). Only a
-    thread count that :func:`configure_cpu_threads` chose is raised; the user's choice is kept.
+    Large matrix products scale with threads where small training steps do not: in ``scripts/demo.sh`` (2 cores,
+    load about 1) encoding the 6,562 descriptions with all-MiniLM-L6-v2 took about 7 minutes on one thread and 4 on
+    two. Only a thread count that :func:`configure_cpu_threads` chose is raised; the user's choice is kept.
 
     Yields:
         int | None: the thread count used inside, or None when it was left as it was.
