@@ -74,7 +74,7 @@ class BenchmarkArguments:
     cache_dir: str = field(default=str(CACHE), metadata={"help": "Prepared data and the quick run's tiny encoder."})
 
 
-# Backbone settings at CPU size; chosen on validation (see benchmarks/diagnose_dual_encoder.py and the docs).
+# Backbone settings at CPU size; chosen on validation (see benchmarks/diagnose.py and the docs).
 BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     "dual_encoder": {
         "gnn_type": "gine",

@@ -84,3 +84,28 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     assert merged["settings"]["seeds"] == [0, 1] and sorted(merged["settings"]["arms"]) == sorted(arms)
     assert len(merged["parts"]) == 2 and len(merged["anchor"]) == 1
     assert "| dual_encoder | class |" in (out_dir / "merged.md").read_text()
+
+
+def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_path):
+    diagnose = _load("diagnose")
+    rows = diagnose.main(
+        [
+            "--study", "curriculum",
+            "--quick",
+            "--rows", "baseline", "class_root_half",
+            "--cache_dir", str(tmp_path / "cache"),
+            "--output_dir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    base, row = rows
+    assert (base["arm"], row["arm"]) == ("baseline", "class")
+    assert row["training"] == {"pacing": "root", "pacing_saturation": 0.5, "intensity_gamma_min": 1.0}
+    for r in rows:
+        assert r["best_val_mrr"] == max(p["mrr"] for p in r["val_curve"]) and r["cpu_seconds"] > 0
+    assert row["scoring_seconds"] > 0 and base["scoring_seconds"] == 0
+    hit = next((p for p in row["val_curve"] if p["mrr"] >= base["best_val_mrr"]), None)
+    reach = "not reached" if hit is None else f"{hit['cpu_seconds'] / base['cpu_seconds']:.2f}×"
+    md = (tmp_path / "diagnose_curriculum_dual_encoder_quick.md").read_text()
+    assert f"{row['best_val_mrr'] - base['best_val_mrr']:+.3f} |" in md and f"| {reach} |" in md
+    saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
+    assert [r["row"] for r in saved["rows"]] == ["baseline", "class_root_half"]

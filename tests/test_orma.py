@@ -191,6 +191,37 @@ def test_fingerprint_branch_changes_only_the_global_molecule_embedding(tiny_bert
         OrmaConfig(text_encoder_name_or_path=None, fingerprint_dim=0)
 
 
+def test_sentence_from_several_layers_standardised_same_from_ids_and_cache(tiny_bert_config, tiny_tokenizer):
+    batch = _batch(tiny_tokenizer)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    model = _model(tiny_bert_config, pooling="mean", sentence_layers=3, text_input_norm=True)
+    hidden = tiny_bert_config.hidden_size
+    assert model.sent_proj.in_features == 3 * hidden and model.sentence_norm is not None
+    model.train()(**batch)  # one training step's forward moves the running statistics away from (0, 1)
+    model.eval()
+    with torch.no_grad():
+        from_ids = model.encode_text(ids, mask)
+        cached = model.text_features(ids, mask)
+        from_cache = model.encode_text(attention_mask=mask, text_features=cached)
+        grains = model.text_grains(attention_mask=mask, text_features=cached)
+        states = model.text_encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        weights = mask.unsqueeze(-1).float()
+        means = [(states[i] * weights).sum(1) / weights.sum(1) for i in (-1, -2, -3)]
+        norm = model.sentence_norm.module
+        pooled = (torch.cat(means, -1) - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
+        expected = model.sent_norm(model.sent_proj(pooled))
+    assert not torch.allclose(norm.running_mean, torch.zeros_like(norm.running_mean))
+    torch.testing.assert_close(from_ids, expected)
+    torch.testing.assert_close(from_cache, expected)
+    torch.testing.assert_close(grains.sentence, expected)
+    one = _model(tiny_bert_config, pooling="mean").eval()  # ORMA's default: the last layer only
+    assert one.sent_proj.in_features == hidden and one.sentence_norm is None
+    with pytest.raises(Exception, match="sentence_layers"):
+        OrmaConfig(text_encoder_name_or_path=None, sentence_layers=2)  # with ORMA's pooler
+    with pytest.raises(Exception, match="sentence_layers"):
+        OrmaConfig(text_encoder_name_or_path=None, pooling="mean", sentence_layers=4)
+
+
 def test_per_sample_loss_is_the_weighted_symmetric_infonce(tiny_bert_config, tiny_tokenizer):
     model = _model(tiny_bert_config, global_weight=0.1, mid_weight=0.6, local_weight=0.3).eval()
     batch = _batch(tiny_tokenizer)

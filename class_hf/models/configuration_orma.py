@@ -34,6 +34,11 @@ class OrmaConfig(PreTrainedConfig):
             holds them). ORMA uses SciBERT.
         pooling (str): sentence vector of the text encoder: ``pooler`` (ORMA: BERT's ``pooler_output``), ``cls``
             or ``mean``.
+        sentence_layers (int): how many of the three text layers (last, multi-token, token; in that order) are pooled
+            and concatenated for the sentence vector (ORMA: 1, the last layer). More layers need ``pooling`` ``mean``
+            or ``cls``.
+        text_input_norm (bool): standardise the pooled sentence features with running statistics before the
+            projection (a class-hf extension, as the dual encoder's).
         multi_token_layer (int): index into the encoder's ``hidden_states`` of the multi-token representation
             (ORMA: -2, the output of the second-to-last layer).
         token_layer (int): index of the token representation (ORMA: -3). An index beyond the encoder's depth falls
@@ -83,6 +88,8 @@ class OrmaConfig(PreTrainedConfig):
     text_config: PreTrainedConfig | dict | None = None
     text_encoder_name_or_path: str | None = "allenai/scibert_scivocab_uncased"
     pooling: Literal["pooler", "cls", "mean"] = "pooler"
+    sentence_layers: int = 1
+    text_input_norm: bool = False
     multi_token_layer: int = -2
     token_layer: int = -3
     emb_dim: int = 300
@@ -123,6 +130,10 @@ class OrmaConfig(PreTrainedConfig):
         for name in (*sizes, "mol2vec_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if not 1 <= self.sentence_layers <= 3:
+            raise ValueError(f"`sentence_layers` must be 1, 2 or 3, got {self.sentence_layers}.")
+        if self.sentence_layers > 1 and self.pooling == "pooler":
+            raise ValueError("`sentence_layers > 1` pools token states: use `pooling='mean'` or 'cls', not 'pooler'.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {self.dropout}.")
         if self.ot_beta <= 0:

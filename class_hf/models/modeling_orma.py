@@ -85,7 +85,7 @@ from ..data.text_features import text_inputs
 from .base import RetrievalPreTrainedModel, loading_checkpoint
 from .configuration_orma import OrmaConfig
 from .losses import contrastive_loss
-from .modules import AtomEncoder, checked_fingerprints, pool_tokens
+from .modules import AtomEncoder, checked_fingerprints, feature_norm, pool_tokens
 from .outputs import RetrievalOutput
 from .sinkhorn import transport_plan, uniform_marginals
 
@@ -270,7 +270,8 @@ class OrmaModel(OrmaPreTrainedModel):
         super().__init__(config)
         self.text_encoder = self._build_text_encoder(config.pooling)
         hidden, dim = config.text_config.hidden_size, config.emb_dim
-        self.sent_proj = nn.Linear(hidden, dim)
+        self.sentence_norm = feature_norm(hidden * config.sentence_layers) if config.text_input_norm else None
+        self.sent_proj = nn.Linear(hidden * config.sentence_layers, dim)
         self.sent_norm = nn.LayerNorm(dim)
         self.multi_token_proj = nn.Linear(hidden, dim)
         self.token_proj = nn.Linear(hidden, dim)
@@ -338,8 +339,13 @@ class OrmaModel(OrmaPreTrainedModel):
             position = 0
         return hidden_states[position]
 
-    def _sentence(self, last_hidden_state, attention_mask, pooler_output) -> torch.Tensor:
-        pooled = pool_tokens(last_hidden_state, attention_mask, self.config.pooling, pooler_output)
+    def _sentence(self, layers: Sequence[torch.Tensor], attention_mask, pooler_output) -> torch.Tensor:
+        """The sentence vector from ``layers`` (last, multi-token, token states; the first ``sentence_layers`` are
+        pooled and concatenated, last layer first), standardised with ``text_input_norm``, projected and normalised."""
+        mode, k = self.config.pooling, self.config.sentence_layers
+        pooled = torch.cat([pool_tokens(h, attention_mask, mode, pooler_output) for h in layers[:k]], dim=-1)
+        if self.sentence_norm is not None:
+            pooled = self.sentence_norm(pooled)
         return self.sent_norm(self.sent_proj(pooled))
 
     text_feature_layout = "tokens"
@@ -392,13 +398,13 @@ class OrmaModel(OrmaPreTrainedModel):
             hidden = out.hidden_states
             token = self._hidden_state(hidden, self.config.token_layer, "token_layer")
             multi = self._hidden_state(hidden, self.config.multi_token_layer, "multi_token_layer")
-            sentence = self._sentence(out.last_hidden_state, attention_mask, out.pooler_output)
+            sentence = self._sentence([out.last_hidden_state], attention_mask, out.pooler_output)
         else:
             if text_features is None:
                 text_features = self.text_features(input_ids, attention_mask)
             text_features = text_features.to(self.token_proj.weight.dtype)
             token, multi, last = text_features.chunk(3, dim=-1)
-            sentence = self._sentence(last, attention_mask, None)
+            sentence = self._sentence([last, multi, token], attention_mask, None)
         return OrmaTextFeatures(
             sentence=sentence,
             multi_token=self.multi_token_proj(multi),
@@ -601,14 +607,16 @@ class OrmaModel(OrmaPreTrainedModel):
     ) -> torch.Tensor:
         """Global text embeddings ``[B, emb_dim]`` (``LayerNorm(Linear(pooled))``, unscaled), from token ids or cached
         :meth:`text_features`."""
-        if text_features is None:
+        if text_features is None and self.config.sentence_layers == 1:
             context = torch.no_grad() if self.text_encoder_frozen else contextlib.nullcontext()
             with context:
                 out = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
                 pooled_from = out.last_hidden_state, getattr(out, "pooler_output", None)
-            return self._sentence(pooled_from[0], attention_mask, pooled_from[1])
-        last = text_features.to(self.sent_proj.weight.dtype).chunk(3, dim=-1)[2]
-        return self._sentence(last, attention_mask, None)
+            return self._sentence([pooled_from[0]], attention_mask, pooled_from[1])
+        if text_features is None:
+            text_features = self.text_features(input_ids, attention_mask)
+        token, multi, last = text_features.to(self.sent_proj.weight.dtype).chunk(3, dim=-1)
+        return self._sentence([last, multi, token], attention_mask, None)
 
     def encode_molecule(self, graph) -> torch.Tensor:
         """Global molecule embeddings ``[B, emb_dim]`` (the molecule node after the GCN and its Linear, unscaled)."""

@@ -1,0 +1,308 @@
+"""Why a backbone trails the frozen-feature linear model: one change at a time, on validation only.
+
+Every row trains one backbone of ``class_vs_baseline.py`` without curriculum (the baseline arm, seed 0, the same
+re-split of the bundled ChEBI-20 pairs and the same frozen all-MiniLM-L6-v2) with ONE change against a reference
+("today's" settings) and reports its best validation MRR (mean of both directions) and the epoch it was reached. The
+last rows combine the changes that helped. No test metric is computed here.
+
+- ``--backbone dual_encoder``: today = the earlier dual encoder (last-layer mean of 128 text tokens, linear text
+  projection on raw features, the fingerprint added inside the molecule tower, batch 64, learning rate 1e-3 with
+  linear decay, weight decay 1e-4, 12 epochs); the combined row is the benchmark's current dual encoder.
+- ``--backbone orma``: today = the benchmark's earlier ORMA (last-layer mean sentence vector, global grain weight
+  0.3, batch 128, learning rate 5e-4, 128 tokens), screened at 12 epochs; the combined row runs 20.
+
+Run (about an hour each on 2 CPU cores; ``--rows`` picks rows by name)::
+
+    python benchmarks/diagnose.py --backbone dual_encoder --jobs 2
+    python benchmarks/diagnose.py --backbone orma --jobs 2
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import HfArgumentParser
+
+HERE = Path(__file__).resolve().parent
+
+
+def _benchmark():
+    """The sibling ``class_vs_baseline.py`` (its data preparation and run), loaded from its file."""
+    spec = importlib.util.spec_from_file_location("class_vs_baseline", HERE / "class_vs_baseline.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+DUAL_TODAY_MODEL = {
+    "text_pooling_layers": None,
+    "text_input_norm": False,
+    "fingerprint_fusion": "hidden",
+}
+DUAL_TODAY_TRAINING = {
+    "per_device_train_batch_size": 64,
+    "learning_rate": 1e-3,
+    "lr_scheduler_type": "linear",
+    "weight_decay": 1e-4,
+    "num_train_epochs": 12,
+}
+PLATEAU = {"num_train_epochs": 100}  # with early stopping (patience) instead of a fixed budget
+
+# name -> (what changes, model overrides, training overrides, token limit); applied on top of "today".
+DUAL_ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int | None]] = {
+    "today": ("today's dual encoder (12 epochs)", {}, {}, None),
+    "plateau": ("train until validation plateaus (patience 8)", {}, PLATEAU, None),
+    "batch_256": ("batch 256 (in-batch negatives)", {}, {"per_device_train_batch_size": 256}, None),
+    "batch_1024": ("batch 1024 (in-batch negatives)", {}, {"per_device_train_batch_size": 1024}, None),
+    "tokens_256": ("text token limit 256", {}, {}, 256),
+    "tokens_512": ("text token limit 512", {}, {}, 512),
+    "all_layers": ("text: the 6 MiniLM layers' means concatenated", {"text_pooling_layers": 6}, {}, None),
+    "standardise": ("text features standardised (running statistics)", {"text_input_norm": True}, {}, None),
+    "mlp_head": ("text head: MLP instead of linear", {"text_head": "mlp", "text_head_dropout": 0.1}, {}, None),
+    "fp_output": ("fingerprint map straight into the shared space", {"fingerprint_fusion": "output"}, {}, None),
+    "no_fp": ("no fingerprint branch", {"use_fingerprint": False}, {}, None),
+    "gnn_256": ("GNN width 256", {"gnn_hidden_size": 256}, {}, None),
+    "gnn_5": ("GNN depth 5", {"gnn_num_layers": 5}, {}, None),
+    "dropout_0.3": ("GNN dropout 0.3", {"gnn_dropout": 0.3}, {}, None),
+    "wd_0": ("weight decay 0", {}, {"weight_decay": 0.0}, None),
+    "wd_0.05": ("weight decay 0.05", {}, {"weight_decay": 0.05}, None),
+    "lr_3e-4": ("learning rate 3e-4", {}, {"learning_rate": 3e-4}, None),
+    "constant": ("constant learning rate", {}, {"lr_scheduler_type": "constant_with_warmup"}, None),
+}
+NEW_MODEL = {"text_pooling_layers": 6, "text_input_norm": True, "fingerprint_fusion": "output"}
+NEW_TRAINING = {
+    **PLATEAU,
+    "per_device_train_batch_size": 256,
+    "learning_rate": 3e-4,
+    "lr_scheduler_type": "constant_with_warmup",
+    "weight_decay": 0.0,
+}
+DUAL_COMBINED: dict[str, tuple[str, dict[str, Any], dict[str, Any], int]] = {
+    "new_default": (
+        "all of: 6 layers, standardised, fp into the shared space, batch 256, lr 3e-4 constant, "
+        "wd 0, until plateau, 256 tokens",
+        NEW_MODEL,
+        NEW_TRAINING,
+        256,
+    ),  # fmt: skip
+    "new_default_1024": (
+        "new default with batch 1024",
+        NEW_MODEL,
+        {**NEW_TRAINING, "per_device_train_batch_size": 1024},
+        256,
+    ),
+    "new_default_mlp": (
+        "new default with an MLP text head",
+        {**NEW_MODEL, "text_head": "mlp", "text_head_dropout": 0.1},
+        NEW_TRAINING,
+        256,
+    ),
+}
+
+# ORMA: "today" is the benchmark's earlier ORMA configuration, screened at 12 epochs (constant learning rate, so the
+# first 12 epochs of a longer run are the same run).
+ORMA_TODAY_MODEL = {"sentence_layers": 1, "text_input_norm": False, "global_weight": 0.3, "mid_weight": 0.2}
+ORMA_TODAY_TRAINING = {"per_device_train_batch_size": 128, "learning_rate": 5e-4, "num_train_epochs": 12}
+ORMA_ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int | None]] = {
+    "today": ("today's ORMA (12 epochs)", {}, {}, None),
+    "global_1": ("global grain weight 1.0 (mid 0.2, local 0.5)", {"global_weight": 1.0}, {}, None),
+    "global_only": ("global grain only (mid and local weights 0)", {"mid_weight": 0.0, "local_weight": 0.0}, {}, None),
+    "sentence_3": ("sentence vector: means of the 3 cached layers", {"sentence_layers": 3}, {}, None),
+    "standardise": ("sentence features standardised", {"text_input_norm": True}, {}, None),
+    "batch_256": ("batch 256 (in-batch negatives)", {}, {"per_device_train_batch_size": 256}, None),
+    "lr_3e-4": ("learning rate 3e-4", {}, {"learning_rate": 3e-4}, None),
+}
+ORMA_COMBINED: dict[str, tuple[str, dict[str, Any], dict[str, Any], int | None]] = {}
+TABLES = {
+    "dual_encoder": (DUAL_TODAY_MODEL, DUAL_TODAY_TRAINING, 128, DUAL_ROWS, DUAL_COMBINED),
+    "orma": (ORMA_TODAY_MODEL, ORMA_TODAY_TRAINING, 128, ORMA_ROWS, ORMA_COMBINED),
+}
+
+# The curriculum study (``--study curriculum``): the benchmark's current backbone, 30 epochs, seed 0; each row an
+# arm of class_vs_baseline.py with curriculum settings changed. "CPU to baseline best" is where a row's validation
+# MRR first reaches the baseline row's best, as a share of the baseline's training CPU seconds (scoring included).
+HALF_ROOT = {"pacing": "root", "pacing_saturation": 0.5}
+CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "baseline": ("baseline (no curriculum)", "baseline", {}),
+    "class": ("CLASS defaults (4 stages, lr multiplier 0.5 -> 1)", "class", {}),
+    "class_gamma_1": ("CLASS, no lr multiplier (gamma 1)", "class", {"intensity_gamma_min": 1.0}),
+    "class_root_half": (
+        "CLASS, root pacing reaching all data at half the epochs, gamma 1",
+        "class",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0},
+    ),
+    "random_root_half": (
+        "random subsets, root pacing reaching all data at half the epochs, gamma 1",
+        "random_subset",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0},
+    ),
+}
+
+
+@dataclass
+class DiagnosisArguments:
+    study: str = field(
+        default="backbone",
+        metadata={"help": "'backbone' (settings of the backbone) or 'curriculum' (curriculum settings, CLASS arms)."},
+    )
+    backbone: str = field(default="dual_encoder", metadata={"help": f"One of {list(TABLES)}."})
+    rows: list[str] | None = field(default=None, metadata={"help": "Rows to run (default: all of the backbone's)."})
+    jobs: int = field(default=1, metadata={"help": "Rows in parallel (one CPU thread each)."})
+    patience: int = field(default=8, metadata={"help": "Evaluations without a better validation MRR before stopping."})
+    output_dir: str = field(default=str(HERE / "results"))
+    cache_dir: str = field(default=str(HERE / ".cache" / "class_vs_baseline"))
+    quick: bool = field(default=False, metadata={"help": "Tiny encoder and data (smoke test)."})
+    resume: bool = field(
+        default=True, metadata={"help": "Keep the rows of an existing report and run only the others."}
+    )
+
+
+def run_curriculum_row(name: str, diag: DiagnosisArguments) -> dict[str, Any]:
+    bench_module = _benchmark()
+    bench = bench_module.BenchmarkArguments(cache_dir=diag.cache_dir, quick=diag.quick, pool=None)
+    what, arm, training = CURRICULUM_ROWS[name]
+    result = bench_module.run_one(diag.backbone, arm, 0, bench, training_overrides=training, test=False)
+    return {
+        "row": name,
+        "change": what,
+        "arm": arm,
+        "training": training,
+        "best_val_mrr": result["best_val_mrr"],
+        "best_epoch": result["best_epoch"],
+        "epochs_run": len(result["val_curve"]),
+        "cpu_seconds": result["cpu_seconds"],
+        "scoring_seconds": result["scoring_seconds"],
+        "val_curve": result["val_curve"],
+    }
+
+
+def run_row(name: str, diag: DiagnosisArguments) -> dict[str, Any]:
+    if diag.study == "curriculum":
+        return run_curriculum_row(name, diag)
+    bench_module = _benchmark()
+    bench = bench_module.BenchmarkArguments(cache_dir=diag.cache_dir, quick=diag.quick, pool=None)
+    today_model, today_training, today_tokens, rows, combined = TABLES[diag.backbone]
+    what, model, training, tokens = {**rows, **combined}[name]
+    if name in rows:
+        model, training, tokens = {**today_model, **model}, {**today_training, **training}, tokens or today_tokens
+    if diag.quick:
+        training = {**training, "num_train_epochs": 3, "per_device_train_batch_size": 16}
+    patience = diag.patience if training["num_train_epochs"] > 12 else None
+    result = bench_module.run_one(
+        diag.backbone,
+        "baseline",
+        0,
+        bench,
+        model_overrides=model,
+        training_overrides=training,
+        max_length=tokens,
+        patience=patience,
+        test=False,
+    )
+    return {
+        "row": name,
+        "change": what,
+        "model": model,
+        "training": training,
+        "max_length": tokens,
+        "best_val_mrr": result["best_val_mrr"],
+        "best_epoch": result["best_epoch"],
+        "epochs_run": len(result["val_curve"]),
+        "cpu_seconds": result["cpu_seconds"],
+        "val_curve": result["val_curve"],
+    }
+
+
+def write_report(rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seconds: float) -> str:
+    """Writes ``diagnose_<backbone>.{json,md}`` (after every row, so an interrupted run keeps what it measured)."""
+    if diag.study == "curriculum":
+        return write_curriculum_report(rows, diag, wall_seconds)
+    today = next((r["best_val_mrr"] for r in rows if r["row"] == "today"), None)
+    lines = [
+        f"| change (one at a time against today's {diag.backbone}) | best val MRR | Δ vs today | best epoch | CPU s |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        delta = "–" if today is None or r["row"] == "today" else f"{r['best_val_mrr'] - today:+.3f}"
+        lines.append(
+            f"| {r['change']} | {r['best_val_mrr']:.3f} | {delta} | {r['best_epoch']:.0f} | {r['cpu_seconds']:.0f} |"
+        )
+    return _write(lines, rows, diag, wall_seconds)
+
+
+def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seconds: float) -> str:
+    """Writes ``diagnose_curriculum_<backbone>.{json,md}``, with each row's CPU to reach the baseline's best."""
+    base = next((r for r in rows if r["row"] == "baseline"), None)
+    lines = [
+        "| curriculum setting | best val MRR | Δ vs baseline | best epoch | CPU s | CPU to baseline best |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        delta = reach = "–"
+        if base is not None and r is not base:
+            delta = f"{r['best_val_mrr'] - base['best_val_mrr']:+.3f}"
+            hit = next((p for p in r["val_curve"] if p["mrr"] >= base["best_val_mrr"]), None)
+            reach = "not reached" if hit is None else f"{hit['cpu_seconds'] / base['cpu_seconds']:.2f}×"
+        lines.append(
+            f"| {r['change']} | {r['best_val_mrr']:.3f} | {delta} | {r['best_epoch']:.0f} | {r['cpu_seconds']:.0f} | "
+            f"{reach} |"
+        )
+    return _write(lines, rows, diag, wall_seconds)
+
+
+def _write(lines: list[str], rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seconds: float) -> str:
+    table = "\n".join(lines) + "\n"
+    output = Path(diag.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    payload = {"rows": rows, "wall_seconds": wall_seconds}
+    (output / f"{report_name(diag)}.json").write_text(json.dumps(payload, indent=1))
+    (output / f"{report_name(diag)}.md").write_text(table)
+    return table
+
+
+def report_name(diag: DiagnosisArguments) -> str:
+    study = "curriculum_" if diag.study == "curriculum" else ""
+    return f"diagnose_{study}{diag.backbone}" + ("_quick" if diag.quick else "")
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    (diag,) = HfArgumentParser(DiagnosisArguments).parse_args_into_dataclasses(args=argv)
+    if diag.backbone not in TABLES:
+        raise SystemExit(f"--backbone must be one of {list(TABLES)}, got {diag.backbone!r}.")
+    if diag.study not in ("backbone", "curriculum"):
+        raise SystemExit(f"--study must be 'backbone' or 'curriculum', got {diag.study!r}.")
+    *_, table_rows, combined = TABLES[diag.backbone] if diag.study == "backbone" else ({}, CURRICULUM_ROWS, {})
+    if diag.rows is None:
+        diag.rows = [*table_rows, *combined]
+    unknown = sorted(set(diag.rows) - {*table_rows, *combined})
+    if unknown:
+        raise SystemExit(f"Unknown rows for {diag.backbone}: {unknown}; choose from {[*table_rows, *combined]}.")
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    report = Path(diag.output_dir) / f"{report_name(diag)}.json"
+    if diag.resume and report.exists():
+        rows = [r for r in json.loads(report.read_text())["rows"] if r["row"] in diag.rows]
+    todo = [name for name in diag.rows if name not in {r["row"] for r in rows}]
+    if diag.jobs > 1:
+        with ProcessPoolExecutor(max_workers=diag.jobs) as pool:
+            for row in pool.map(run_row, todo, [diag] * len(todo)):
+                rows.append(row)
+                write_report(rows, diag, time.perf_counter() - start)
+    else:
+        for name in todo:
+            rows.append(run_row(name, diag))
+            write_report(rows, diag, time.perf_counter() - start)
+    print(write_report(rows, diag, time.perf_counter() - start))
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
