@@ -103,6 +103,9 @@ BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
     },
     "orma": {
         "pooling": "mean",
+        "sentence_layers": 3,  # the means of the 3 cached layers, standardised: see `diagnose.py --backbone orma`
+        "text_input_norm": True,
+        "global_weight": 1.0,  # ORMA: 0.3; the fine grains keep 0.2 and 0.5
         "freeze_text_encoder": True,
         "use_fingerprint": True,  # without it the global grain reaches 0.26 validation MRR after 20 epochs
         "emb_dim": 128,
@@ -632,8 +635,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parts = [json.loads(Path(p).read_text()) for p in bench.merge]
         keys = ("backbones", "arms", "seeds")
         merged = {key: sorted({v for p in parts for v in p["settings"][key]}) for key in keys}
+        # Each backbone's configuration and training settings come from the part that ran it.
+        ran = [(p, b) for p in parts for b in p["settings"]["backbones"]]
         report = {
             **parts[0],
+            "configs": {b: p["configs"][b] for p, b in ran if b in p.get("configs", {})},
+            "training": {b: p["training"][b] for p, b in ran if b in p.get("training", {})},
             "settings": {**parts[0]["settings"], **merged, "name": bench.name, "merged_from": bench.merge},
             "parts": [{k: p.get(k) for k in ("settings", "machine", "wall_seconds")} for p in parts],
             "results": [r for p in parts for r in p["results"]],

@@ -120,7 +120,27 @@ ORMA_ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any], int | None]] = {
     "batch_256": ("batch 256 (in-batch negatives)", {}, {"per_device_train_batch_size": 256}, None),
     "lr_3e-4": ("learning rate 3e-4", {}, {"learning_rate": 3e-4}, None),
 }
-ORMA_COMBINED: dict[str, tuple[str, dict[str, Any], dict[str, Any], int | None]] = {}
+ORMA_NEW_MODEL = {"sentence_layers": 3, "text_input_norm": True, "global_weight": 1.0, "mid_weight": 0.2}
+ORMA_COMBINED: dict[str, tuple[str, dict[str, Any], dict[str, Any], int | None]] = {
+    "new_default": (
+        "all of: sentence from 3 layers, standardised, global weight 1.0, until plateau (at most 30 epochs)",
+        ORMA_NEW_MODEL,
+        {**ORMA_TODAY_TRAINING, "num_train_epochs": 30},
+        128,
+    ),
+    "new_default_global_3": (
+        "new default with global grain weight 3.0 (16 epochs)",
+        {**ORMA_NEW_MODEL, "global_weight": 3.0},
+        {**ORMA_TODAY_TRAINING, "num_train_epochs": 16},
+        128,
+    ),
+    "new_default_global_only": (
+        "new default with the global grain only (16 epochs)",
+        {**ORMA_NEW_MODEL, "mid_weight": 0.0, "local_weight": 0.0},
+        {**ORMA_TODAY_TRAINING, "num_train_epochs": 16},
+        128,
+    ),
+}
 TABLES = {
     "dual_encoder": (DUAL_TODAY_MODEL, DUAL_TODAY_TRAINING, 128, DUAL_ROWS, DUAL_COMBINED),
     "orma": (ORMA_TODAY_MODEL, ORMA_TODAY_TRAINING, 128, ORMA_ROWS, ORMA_COMBINED),

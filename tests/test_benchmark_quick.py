@@ -84,6 +84,13 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     assert merged["settings"]["seeds"] == [0, 1] and sorted(merged["settings"]["arms"]) == sorted(arms)
     assert len(merged["parts"]) == 2 and len(merged["anchor"]) == 1
     assert "| dual_encoder | class |" in (out_dir / "merged.md").read_text()
+    # A backbone re-run with other settings keeps the settings of the part that ran it.
+    other = {**rest, "settings": {**rest["settings"], "backbones": ["orma"]}, "results": [], "anchor": []}
+    other["configs"] = {"orma": {"emb_dim": 7}, "dual_encoder": {"gnn_hidden_size": -1}}
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    merged = bench.main([*argv, str(tmp_path / "c.json"), "--name", "merged3"])
+    assert merged["configs"]["orma"] == {"emb_dim": 7}
+    assert merged["configs"]["dual_encoder"] == saved["configs"]["dual_encoder"]
 
 
 def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_path):
