@@ -333,6 +333,13 @@ def test_gathered_negatives_give_the_single_process_loss_and_gradients(tmp_path)
         assert first["max_grad_diff"] <= 1e-4 * max(1.0, first["max_grad"]), backbone
         # Without gathering each rank sees only its own negatives: a different loss.
         assert abs(first["local_only_loss_mean_over_ranks"] - reference) > 1e-3, backbone
+        # Gradient caching of the text encoder composes with the gathered negatives: the same loss and gradients.
+        for rank, half in ((first, slice(0, 4)), (second, slice(4, 8))):
+            assert rank["cached_chunked"] is True, backbone
+            assert rank["cached_per_sample"] == pytest.approx(first["reference_per_sample"][half], rel=1e-5), backbone
+        assert first["cached_loss_mean_over_ranks"] == pytest.approx(reference, rel=1e-5), backbone
+        assert first["cached_missing_grads"] == [], backbone
+        assert first["cached_max_grad_diff"] <= 1e-4 * max(1.0, first["max_grad"]), backbone
 
 
 # ------------------------------------------------------------------------------------------ outputs and Ctrl-C

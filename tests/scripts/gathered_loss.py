@@ -10,7 +10,9 @@ dropout differs) every rank computes:
 - the reference: the model without gathering on the *global* batch of 8 pairs (what one process would compute);
 - the gathered run: ``config.gather_across_ranks = True`` on its own 4 pairs (rank ``r`` holds pairs ``4r..4r+3``),
   its gradients then averaged over the ranks as DDP does;
-- the local run without gathering (fewer negatives, so a different loss: the check that gathering matters).
+- the local run without gathering (fewer negatives, so a different loss: the check that gathering matters);
+- the gathered run with gradient caching of the text encoder (``enable_gradient_cache(3)``: chunks of 3 and 1 texts;
+  only the model's own ``training`` flag is set, which turns chunking on, so its layers still run without dropout).
 
 It writes ``OUTPUT_DIR/rank<r>.json`` with both losses, both sets of per-sample losses and the largest gradient
 difference, per backbone.
@@ -36,7 +38,7 @@ TEXT_CONFIG = {
 }
 BACKBONES = {
     "dual_encoder": ("DualEncoderConfig", "DualEncoderModel", {"gnn_hidden_size": 32, "projection_dim": 32}),
-    "orma": ("OrmaConfig", "OrmaModel", {"emb_dim": 32, "num_gnn_layers": 2, "ot_iterations": 5}),
+    "orma": ("OrmaConfig", "OrmaModel", {"emb_dim": 32, "num_gnn_layers": 2, "ot_iterations": 5, "pooling": "mean"}),
     "aman": (
         "AmanConfig",
         "AmanModel",
@@ -94,6 +96,21 @@ def main(output_dir: str) -> None:
             grad /= world
         loss = gathered.loss.detach().clone()
         dist.all_reduce(loss)
+        model.zero_grad(set_to_none=True)
+
+        model.enable_gradient_cache(3)
+        model.training = True  # the flag that turns chunking on; the layers stay in eval mode
+        chunked = model._caches_gradients(local_batch["input_ids"])
+        cached = model(**local_batch)
+        cached.loss.backward()
+        cached_grads = _grads(model)
+        for grad in cached_grads.values():
+            dist.all_reduce(grad)
+            grad /= world
+        cached_loss = cached.loss.detach().clone()
+        dist.all_reduce(cached_loss)
+        model.training = False
+        model.enable_gradient_cache(None)
         results[name] = {
             "reference_loss": float(reference.loss.detach()),
             "local_only_loss_mean_over_ranks": float(local_only / world),
@@ -104,6 +121,13 @@ def main(output_dir: str) -> None:
             "missing_grads": sorted(set(reference_grads) ^ set(grads)),
             "max_grad_diff": max(float((grads[n] - g).abs().max()) for n, g in reference_grads.items() if n in grads),
             "max_grad": max(float(g.abs().max()) for g in reference_grads.values()),
+            "cached_chunked": chunked,
+            "cached_loss_mean_over_ranks": float(cached_loss / world),
+            "cached_per_sample": cached.per_sample_loss.detach().tolist(),
+            "cached_missing_grads": sorted(set(reference_grads) ^ set(cached_grads)),
+            "cached_max_grad_diff": max(
+                float((cached_grads[n] - g).abs().max()) for n, g in reference_grads.items() if n in cached_grads
+            ),
         }
     with open(Path(output_dir) / f"rank{rank}.json", "w") as f:
         json.dump(results, f)
