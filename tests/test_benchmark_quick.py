@@ -88,7 +88,8 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     other = {**rest, "settings": {**rest["settings"], "backbones": ["orma"]}, "results": [], "anchor": []}
     other["configs"] = {"orma": {"emb_dim": 7}, "dual_encoder": {"gnn_hidden_size": -1}}
     (tmp_path / "c.json").write_text(json.dumps(other))
-    merged = bench.main([*argv, str(tmp_path / "c.json"), "--name", "merged3"])
+    parts = [str(tmp_path / f"{name}.json") for name in "abc"]
+    merged = bench.main(["--merge", *parts, "--output_dir", str(out_dir), "--name", "merged3"])
     assert merged["configs"]["orma"] == {"emb_dim": 7}
     assert merged["configs"]["dual_encoder"] == saved["configs"]["dual_encoder"]
 
