@@ -92,6 +92,13 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     merged = bench.main(["--merge", *parts, "--output_dir", str(out_dir), "--name", "merged3"])
     assert merged["configs"]["orma"] == {"emb_dim": 7}
     assert merged["configs"]["dual_encoder"] == saved["configs"]["dual_encoder"]
+    # A run repeated in a later part (same backbone, arm and seed) replaces the earlier one instead of counting twice.
+    again = {**rest, "results": [{**saved["results"][0], "cpu_seconds": 12345.0}], "anchor": []}
+    (tmp_path / "d.json").write_text(json.dumps(again))
+    parts = [str(tmp_path / f"{name}.json") for name in "abd"]
+    merged = bench.main(["--merge", *parts, "--output_dir", str(out_dir), "--name", "merged4"])
+    assert len(merged["results"]) == len(saved["results"])
+    assert merged["results"][0]["cpu_seconds"] == 12345.0
 
 
 def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_path):
