@@ -107,6 +107,7 @@ BACKBONE_CONFIGS: dict[str, dict[str, Any]] = {
         "sentence_layers": 3,  # the means of the 3 cached layers, standardised: see `diagnose.py --backbone orma`
         "text_input_norm": True,
         "global_weight": 1.0,  # ORMA: 0.3; the fine grains keep 0.2 and 0.5
+        "global_similarity": "cosine",  # ORMA: exp(temp)**2-scaled dot product; see `diagnose.py --backbone orma`
         "freeze_text_encoder": True,
         "use_fingerprint": True,  # without it the global grain reaches 0.26 validation MRR after 20 epochs
         "emb_dim": 128,

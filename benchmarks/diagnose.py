@@ -140,6 +140,18 @@ ORMA_COMBINED: dict[str, tuple[str, dict[str, Any], dict[str, Any], int | None]]
         {**ORMA_TODAY_TRAINING, "num_train_epochs": 16},
         128,
     ),
+    "new_default_cosine": (
+        "new default with cosine global logits (learnable scale from 1/0.07), until plateau (at most 30 epochs)",
+        {**ORMA_NEW_MODEL, "global_similarity": "cosine"},
+        {**ORMA_TODAY_TRAINING, "num_train_epochs": 30},
+        128,
+    ),
+    "new_default_cosine_256": (
+        "new default with cosine global logits and batch 256, until plateau (at most 30 epochs)",
+        {**ORMA_NEW_MODEL, "global_similarity": "cosine"},
+        {**ORMA_TODAY_TRAINING, "num_train_epochs": 30, "per_device_train_batch_size": 256},
+        128,
+    ),
 }
 TABLES = {
     "dual_encoder": (DUAL_TODAY_MODEL, DUAL_TODAY_TRAINING, 128, DUAL_ROWS, DUAL_COMBINED),
@@ -308,8 +320,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     report = Path(diag.output_dir) / f"{report_name(diag)}.json"
-    if diag.resume and report.exists():
-        rows = [r for r in json.loads(report.read_text())["rows"] if r["row"] in diag.rows]
+    if diag.resume and report.exists():  # keep every row of the report; rerun none of the requested ones it has
+        rows = json.loads(report.read_text())["rows"]
     todo = [name for name in diag.rows if name not in {r["row"] for r in rows}]
     if diag.jobs > 1:
         with ProcessPoolExecutor(max_workers=diag.jobs) as pool:

@@ -124,3 +124,11 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     assert f"{row['best_val_mrr'] - base['best_val_mrr']:+.3f} |" in md and f"| {reach} |" in md
     saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
     assert [r["row"] for r in saved["rows"]] == ["baseline", "class_root_half"]
+    # asking again for a row the report has reruns nothing and keeps the report's other rows
+    again = diagnose.main(
+        ["--study", "curriculum", "--quick", "--rows", "baseline", "--cache_dir", str(tmp_path / "cache"),
+         "--output_dir", str(tmp_path)]
+    )  # fmt: skip
+    assert [r["row"] for r in again] == ["baseline", "class_root_half"] and again[0] == base
+    saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
+    assert [r["row"] for r in saved["rows"]] == ["baseline", "class_root_half"]

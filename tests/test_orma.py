@@ -125,6 +125,7 @@ def test_config_defaults_follow_orma_and_validate():
         "argmin",
     )
     assert (config.multi_token_layer, config.token_layer, config.score_mode) == (-2, -3, "global")
+    assert config.global_similarity == "dot"  # ORMA's exp(temp)**2-scaled dot product
     with pytest.raises(Exception, match="score_mode"):
         OrmaConfig(score_mode="clever")
     with pytest.raises(Exception, match="dropout"):
@@ -243,6 +244,36 @@ def test_per_sample_loss_is_the_weighted_symmetric_infonce(tiny_bert_config, tin
         model(**batch, intensity=0.0)
     with pytest.raises(TypeError, match="unexpected"):
         model(**batch, labels=labels)
+
+
+def test_cosine_global_grain_uses_normalised_embeddings_and_a_learnable_scale(
+    tiny_bert_config, tiny_tokenizer, tmp_path
+):
+    grains = {"global_weight": 1.0, "mid_weight": 0.0, "local_weight": 0.0}
+    model = _model(tiny_bert_config, global_similarity="cosine", logit_scale_init=20.0, **grains).eval()
+    assert model.temp is None and "logit_scale" in dict(model.named_parameters())
+    batch = _batch(tiny_tokenizer)
+    out = model(**batch)
+    text, mol = model.encode_text(batch["input_ids"], batch["attention_mask"]), model.encode_molecule(batch["graph"])
+    logits = 20.0 * F.normalize(text, dim=-1) @ F.normalize(mol, dim=-1).T
+    labels = torch.arange(len(SMILES))
+    expected = F.cross_entropy(logits, labels, reduction="none") + F.cross_entropy(logits.T, labels, reduction="none")
+    torch.testing.assert_close(out.per_sample_loss, expected / 2, rtol=1e-4, atol=1e-5)
+    # the loss scales the same cosine that retrieval ranks by
+    torch.testing.assert_close(model.score(text, mol) * 20.0, logits, rtol=1e-4, atol=1e-5)
+    out.loss.backward()
+    assert model.logit_scale.grad is not None and model.logit_scale.grad.abs() > 0
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)  # exp(10) is clamped at 100
+    assert float(model.grain_scales()["global"]) == pytest.approx(100.0)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.global_similarity == "cosine" and loaded.temp is None
+    torch.testing.assert_close(loaded.logit_scale, model.logit_scale)
+    with pytest.raises(Exception, match="logit_scale_init"):  # @strict wraps the ValueError
+        OrmaConfig(text_config=tiny_bert_config, text_encoder_name_or_path=None, logit_scale_init=0.0)
+    with pytest.raises(Exception, match="global_similarity"):
+        OrmaConfig(global_similarity="euclidean")
 
 
 def test_padding_does_not_change_the_loss(tiny_bert_config, tiny_tokenizer):

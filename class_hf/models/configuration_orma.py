@@ -57,7 +57,12 @@ class OrmaConfig(PreTrainedConfig):
             still take part in the GCN.
         max_motifs (int): motifs per molecule kept for the multi-token-motif grain (ORMA ``num_motif``: 140).
         temperature_init (float): initial value of the learnable ``temp``; both sides of the global grain are
-            multiplied by ``exp(temp)`` (ORMA: 0.07).
+            multiplied by ``exp(temp)`` (ORMA: 0.07). Used with ``global_similarity="dot"``.
+        global_similarity (str): logits of the global grain: ``dot`` (ORMA: ``exp(temp)**2 * sentence @ molecule.T``
+            on the unnormalised embeddings) or ``cosine`` (a class-hf extension, as CLIP: both sides L2-normalised and
+            multiplied by a learnable ``logit_scale``, the same cosine that retrieval and difficulty scoring rank by).
+        logit_scale_init (float): initial multiplier of the cosine logits with ``global_similarity="cosine"``
+            (``1 / temperature``; CLIP: 1 / 0.07); learnable, clamped at 100.
         global_weight (float): weight of the sentence-molecule loss (0.3).
         mid_weight (float): weight of the multi-token-motif loss (0.2).
         local_weight (float): weight of the token-atom loss (0.5).
@@ -102,6 +107,8 @@ class OrmaConfig(PreTrainedConfig):
     max_atoms: int = 580
     max_motifs: int = 140
     temperature_init: float | int = 0.07
+    global_similarity: Literal["dot", "cosine"] = "dot"
+    logit_scale_init: float | int = 1 / 0.07
     global_weight: float | int = 0.3
     mid_weight: float | int = 0.2
     local_weight: float | int = 0.5
@@ -136,6 +143,8 @@ class OrmaConfig(PreTrainedConfig):
             raise ValueError("`sentence_layers > 1` pools token states: use `pooling='mean'` or 'cls', not 'pooler'.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {self.dropout}.")
+        if self.logit_scale_init <= 0:
+            raise ValueError(f"`logit_scale_init` must be > 0, got {self.logit_scale_init}.")
         if self.ot_beta <= 0:
             raise ValueError(f"`ot_beta` must be > 0, got {self.ot_beta}.")
         weights = (self.global_weight, self.mid_weight, self.local_weight)

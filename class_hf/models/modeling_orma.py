@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,7 @@ logger = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # keys already warned about in this process (see OrmaModel._warn_once)
 
 GRAINS = ("global", "mid", "local")
+LOGIT_SCALE_MAX = 100.0  # clamp of the learnable cosine scale (global_similarity="cosine"), as CLIP
 
 # ---------------------------------------------------------------------------------------------------------------
 # Molecule encoder
@@ -232,7 +234,10 @@ class OrmaPreTrainedModel(RetrievalPreTrainedModel):
         ``__init__``, or from the checkpoint).
         """
         if isinstance(module, OrmaModel):
-            init.constant_(module.temp, module.config.temperature_init)
+            if module.temp is not None:
+                init.constant_(module.temp, module.config.temperature_init)
+            if module.logit_scale is not None:
+                init.constant_(module.logit_scale, math.log(module.config.logit_scale_init))
         elif isinstance(module, GCNConv):
             init.xavier_uniform_(module.lin.weight)  # PyG's glorot
             if module.bias is not None:
@@ -246,7 +251,8 @@ class OrmaModel(OrmaPreTrainedModel):
 
     Parameters of the text tower live under ``text_encoder.`` (:meth:`param_groups`; ORMA trains it at lr 3e-5 and the
     rest at 1e-4, Adam, weight decay 1e-4 on all). ``temp`` is ORMA's learnable scale: the global logits are
-    ``exp(temp)**2 * sentence @ molecule.T``. With ``intensity`` (curriculum stage multiplier,
+    ``exp(temp)**2 * sentence @ molecule.T``; with ``global_similarity="cosine"`` they are ``exp(logit_scale)`` times
+    the cosine instead, and ``temp`` is None. With ``intensity`` (curriculum stage multiplier,
     ``supports_intensity = True``) the logits of every grain are multiplied by it. :meth:`score` is the cosine of the
     global embeddings (``score_mode="global"``, the only score computable from per-item embeddings); ORMA's faithful
     score needs the fine-grained features of whole blocks (:meth:`score_pairs`, :meth:`score_blocks`).
@@ -290,7 +296,10 @@ class OrmaModel(OrmaPreTrainedModel):
         self.motif_proj = nn.Linear(dim, dim)
         self.atom_proj = nn.Linear(dim, dim)
         self.fingerprint_projection = nn.Linear(config.fingerprint_dim, dim) if config.use_fingerprint else None
-        self.temp = nn.Parameter(torch.tensor(float(config.temperature_init)))
+        # one learnable scale of the global grain: ORMA's ``temp`` (dot) or CLIP's ``logit_scale`` (cosine)
+        cosine = config.global_similarity == "cosine"
+        self.temp = None if cosine else nn.Parameter(torch.tensor(float(config.temperature_init)))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init))) if cosine else None
         self.post_init()
         if self.mol2vec is not None and not loading_checkpoint():  # a checkpoint holds the table
             self._load_mol2vec_table()
@@ -570,7 +579,8 @@ class OrmaModel(OrmaPreTrainedModel):
 
         Returns:
             dict[str, tuple[torch.Tensor, torch.Tensor]]: ``global``, ``mid``, ``local`` -> (text ``[B, D]``, molecule
-            ``[B, D]``); a grain's logits are ``text @ molecule.T`` (times ``exp(temp)**2`` for ``global``).
+            ``[B, D]``); a grain's logits are ``text @ molecule.T`` times its :meth:`grain_scales` entry. With
+            ``global_similarity="cosine"`` the global pair is L2-normalised.
         """
         if text.sentence.shape[0] != mol.molecule.shape[0]:
             raise ValueError(
@@ -587,10 +597,16 @@ class OrmaModel(OrmaPreTrainedModel):
             local = sparc_grouping(text32.token, mol32.atom, text32.mask, mol32.atom_mask, eps)
             phrases, phrase_mask = self._phrases(text32, mol32)
             mid = sparc_grouping(phrases, mol32.motif, phrase_mask, mol32.motif_mask, eps)
-        return {"global": (text.sentence, mol.molecule), "mid": mid, "local": local}
+        sentence, molecule = text.sentence, mol.molecule
+        if self.logit_scale is not None:
+            sentence, molecule = F.normalize(sentence, dim=-1), F.normalize(molecule, dim=-1)
+        return {"global": (sentence, molecule), "mid": mid, "local": local}
 
     def grain_scales(self) -> dict[str, torch.Tensor | float]:
-        """Logit multiplier of every grain: ``exp(temp)**2`` for ``global`` (both sides scaled), 1 for the others."""
+        """Logit multiplier of every grain: for ``global``, ``exp(temp)**2`` (both sides scaled; ``global_similarity``
+        ``dot``) or ``exp(logit_scale)`` clamped at 100 (``cosine``); 1 for the others."""
+        if self.logit_scale is not None:
+            return {"global": self.logit_scale.clamp(max=math.log(LOGIT_SCALE_MAX)).exp(), "mid": 1.0, "local": 1.0}
         return {"global": torch.exp(2.0 * self.temp), "mid": 1.0, "local": 1.0}
 
     def grain_weights(self) -> dict[str, float]:
