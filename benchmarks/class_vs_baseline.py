@@ -367,8 +367,7 @@ def run_one(
         disable_tqdm=True,
         per_device_eval_batch_size=256,
         dataloader_pin_memory=False,
-        **{**defaults, **training},
-        **arm_args,
+        **{**defaults, **arm_args, **training},  # training overrides (e.g. a diagnosis row's) win over the arm's
     )
     curve = ValidationCurve(patience)
     trainer = CurriculumTrainer(

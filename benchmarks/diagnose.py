@@ -171,6 +171,22 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "class",
         {**HALF_ROOT, "intensity_gamma_min": 1.0},
     ),
+    "class_fingerprint": (
+        "CLASS, difficulty from the fingerprint scorer (frozen text features + Morgan counts, out of fold)",
+        "class",
+        {"difficulty_source": "fingerprint"},
+    ),
+    "class_warmup_longer": (
+        "CLASS, warm-up scorer on half of the pairs for 3 epochs",
+        "class",
+        {"difficulty_warmup_fraction": 0.5, "difficulty_warmup_epochs": 3.0},
+    ),
+    "class_warmup_longer_root_half": (
+        "CLASS, warm-up scorer on half of the pairs for 3 epochs, root pacing reaching all data at half the epochs, "
+        "gamma 1",
+        "class",
+        {"difficulty_warmup_fraction": 0.5, "difficulty_warmup_epochs": 3.0, **HALF_ROOT, "intensity_gamma_min": 1.0},
+    ),
     "random_root_half": (
         "random subsets, root pacing reaching all data at half the epochs, gamma 1",
         "random_subset",
