@@ -662,14 +662,12 @@ def _invocations(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     def runs(invocation: dict[str, Any]) -> set[tuple[Any, ...]]:
         settings = invocation["settings"]
-        return {(b, a, s) for b in settings["backbones"] for a in settings["arms"] for s in settings["seeds"]}
+        seeds = settings["seeds"]
+        anchors = {("anchor", s) for s in seeds} if settings.get("anchor") else set()
+        return {(b, a, s) for b in settings["backbones"] for a in settings["arms"] for s in seeds} | anchors
 
-    kept = []
-    for i, invocation in enumerate(flat):
-        later = set().union(*(runs(other) for other in flat[i + 1 :]))
-        if not runs(invocation) <= later or invocation["settings"].get("anchor"):
-            kept.append(invocation)
-    return kept
+    later = [runs(other) for other in flat]
+    return [inv for i, inv in enumerate(flat) if not later[i] <= set().union(*later[i + 1 :])]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..evaluation.retrieval import cosine_scores
-from ..models.losses import contrastive_loss
+from ..models.losses import clamped_logit_scale, contrastive_loss
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class _ProjectionHead(nn.Module):
         return F.normalize(self.mol(features), dim=-1)
 
     def forward(self, text_features: torch.Tensor, mol_features: torch.Tensor) -> torch.Tensor:
-        scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+        scale = clamped_logit_scale(self.logit_scale)
         loss = contrastive_loss(self.embed_text(text_features), self.embed_molecule(mol_features), scale)
         return loss["per_sample_loss"].mean()
 

@@ -7,9 +7,19 @@ in the models (as open_clip's ``logit_scale``); the losses take the already-expo
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+LOGIT_SCALE_MAX = 100.0  # ceiling of a learnable logit scale, as CLIP and open_clip
+
+
+def clamped_logit_scale(log_scale: torch.Tensor) -> torch.Tensor:
+    """``exp(log_scale)`` clamped at :data:`LOGIT_SCALE_MAX`: the multiplier of the logits (``1 / temperature``) from
+    a model's learnable ``logit_scale`` parameter, as open_clip."""
+    return log_scale.clamp(max=math.log(LOGIT_SCALE_MAX)).exp()
 
 
 class _AllGatherWithGrad(torch.autograd.Function):

@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModel
 
 from .base import RetrievalPreTrainedModel
 from .configuration_aman import AmanConfig
-from .losses import contrastive_loss, triplet_loss
+from .losses import clamped_logit_scale, contrastive_loss, triplet_loss
 from .modules import AtomEncoder, BondEncoder, checked_fingerprints, feature_norm, pool_text
 from .outputs import RetrievalOutput
 
@@ -394,7 +394,7 @@ class AmanModel(RetrievalPreTrainedModel):
             per_sample_loss = triplet["per_sample_loss"]
             components["triplet"] = per_sample_loss.mean()
         if "infonce" in self.config.retrieval_loss:
-            scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+            scale = clamped_logit_scale(self.logit_scale)
             infonce = contrastive_loss(text, mol, scale, gather_across_ranks=gather)["per_sample_loss"]
             per_sample_loss = per_sample_loss + infonce
             components["infonce"] = infonce.mean()

@@ -21,13 +21,11 @@ from transformers import initialization as init
 
 from .base import RetrievalPreTrainedModel
 from .configuration_dual_encoder import DualEncoderConfig
-from .losses import contrastive_loss
+from .losses import clamped_logit_scale, contrastive_loss
 from .modules import AtomEncoder, BondEncoder, build_projection, checked_fingerprints, feature_norm, pool_text
 from .outputs import RetrievalOutput
 
 logger = logging.getLogger(__name__)
-
-LOGIT_SCALE_MAX = 100.0
 
 
 class GraphEncoder(nn.Module):
@@ -263,7 +261,7 @@ class DualEncoderModel(DualEncoderPreTrainedModel):
 
     def get_logit_scale(self) -> torch.Tensor:
         """``1 / temperature``: ``exp(logit_scale)`` clamped at 100."""
-        return self.logit_scale.clamp(max=math.log(LOGIT_SCALE_MAX)).exp()
+        return clamped_logit_scale(self.logit_scale)
 
     def pair_loss(self, text: torch.Tensor, mol: torch.Tensor, intensity: float | None) -> RetrievalOutput:
         """The per-sample symmetric InfoNCE loss of a batch of pairs (the loss hook of

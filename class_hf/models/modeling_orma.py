@@ -85,7 +85,7 @@ from ..data.mol2vec import load_mol2vec_embeddings
 from ..data.text_features import text_inputs
 from .base import RetrievalPreTrainedModel, loading_checkpoint
 from .configuration_orma import OrmaConfig
-from .losses import contrastive_loss
+from .losses import clamped_logit_scale, contrastive_loss
 from .modules import AtomEncoder, checked_fingerprints, feature_norm, pool_tokens
 from .outputs import RetrievalOutput
 from .sinkhorn import transport_plan, uniform_marginals
@@ -94,7 +94,6 @@ logger = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # keys already warned about in this process (see OrmaModel._warn_once)
 
 GRAINS = ("global", "mid", "local")
-LOGIT_SCALE_MAX = 100.0  # clamp of the learnable cosine scale (global_similarity="cosine"), as CLIP
 
 # ---------------------------------------------------------------------------------------------------------------
 # Molecule encoder
@@ -606,7 +605,7 @@ class OrmaModel(OrmaPreTrainedModel):
         """Logit multiplier of every grain: for ``global``, ``exp(temp)**2`` (both sides scaled; ``global_similarity``
         ``dot``) or ``exp(logit_scale)`` clamped at 100 (``cosine``); 1 for the others."""
         if self.logit_scale is not None:
-            return {"global": self.logit_scale.clamp(max=math.log(LOGIT_SCALE_MAX)).exp(), "mid": 1.0, "local": 1.0}
+            return {"global": clamped_logit_scale(self.logit_scale), "mid": 1.0, "local": 1.0}
         return {"global": torch.exp(2.0 * self.temp), "mid": 1.0, "local": 1.0}
 
     def grain_weights(self) -> dict[str, float]:
