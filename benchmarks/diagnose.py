@@ -15,6 +15,11 @@ Run (about an hour each on 2 CPU cores; ``--rows`` picks rows by name)::
 
     python benchmarks/diagnose.py --backbone dual_encoder --jobs 2
     python benchmarks/diagnose.py --backbone orma --jobs 2
+
+``--study curriculum`` runs arms of ``class_vs_baseline.py`` (any of its backbones) with curriculum settings changed,
+for the seeds given by ``--seeds``; each row's "CPU to baseline best" compares it with the baseline of the same seed::
+
+    python benchmarks/diagnose.py --study curriculum --rows baseline class class_paced_batch --seeds 0 1 2 --jobs 2
 """
 
 from __future__ import annotations
@@ -158,7 +163,7 @@ TABLES = {
     "orma": (ORMA_TODAY_MODEL, ORMA_TODAY_TRAINING, 128, ORMA_ROWS, ORMA_COMBINED),
 }
 
-# The curriculum study (``--study curriculum``): the benchmark's current backbone, 30 epochs, seed 0; each row an
+# The curriculum study (``--study curriculum``): the benchmark's current backbone and epochs, seeds 0.. ; each row an
 # arm of class_vs_baseline.py with curriculum settings changed. "CPU to baseline best" is where a row's validation
 # MRR first reaches the baseline row's best, as a share of the baseline's training CPU seconds (scoring included).
 HALF_ROOT = {"pacing": "root", "pacing_saturation": 0.5}
@@ -192,7 +197,23 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "random_subset",
         {**HALF_ROOT, "intensity_gamma_min": 1.0},
     ),
+    "class_paced_batch": (
+        "CLASS, batch size paced with the pool (as many optimizer steps per epoch as a full one)",
+        "class",
+        {"pace_batch_size": True},
+    ),
+    "class_warmup_longer_paced_batch": (
+        "CLASS, warm-up scorer on half of the pairs for 3 epochs, batch size paced with the pool",
+        "class",
+        {"difficulty_warmup_fraction": 0.5, "difficulty_warmup_epochs": 3.0, "pace_batch_size": True},
+    ),
+    "random_paced_batch": (
+        "random subsets, batch size paced with the pool",
+        "random_subset",
+        {"pace_batch_size": True},
+    ),
 }
+CURRICULUM_BACKBONES = ("dual_encoder", "aman", "orma")
 
 
 @dataclass
@@ -203,6 +224,13 @@ class DiagnosisArguments:
     )
     backbone: str = field(default="dual_encoder", metadata={"help": f"One of {list(TABLES)}."})
     rows: list[str] | None = field(default=None, metadata={"help": "Rows to run (default: all of the backbone's)."})
+    seeds: list[int] = field(
+        default_factory=lambda: [0], metadata={"help": "Seeds of every row of the curriculum study."}
+    )
+    rerun: bool = field(
+        default=False,
+        metadata={"help": "Run the requested rows and seeds again, replacing those the report already has."},
+    )
     jobs: int = field(default=1, metadata={"help": "Rows in parallel (one CPU thread each)."})
     patience: int = field(default=8, metadata={"help": "Evaluations without a better validation MRR before stopping."})
     output_dir: str = field(default=str(HERE / "results"))
@@ -213,13 +241,14 @@ class DiagnosisArguments:
     )
 
 
-def run_curriculum_row(name: str, diag: DiagnosisArguments) -> dict[str, Any]:
+def run_curriculum_row(name: str, diag: DiagnosisArguments, seed: int = 0) -> dict[str, Any]:
     bench_module = _benchmark()
     bench = bench_module.BenchmarkArguments(cache_dir=diag.cache_dir, quick=diag.quick, pool=None)
     what, arm, training = CURRICULUM_ROWS[name]
-    result = bench_module.run_one(diag.backbone, arm, 0, bench, training_overrides=training, test=False)
+    result = bench_module.run_one(diag.backbone, arm, seed, bench, training_overrides=training, test=False)
     return {
         "row": name,
+        "seed": seed,
         "change": what,
         "arm": arm,
         "training": training,
@@ -232,9 +261,10 @@ def run_curriculum_row(name: str, diag: DiagnosisArguments) -> dict[str, Any]:
     }
 
 
-def run_row(name: str, diag: DiagnosisArguments) -> dict[str, Any]:
+def run_row(task: tuple[str, int], diag: DiagnosisArguments) -> dict[str, Any]:
+    name, seed = task
     if diag.study == "curriculum":
-        return run_curriculum_row(name, diag)
+        return run_curriculum_row(name, diag, seed)
     bench_module = _benchmark()
     bench = bench_module.BenchmarkArguments(cache_dir=diag.cache_dir, quick=diag.quick, pool=None)
     today_model, today_training, today_tokens, rows, combined = TABLES[diag.backbone]
@@ -287,23 +317,56 @@ def write_report(rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seco
 
 
 def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seconds: float) -> str:
-    """Writes ``diagnose_curriculum_<backbone>.{json,md}``, with each row's CPU to reach the baseline's best."""
-    base = next((r for r in rows if r["row"] == "baseline"), None)
+    """Writes ``diagnose_curriculum_<backbone>.{json,md}``: per setting, the mean best validation MRR over its seeds
+    and, per seed, the CPU to reach the same seed's baseline best and 98 % of it (shares of that baseline's training
+    CPU; the baseline's own row shows when it got there itself)."""
+    bases = {_seed(r): r for r in rows if r["row"] == "baseline"}
     lines = [
-        "| curriculum setting | best val MRR | Δ vs baseline | best epoch | CPU s | CPU to baseline best |",
-        "|---|---|---|---|---|---|",
+        "| curriculum setting | seeds | best val MRR | Δ vs baseline | best epoch | CPU s | CPU to baseline best | "
+        "CPU to 98 % of it |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        delta = reach = "–"
-        if base is not None and r is not base:
-            delta = f"{r['best_val_mrr'] - base['best_val_mrr']:+.3f}"
-            hit = next((p for p in r["val_curve"] if p["mrr"] >= base["best_val_mrr"]), None)
-            reach = "not reached" if hit is None else f"{hit['cpu_seconds'] / base['cpu_seconds']:.2f}×"
+    order = list(CURRICULUM_ROWS)
+    names = sorted(dict.fromkeys(r["row"] for r in rows), key=lambda n: order.index(n) if n in order else len(order))
+    for name in names:
+        runs = sorted((r for r in rows if r["row"] == name), key=_seed)
+        deltas, reaches, nears = [], [], []
+        for r in runs:
+            base = bases.get(_seed(r))
+            if base is None:
+                continue
+            if r is not base:
+                deltas.append(r["best_val_mrr"] - base["best_val_mrr"])
+                reaches.append(_reach(r, base, 1.0))
+            nears.append(_reach(r, base, 0.98))
+        seeds = ", ".join(str(_seed(r)) for r in runs)
+        best = _mean_std([r["best_val_mrr"] for r in runs])
+        delta = "–" if not deltas else f"{sum(deltas) / len(deltas):+.3f}"
+        epoch = sum(r["best_epoch"] for r in runs) / len(runs)
+        cpu = sum(r["cpu_seconds"] for r in runs) / len(runs)
         lines.append(
-            f"| {r['change']} | {r['best_val_mrr']:.3f} | {delta} | {r['best_epoch']:.0f} | {r['cpu_seconds']:.0f} | "
-            f"{reach} |"
+            f"| {runs[0]['change']} | {seeds} | {best} | {delta} | {epoch:.0f} | {cpu:.0f} | "
+            f"{'; '.join(reaches) or '–'} | {'; '.join(nears) or '–'} |"
         )
     return _write(lines, rows, diag, wall_seconds)
+
+
+def _reach(row: dict[str, Any], base: dict[str, Any], share: float) -> str:
+    """Where ``row`` first reaches ``share`` of ``base``'s best validation MRR, in CPU as a share of ``base``'s."""
+    hit = next((p for p in row["val_curve"] if p["mrr"] >= share * base["best_val_mrr"]), None)
+    return "not reached" if hit is None else f"{hit['cpu_seconds'] / base['cpu_seconds']:.2f}×"
+
+
+def _seed(row: dict[str, Any]) -> int:
+    return row.get("seed", 0)
+
+
+def _mean_std(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.3f}"
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.3f} ± {std:.3f}"
 
 
 def _write(lines: list[str], rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seconds: float) -> str:
@@ -323,10 +386,13 @@ def report_name(diag: DiagnosisArguments) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     (diag,) = HfArgumentParser(DiagnosisArguments).parse_args_into_dataclasses(args=argv)
-    if diag.backbone not in TABLES:
-        raise SystemExit(f"--backbone must be one of {list(TABLES)}, got {diag.backbone!r}.")
     if diag.study not in ("backbone", "curriculum"):
         raise SystemExit(f"--study must be 'backbone' or 'curriculum', got {diag.study!r}.")
+    backbones = list(TABLES) if diag.study == "backbone" else list(CURRICULUM_BACKBONES)
+    if diag.backbone not in backbones:
+        raise SystemExit(f"--backbone must be one of {backbones} for the {diag.study} study, got {diag.backbone!r}.")
+    if diag.study == "backbone" and diag.seeds != [0]:
+        raise SystemExit("--seeds applies to the curriculum study only (the backbone study runs seed 0).")
     *_, table_rows, combined = TABLES[diag.backbone] if diag.study == "backbone" else ({}, CURRICULUM_ROWS, {})
     if diag.rows is None:
         diag.rows = [*table_rows, *combined]
@@ -336,17 +402,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     report = Path(diag.output_dir) / f"{report_name(diag)}.json"
-    if diag.resume and report.exists():  # keep every row of the report; rerun none of the requested ones it has
+    tasks = [(name, seed) for seed in diag.seeds for name in diag.rows]
+    if diag.resume and report.exists():  # keep every row of the report; run only the requested ones it lacks
         rows = json.loads(report.read_text())["rows"]
-    todo = [name for name in diag.rows if name not in {r["row"] for r in rows}]
+        if diag.rerun:
+            rows = [r for r in rows if (r["row"], _seed(r)) not in set(tasks)]
+    todo = [task for task in tasks if task not in {(r["row"], _seed(r)) for r in rows}]
     if diag.jobs > 1:
         with ProcessPoolExecutor(max_workers=diag.jobs) as pool:
             for row in pool.map(run_row, todo, [diag] * len(todo)):
                 rows.append(row)
                 write_report(rows, diag, time.perf_counter() - start)
     else:
-        for name in todo:
-            rows.append(run_row(name, diag))
+        for task in todo:
+            rows.append(run_row(task, diag))
             write_report(rows, diag, time.perf_counter() - start)
     print(write_report(rows, diag, time.perf_counter() - start))
     return rows

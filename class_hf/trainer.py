@@ -267,6 +267,7 @@ class CurriculumTrainer(Trainer):
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             drop_last=args.dataloader_drop_last,
             full_data=not args.curriculum_enabled,
+            pace_batch_size=args.pace_batch_size,
         )
         self._set_plan(plan, drive_epochs=True)
         logger.info("Curriculum plan (%s, %s): %s.", args.curriculum.value, self.pacing, plan.describe())

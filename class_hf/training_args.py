@@ -73,6 +73,10 @@ class CurriculumTrainingArguments(TrainingArguments):
         pacing_root_degree (float): degree ``p`` of ``root`` pacing.
         redraw_random_subset (bool): with ``curriculum="random_subset"``, draw a fresh random subset every epoch
             (default); False takes nested prefixes of one fixed random permutation, as ``easy_first``'s pools nest.
+        pace_batch_size (bool): scale every curriculum epoch's per-device batch size with its pool fraction
+            (``max(2, ceil(lambda(e) B))``), so that a small early pool still makes about as many optimizer steps as
+            a full epoch, and the in-batch negatives grow with the curriculum. Sample passes, and so the compute
+            saved, are unchanged.
 
         batch_composition (BatchComposition | str): ``random`` (consecutive pairs of the epoch's order) or
             ``confusion``: every batch filled to ``confusion_share`` with pairs the difficulty scorer confuses with
@@ -161,6 +165,14 @@ class CurriculumTrainingArguments(TrainingArguments):
         metadata={
             "help": "With curriculum='random_subset': draw a fresh random subset every epoch (True), or take nested "
             "prefixes of one fixed random permutation, as easy_first's pools nest (False)."
+        },
+    )
+
+    pace_batch_size: bool = field(
+        default=False,
+        metadata={
+            "help": "Scale each curriculum epoch's batch size with its pool fraction (at least 2), so that early "
+            "epochs make about as many optimizer steps as a full one; the in-batch negatives grow with the pool."
         },
     )
 

@@ -114,6 +114,19 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     ]
     assert "9.0 →" in (out_dir / "merged5.md").read_text()
 
+    # The anchor alone, re-fitted in its own invocation and merged: it replaces the anchor, every backbone run stays.
+    anchor = bench.main(
+        ["--quick", "--anchor_only", "--data", str(chebi20_sample_dir / "orma_sample.csv"), "--pool", str(pool),
+         "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(out_dir), "--name", "anchor"]
+    )  # fmt: skip
+    assert anchor["results"] == [] and anchor["settings"]["backbones"] == [] and len(anchor["anchor"]) == 1
+    # the frozen text features are encoded before the timed fit (as the backbones' are), and give the same anchor
+    assert anchor["anchor"][0]["test"] == saved["anchor"][0]["test"]
+    merged = bench.main(["--merge", str(out_dir / "quick.json"), str(out_dir / "anchor.json"), "--output_dir",
+                         str(out_dir), "--name", "merged6"])  # fmt: skip
+    assert merged["results"] == saved["results"] and merged["anchor"] == anchor["anchor"]
+    assert merged["settings"]["backbones"] == ["dual_encoder"] and len(merged["parts"]) == 2
+
 
 def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_path):
     diagnose = _load("diagnose")
@@ -132,10 +145,14 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     for r in rows:
         assert r["best_val_mrr"] == max(p["mrr"] for p in r["val_curve"]) and r["cpu_seconds"] > 0
     assert row["scoring_seconds"] > 0 and base["scoring_seconds"] == 0
-    hit = next((p for p in row["val_curve"] if p["mrr"] >= base["best_val_mrr"]), None)
-    reach = "not reached" if hit is None else f"{hit['cpu_seconds'] / base['cpu_seconds']:.2f}×"
+
+    def reach(r, share):
+        hit = next((p for p in r["val_curve"] if p["mrr"] >= share * base["best_val_mrr"]), None)
+        return "not reached" if hit is None else f"{hit['cpu_seconds'] / base['cpu_seconds']:.2f}×"
+
     md = (tmp_path / "diagnose_curriculum_dual_encoder_quick.md").read_text()
-    assert f"{row['best_val_mrr'] - base['best_val_mrr']:+.3f} |" in md and f"| {reach} |" in md
+    assert f"{row['best_val_mrr'] - base['best_val_mrr']:+.3f} |" in md
+    assert f"| {reach(row, 1.0)} | {reach(row, 0.98)} |" in md and f"| – | {reach(base, 0.98)} |" in md
     saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
     assert [r["row"] for r in saved["rows"]] == ["baseline", "class_root_half"]
     # asking again for a row the report has reruns nothing and keeps the report's other rows
@@ -146,3 +163,12 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     assert [r["row"] for r in again] == ["baseline", "class_root_half"] and again[0] == base
     saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
     assert [r["row"] for r in saved["rows"]] == ["baseline", "class_root_half"]
+    # another seed adds rows; --rerun replaces the requested ones and keeps the others
+    common = ["--study", "curriculum", "--quick", "--cache_dir", str(tmp_path / "cache")]
+    common += ["--output_dir", str(tmp_path)]
+    rows = diagnose.main([*common, "--rows", "baseline", "--seeds", "1"])
+    assert [(r["row"], r.get("seed", 0)) for r in rows] == [("baseline", 0), ("class_root_half", 0), ("baseline", 1)]
+    md = (tmp_path / "diagnose_curriculum_dual_encoder_quick.md").read_text()
+    assert "| baseline (no curriculum) | 0, 1 |" in md
+    rows = diagnose.main([*common, "--rows", "class_root_half", "--rerun"])
+    assert [(r["row"], r.get("seed", 0)) for r in rows] == [("baseline", 0), ("baseline", 1), ("class_root_half", 0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -272,6 +273,37 @@ def test_fingerprint_scorer_beats_chance_on_the_pairs_it_was_fitted_on(chebi_pai
     # Encoding raw texts and SMILES gives the same embeddings as the dataset path.
     torch.testing.assert_close(scorer.encode_text(chebi_pairs["description"][:5]), text_embeds[:5])
     torch.testing.assert_close(scorer.encode_molecule(chebi_pairs["smiles"][:5]), mol_embeds[:5])
+
+
+def test_fingerprint_scorer_text_features_are_computed_once_and_reloaded(
+    chebi_pairs, tiny_text_encoder, tiny_tokenizer
+):
+    pairs = chebi_pairs.select(range(40))
+    calls = []  # texts per forward pass of the encoder
+    hook = tiny_text_encoder.register_forward_hook(
+        lambda _module, _args, _kwargs, out: calls.append(out.last_hidden_state.shape[0]), with_kwargs=True
+    )
+    try:
+        first = FingerprintScorer(tiny_text_encoder, tiny_tokenizer, show_progress=False)
+        text, mol = first.dataset_features(pairs)
+        assert sum(calls) == 40 + 1  # every text, and the one-word probe of the feature size
+        assert text.shape == (40, tiny_text_encoder.config.hidden_size) and mol.shape == (40, 2048)
+        torch.testing.assert_close(text, first.text_features(pairs["description"][:]))
+        calls.clear()
+        # another scorer (another seed, run or process) reloads them from the cache: only the probe runs
+        second = FingerprintScorer(tiny_text_encoder, tiny_tokenizer, seed=1, show_progress=False)
+        again, _ = second.dataset_features(pairs)
+        assert calls == [1]
+        assert torch.equal(again, text)
+        # other weights are another key: encoded again
+        other = copy.deepcopy(tiny_text_encoder)
+        with torch.no_grad():
+            other.embeddings.word_embeddings.weight.add_(1.0)
+        changed, _ = FingerprintScorer(other, tiny_tokenizer, show_progress=False).dataset_features(pairs)
+        assert not torch.allclose(changed, text)
+    finally:
+        hook.remove()
+    assert tiny_text_encoder.training  # left in the mode it was in
 
 
 def test_fingerprint_scorer_with_eval_dataset_reports_its_mrr(chebi_pairs, tiny_text_encoder, tiny_tokenizer):

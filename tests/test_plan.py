@@ -9,7 +9,7 @@ import pytest
 from accelerate.data_loader import BatchSamplerShard
 
 from class_hf.curriculum.pacing import get_pacing, planned_optimizer_steps
-from class_hf.curriculum.plan import CurriculumPlan, balanced_batch_sizes
+from class_hf.curriculum.plan import CurriculumPlan, balanced_batch_sizes, paced_batch_size
 from class_hf.curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
 
 
@@ -56,6 +56,30 @@ def test_steps_map_to_epochs():
     assert plan.samples_until(8) == 30 and plan.samples_until(26) == plan.sample_passes == 100
     assert plan.samples_until(10) == 30 + sum(plan.batch_sizes(2)[:2])
     assert CurriculumPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_a_paced_batch_size_keeps_the_steps_of_a_full_epoch_and_the_sample_passes():
+    pacing = get_pacing("staged")  # pools 1309/2618/3927/5235 of 5235
+    fixed = CurriculumPlan.build(5235, pacing, 8, batch_size=256)
+    paced = CurriculumPlan.build(5235, pacing, 8, batch_size=256, pace_batch_size=True)
+    assert paced.epoch_batch_sizes == [64, 64, 128, 128, 192, 192, 256, 256]
+    assert fixed.updates == [6, 6, 11, 11, 16, 16, 21, 21] and paced.updates == [21] * 8
+    assert paced.sample_passes == fixed.sample_passes and paced.pool_sizes == fixed.pool_sizes
+    for epoch in range(8):
+        sizes = paced.batch_sizes(epoch)
+        assert sum(sizes) == paced.pool_sizes[epoch] and max(sizes) <= paced.epoch_batch_sizes[epoch]
+    assert planned_optimizer_steps(5235, pacing, 8, 256, pace_batch_size=True) == paced.updates
+    assert CurriculumPlan.from_dict(paced.to_dict()) == paced
+    assert "per-device batch sizes [64, 64, 128" in paced.describe()
+    # the baseline's plan (every epoch the whole set) keeps its batch size
+    baseline = CurriculumPlan.build(100, pacing, 4, batch_size=8, full_data=True, pace_batch_size=True)
+    assert baseline.epoch_batch_sizes is None
+    # at least one negative, never above the batch size
+    assert [paced_batch_size(8, f) for f in (0.01, 0.25, 0.3, 1.0)] == [2, 2, 3, 8]
+    with pytest.raises(ValueError, match="one batch size per epoch"):
+        CurriculumPlan.from_dict({**paced.to_dict(), "epoch_batch_sizes": [64]})
+    with pytest.raises(ValueError, match="paced to 2 in this epoch"):
+        CurriculumPlan.build(6, pacing, 4, batch_size=4, world_size=4, pace_batch_size=True)
 
 
 def test_a_pool_too_small_for_the_processes_names_the_epoch():

@@ -304,6 +304,28 @@ def test_schedule_spans_exactly_the_curriculum_steps(tmp_path, accumulation):
     assert train_logs[0]["intensity/mean_weight"] == 1.0 and train_logs[-1]["intensity/mean_weight"] > 1.0
 
 
+def test_paced_batch_size_trains_every_pool_in_as_many_steps_as_a_full_epoch(tmp_path):
+    class BatchSizes(RecordingTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:
+                self.sizes.setdefault(self.current_epoch, []).append(len(inputs["sample_idx"]))
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    args = make_args(tmp_path, pace_batch_size=True, per_device_train_batch_size=8)
+    trainer = BatchSizes(model=make_model(), args=args, train_dataset=make_pairs(40), data_collator=TinyCollator())
+    trainer.seen, trainer.sizes = {}, {}
+    trainer.train()
+    # pools 10/20/30/40, batches of at most 2/4/6/8: five optimizer steps in every epoch, each pool seen once
+    assert trainer.plan.epoch_batch_sizes == [2, 4, 6, 8]
+    assert trainer.sizes == {0: [2] * 5, 1: [4] * 5, 2: [6] * 5, 3: [8] * 5}
+    assert [r["optimizer_steps"] for r in trainer.curriculum_history] == [5] * 4
+    assert trainer.state.global_step == trainer.state.max_steps == 20
+    easy_to_hard = np.argsort(np.asarray(make_pairs(40)["difficulty"]), kind="stable")
+    for epoch, size in enumerate((10, 20, 30, 40)):
+        assert sorted(trainer.seen[epoch]) == sorted(easy_to_hard[:size].tolist())
+    assert trainer.curriculum_summary()["samples_seen"] == 100
+
+
 def test_max_steps_truncates_the_planned_curriculum(tmp_path):
     trainer = recording_trainer(make_args(tmp_path, max_steps=10), make_pairs(40))  # planned 3/5/8/10 steps
     trainer.train()
@@ -494,6 +516,22 @@ def test_kill_free_resume_matches_an_uninterrupted_run(tmp_path, stop, checkpoin
         assert before + after == indices, epoch
     assert [r["samples_seen"] for r in resumed.curriculum_history] == [10, 20, 30, 40]
     assert [r["optimizer_steps"] for r in resumed.curriculum_history] == [3, 5, 8, 10]
+
+
+def test_kill_free_resume_with_a_paced_batch_size(tmp_path):
+    train = make_pairs(40)
+    overrides = dict(pace_batch_size=True, per_device_train_batch_size=8, save_strategy="no")
+    full = recording_trainer(make_args(tmp_path / "full", **overrides), train)
+    full.train()
+    first = recording_trainer(make_args(tmp_path / "run", **overrides), train, callbacks=[StopAt(step=7)])
+    first.train()  # five steps per epoch: step 7 lies inside epoch 1
+    resumed = recording_trainer(make_args(tmp_path / "run", **overrides), train, model=make_model(seed=123))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-7"))
+    assert resumed.state.global_step == full.state.global_step == 20
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    for epoch, indices in full.seen.items():
+        assert first.seen.get(epoch, []) + resumed.seen.get(epoch, []) == indices, epoch
 
 
 def test_resume_with_other_curriculum_is_refused(tmp_path):

@@ -1,16 +1,18 @@
 """A backbone-independent difficulty scorer fitted in seconds on frozen features.
 
 Text side: frozen, masked mean-pooled token states of a Hugging Face text encoder (the backbone's own, or any encoder
-given by name or path), computed once per dataset. Molecule side: RDKit Morgan count fingerprints (radius 2, 2048 bits,
-``log1p`` counts). Each side is mapped to a shared 256-d space by one linear layer (L2-normalised output) and the two
-layers are trained with the symmetric InfoNCE loss of :func:`class_hf.models.losses.contrastive_loss` and a learnable
-temperature, with Adam, early-stopped by the mean of the two directions' MRR on held-out pairs.
+given by name or path), computed once per dataset and kept in the frozen-feature cache of
+:func:`~class_hf.data.text_features.add_text_features`, so later scorers (other seeds, other runs) reload them.
+Molecule side: RDKit Morgan count fingerprints (radius 2, 2048 bits, ``log1p`` counts). Each side is mapped to a shared
+256-d space by one linear layer (L2-normalised output) and the two layers are trained with the symmetric InfoNCE loss
+of :func:`class_hf.models.losses.contrastive_loss` and a learnable temperature, with Adam, early-stopped by the mean of
+the two directions' MRR on held-out pairs.
 
-Measured on the real ChEBI-20 MolT5 pairs with all-MiniLM-L6-v2 (defaults): fitted on the 3,300 test pairs, MRR 0.64
-on its own held-out 10 % slice (330 candidates) and 0.39 on the 3,301 validation pairs (3,301 candidates); fitted on
-5,941 validation+test pairs, 0.69 on the other 660. MRR depends strongly on the pool size, so quote it with the pool.
-The fit takes seconds on an idle CPU once the text features are computed; encoding the texts with the frozen encoder
-is the larger cost.
+Measured on the real ChEBI-20 MolT5 pairs with all-MiniLM-L6-v2 (defaults): fitted on the 3,300 test pairs, MRR 0.64 on
+its own held-out 10 % slice (330 candidates) and 0.39 on the 3,301 validation pairs (3,301 candidates); fitted on 5,941
+validation+test pairs, 0.69 on the other 660. MRR depends strongly on the pool size, so quote it with the pool. The fit
+takes seconds on an idle CPU once the text features are computed; encoding the texts with the frozen encoder is the
+larger cost.
 
 Scored in-sample, the fitted projections memorise their pairs (84 % of the 3,300 pairs above had no confusing sample);
 :meth:`FingerprintScorer.cross_fit_counts` scores every pair out of fold instead (6 % without a confusing sample,
@@ -25,12 +27,14 @@ Example:
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
@@ -68,6 +72,36 @@ class _ProjectionHead(nn.Module):
         scale = clamped_logit_scale(self.logit_scale)
         loss = contrastive_loss(self.embed_text(text_features), self.embed_molecule(mol_features), scale)
         return loss["per_sample_loss"].mean()
+
+
+class _MeanPooledEncoder(nn.Module):
+    """The scorer's frozen text side (masked mean of the last layer) in the shape of a backbone whose text features
+    can be cached (:mod:`class_hf.data.text_features`): ``text_features`` and a ``text_feature_key`` that hashes
+    the encoder's configuration and weights."""
+
+    text_encoder_frozen = True
+    text_feature_layout = "pooled"
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.train(encoder.training)  # the cache restores this mode after encoding: the encoder's own
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        from ..models.modules import pool_tokens
+
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return pool_tokens(out.last_hidden_state, attention_mask, "mean").float()
+
+    def text_feature_key(self) -> str:
+        digest = hashlib.sha256(b"fingerprint-scorer/mean/last-layer")
+        config = getattr(self.encoder, "config", None)
+        if config is not None:
+            digest.update(config.to_json_string(use_diff=False).encode())
+        for name, tensor in self.encoder.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
 
 class FingerprintScorer:
@@ -225,9 +259,27 @@ class FingerprintScorer:
             )
         key = dataset._fingerprint
         if (key, "text") not in self._cache:
-            self._cache[(key, "text")] = self.text_features(list(dataset[self.text_column]))
+            self._cache[(key, "text")] = self._stored_text_features(dataset)
             self._cache[(key, "mol")] = self.molecule_features(dataset)
         return self._cache[(key, "text")], self._cache[(key, "mol")]
+
+    def _stored_text_features(self, dataset: Dataset) -> torch.Tensor:
+        """:meth:`text_features` of the dataset's texts through the frozen-feature cache of
+        :func:`~class_hf.data.text_features.add_text_features`: computed once per dataset, encoder (configuration
+        and weights) and token limit, and reloaded from the ``datasets`` cache by later scorers and processes."""
+        from ..data.text_features import TEXT_FEATURES_COLUMN, add_text_features
+
+        with_features = add_text_features(
+            dataset.select_columns([self.text_column]),
+            _MeanPooledEncoder(self.text_encoder),
+            self.tokenizer,
+            max_length=self.max_length,
+            text_column=self.text_column,
+            batch_size=self.encode_batch_size,
+            desc="Encoding texts" if self.show_progress else None,
+        )
+        features = np.asarray(with_features[TEXT_FEATURES_COLUMN], dtype=np.float32)
+        return torch.as_tensor(features, device=self.device)
 
     # ----------------------------------------------------------------- the fitted scorer
     def _require_head(self) -> _ProjectionHead:

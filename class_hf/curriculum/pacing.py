@@ -389,6 +389,7 @@ def planned_optimizer_steps(
     world_size: int = 1,
     gradient_accumulation_steps: int = 1,
     drop_last: bool = False,
+    pace_batch_size: bool = False,
 ) -> list[int]:
     """Optimizer steps of every epoch of a curriculum run (see :class:`~class_hf.curriculum.plan.CurriculumPlan`).
 
@@ -404,6 +405,8 @@ def planned_optimizer_steps(
         world_size (int): number of data-parallel processes ``W``.
         gradient_accumulation_steps (int): ``GA``.
         drop_last (bool): ``dataloader_drop_last``.
+        pace_batch_size (bool): the batch size is paced with the pool
+            (``CurriculumTrainingArguments.pace_batch_size``).
 
     Returns:
         list[int]: optimizer steps per epoch.
@@ -418,5 +421,6 @@ def planned_optimizer_steps(
         world_size=world_size,
         gradient_accumulation_steps=gradient_accumulation_steps,
         drop_last=drop_last,
+        pace_batch_size=pace_batch_size,
     )
     return list(plan.updates)

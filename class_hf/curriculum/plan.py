@@ -10,7 +10,10 @@ pool into optimizer steps and batches so that, on any number of processes ``W`` 
   seen exactly once per epoch across all processes: no process pads its last batch with repeated samples (as
   accelerate's ``even_batches`` would) and none waits for a batch another process does not have;
 - with ``drop_last``, ``S_e = floor(P_e / (B * GA * W))`` steps of full batches, and the rest of the pool is left out
-  of that epoch (and counted as such).
+  of that epoch (and counted as such);
+- with a paced batch size (``pace_batch_size``), epoch ``e``'s batches hold at most ``B_e = max(2, ceil(lambda(e) B))``
+  samples instead of ``B``: an early epoch then makes about as many optimizer steps as a full one, and the number of
+  in-batch negatives grows with the pool.
 
 An optimizer step never spans two epochs, so the step number alone tells the epoch
 (:meth:`CurriculumPlan.epoch_of_step`): the trainer's callback, the learning-rate multiplier and the per-sample
@@ -84,6 +87,8 @@ class CurriculumPlan:
         updates (list[int]): optimizer steps per epoch (computed from the pools when empty).
         epoch_samples (list[int] | None): sample passes per epoch when they are not the pools (the Trainer's own
             sampler under accelerate's ``even_batches``, which pads the last batches with repeated samples).
+        epoch_batch_sizes (list[int] | None): largest per-device batch of every epoch when it is paced with the pool
+            (``batch_size`` for every epoch when None).
     """
 
     num_samples: int
@@ -97,11 +102,17 @@ class CurriculumPlan:
     progress: list[float]
     updates: list[int] = field(default_factory=list)
     epoch_samples: list[int] | None = None
+    epoch_batch_sizes: list[int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "world_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
+        if self.epoch_batch_sizes is not None and len(self.epoch_batch_sizes) != len(self.pool_sizes):
+            raise ValueError(
+                f"`epoch_batch_sizes` needs one batch size per epoch ({len(self.pool_sizes)}), got "
+                f"{len(self.epoch_batch_sizes)}."
+            )
         if not self.updates:
             self.updates = [self._steps(epoch) for epoch in range(len(self.pool_sizes))]
 
@@ -117,6 +128,7 @@ class CurriculumPlan:
         gradient_accumulation_steps: int = 1,
         drop_last: bool = False,
         full_data: bool = False,
+        pace_batch_size: bool = False,
     ) -> CurriculumPlan:
         """The plan of ``num_epochs`` epochs over ``num_samples`` samples paced by ``pacing``.
 
@@ -129,12 +141,15 @@ class CurriculumPlan:
             gradient_accumulation_steps (int): ``GA``.
             drop_last (bool): leave out the samples that do not fill a whole optimizer step.
             full_data (bool): every epoch's pool is the whole training set (the random-order baseline).
+            pace_batch_size (bool): epoch ``e``'s largest batch is ``max(2, ceil(lambda(e) B))`` (at most ``B``)
+                instead of ``B``, so that every epoch makes about as many optimizer steps as a full one.
 
         Raises:
             ValueError: when an epoch's pool is too small to give every process a non-empty batch in each of its
                 optimizer steps; the message names the epoch and the numbers.
         """
         fractions = [1.0 if full_data else pacing.fraction(e, num_epochs) for e in range(num_epochs)]
+        paced = [paced_batch_size(batch_size, f) for f in fractions] if pace_batch_size and not full_data else None
         return cls(
             num_samples=num_samples,
             batch_size=batch_size,
@@ -145,6 +160,7 @@ class CurriculumPlan:
             pool_sizes=[pool_size(f, num_samples) for f in fractions],
             stages=[pacing.stage(e, num_epochs) for e in range(num_epochs)],
             progress=[pacing.progress(e, num_epochs) for e in range(num_epochs)],
+            epoch_batch_sizes=paced,
         )
 
     @classmethod
@@ -203,7 +219,7 @@ class CurriculumPlan:
             raise ValueError(
                 f"Epoch {epoch} of the curriculum: {error} ({self.gradient_accumulation_steps} batch(es) per "
                 f"optimizer step on each of {self.world_size} process(es), per_device_train_batch_size="
-                f"{self.batch_size}). "
+                f"{self.batch_size}{self._paced_note(epoch)}). "
                 "Raise `pacing_start_fraction`, or lower the batch size, `gradient_accumulation_steps` or the number "
                 "of processes."
             ) from None
@@ -214,7 +230,18 @@ class CurriculumPlan:
 
         Batch ``j`` goes to process ``j mod W`` (accelerate's sharding); the sizes differ by at most one.
         """
-        return balanced_batch_sizes(self.pool_sizes[epoch], self.batch_size, self.batches_per_step, self.drop_last)
+        return balanced_batch_sizes(
+            self.pool_sizes[epoch], self.epoch_batch_size(epoch), self.batches_per_step, self.drop_last
+        )
+
+    def epoch_batch_size(self, epoch: int) -> int:
+        """The largest per-device batch of ``epoch``: ``batch_size``, or its paced size."""
+        return self.batch_size if self.epoch_batch_sizes is None else self.epoch_batch_sizes[epoch]
+
+    def _paced_note(self, epoch: int) -> str:
+        if self.epoch_batch_sizes is None:
+            return ""
+        return f", paced to {self.epoch_batch_size(epoch)} in this epoch"
 
     @property
     def num_epochs(self) -> int:
@@ -306,10 +333,17 @@ class CurriculumPlan:
         return cls(**values)
 
     def describe(self) -> str:
+        batches = "" if self.epoch_batch_sizes is None else f"per-device batch sizes {self.epoch_batch_sizes}, "
         return (
-            f"pools {self.pool_sizes}, optimizer steps {self.updates} (total {self.total_updates}), "
+            f"pools {self.pool_sizes}, {batches}optimizer steps {self.updates} (total {self.total_updates}), "
             f"{self.sample_passes} of {self.full_sample_passes} sample passes"
         )
 
 
-__all__ = ["CurriculumPlan", "balanced_batch_sizes", "balanced_batches"]
+def paced_batch_size(batch_size: int, fraction: float) -> int:
+    """The batch size paced with the pool: ``ceil(fraction * batch_size)``, at least 2 (one negative), at most
+    ``batch_size``."""
+    return min(batch_size, max(2, math.ceil(fraction * batch_size - 1e-9)))
+
+
+__all__ = ["CurriculumPlan", "balanced_batch_sizes", "balanced_batches", "paced_batch_size"]

@@ -76,7 +76,8 @@ def _feature_type(layout: str, dim: int) -> Any:
 
 
 def _encode_batch(batch: dict[str, list], *, model, tokenizer, text_column: str, max_length: int, layout: str):
-    encoded = tokenizer(batch[text_column], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    texts = [str(text) for text in batch[text_column]]  # a list also when the dataset is formatted (numpy arrays)
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     device = next(model.parameters()).device
     input_ids = encoded["input_ids"].to(device)
     attention_mask = encoded["attention_mask"].to(device)
