@@ -478,6 +478,9 @@ def _fmt(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
 
+NEAR_SHARE = 0.98  # "near the baseline's best": 98 % of its best validation MRR
+
+
 def time_to_reach(curve: list[dict[str, float]], target: float) -> float | None:
     """CPU seconds at the first evaluation whose validation MRR reaches ``target`` (None if never)."""
     return next((p["cpu_seconds"] for p in curve if p["mrr"] >= target - 1e-12), None)
@@ -485,19 +488,22 @@ def time_to_reach(curve: list[dict[str, float]], target: float) -> float | None:
 
 def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per backbone and arm: test MRR (split, all), best validation, CPU seconds and the CPU seconds to reach
-    the baseline's best validation MRR (same seed), as ratios to the baseline's."""
+    the baseline's best validation MRR (same seed), as ratios to the baseline's; and the CPU seconds to reach 98 % of
+    that best, as a share of the baseline's training CPU seconds (the baseline's row: its own)."""
     rows = []
     by_key: dict[tuple[str, str], list[dict]] = {}
     for r in report["results"]:
         by_key.setdefault((r["backbone"], r["arm"]), []).append(r)
     for (backbone, arm), runs in sorted(by_key.items()):
         baselines = {b["seed"]: b for b in by_key.get((backbone, "baseline"), [])}
-        reach, reach_ratio, cpu_ratio = [], [], []
+        reach, reach_ratio, cpu_ratio, near_ratio = [], [], [], []
         for r in runs:
             base = baselines.get(r["seed"])
             if base is None:
                 continue
             cpu_ratio.append(r["cpu_seconds"] / base["cpu_seconds"])
+            near = time_to_reach(r["val_curve"], NEAR_SHARE * base["best_val_mrr"])
+            near_ratio.append(None if near is None else near / base["cpu_seconds"])
             seconds = time_to_reach(r["val_curve"], base["best_val_mrr"])
             base_seconds = base["cpu_seconds_to_best"]
             reach.append(seconds)
@@ -518,10 +524,16 @@ def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "cpu_ratio": cpu_ratio,
                 "reached_baseline_best": sum(s is not None for s in reach),
                 "cpu_to_baseline_best_ratio": reach_ratio,
+                "cpu_to_near_baseline_best_ratio": near_ratio,
                 "sample_pass_ratio": [r["samples_seen"] / max(1, r["full_sample_passes"]) for r in runs],
             }
         )
     return rows
+
+
+def _near(ratios: list[float | None]) -> str:
+    """Per-seed ratios, e.g. ``0.43, 0.40, –`` (– where the run never got there)."""
+    return ", ".join("–" if r is None else f"{r:.2f}" for r in ratios) or "–"
 
 
 def _load(machine: dict[str, Any]) -> str:
@@ -535,15 +547,17 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "| backbone | arm | seeds | test MRR t2m (split) | test MRR m2t (split) | test MRR t2m (all) "
         "| test MRR m2t (all) "
-        "| best val MRR | CPU s | CPU ratio | reached baseline's best val | CPU to it, ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| best val MRR | CPU s | CPU ratio | reached baseline's best val | CPU to it, ratio "
+        "| CPU to 98 % of it, × baseline's CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['backbone']} | {row['arm']} | {row['seeds']} | {_fmt(row['test_t2m_mrr'])} | "
             f"{_fmt(row['test_m2t_mrr'])} | {_fmt(row['all_t2m_mrr'])} | {_fmt(row['all_m2t_mrr'])} | "
             f"{_fmt(row['best_val_mrr'])} | {_fmt(row['cpu_seconds'], 0)} | {_fmt(row['cpu_ratio'], 2)} | "
-            f"{row['reached_baseline_best']}/{row['seeds']} | {_fmt(row['cpu_to_baseline_best_ratio'], 2)} |"
+            f"{row['reached_baseline_best']}/{row['seeds']} | {_fmt(row['cpu_to_baseline_best_ratio'], 2)} | "
+            f"{_near(row['cpu_to_near_baseline_best_ratio'])} |"
         )
     anchors = report.get("anchor") or []
     if anchors:
@@ -553,14 +567,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt([a['test']['all']['t2m_mrr'] for a in anchors if 'all' in a['test']])} | "
             f"{_fmt([a['test']['all']['m2t_mrr'] for a in anchors if 'all' in a['test']])} | "
             f"{_fmt([a['best_val_mrr'] for a in anchors])} | {_fmt([a['cpu_seconds'] for a in anchors], 0)} "
-            "| – | – | – |"
+            "| – | – | – | – |"
         )
     machine = report.get("machine", {})
     loads = "; ".join(_load(part.get("machine") or {}) for part in report.get("parts") or [report])
     lines += [
         "",
         "Test metrics at the best validation epoch; mean ± std over seeds. CPU seconds of one thread per run, "
-        "difficulty scoring included; ratios to the baseline of the same seed. The `all` pool adds molecules only, "
+        'difficulty scoring included; ratios to the baseline of the same seed ("CPU to it": to the baseline\'s '
+        'CPU seconds to its best; "98 % of it": per seed, to the baseline\'s training CPU seconds, – where never '
+        "reached). The `all` pool adds molecules only, "
         "so its molecule → text MRR ranks the split's texts, as the split pool does. "
         f"Machine: {machine.get('cpu_model')}, {machine.get('nproc')} cores; 1-minute load average at the start and "
         f"end of each invocation: {loads}.",
@@ -683,11 +699,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         merged = {key: sorted({v for p in parts for v in p["settings"][key]}) for key in keys}
         # Each backbone's configuration and training settings come from the part that ran it.
         ran = [(p, b) for p in parts for b in p["settings"]["backbones"]]
+        # the files behind a merged part stay named, before the ones merged now
+        earlier = [name for p in parts for name in p["settings"].get("merged_from") or []]
+        merged_from = list(dict.fromkeys([*earlier, *bench.merge]))
         report = {
             **parts[0],
             "configs": {b: p["configs"][b] for p, b in ran if b in p.get("configs", {})},
             "training": {b: p["training"][b] for p, b in ran if b in p.get("training", {})},
-            "settings": {**parts[0]["settings"], **merged, "name": bench.name, "merged_from": bench.merge},
+            "settings": {**parts[0]["settings"], **merged, "name": bench.name, "merged_from": merged_from},
             "parts": _invocations(parts),
             "results": _latest(parts, "results", ("backbone", "arm", "seed"), bench.merge),
             "anchor": _latest(parts, "anchor", ("seed",), bench.merge),

@@ -65,6 +65,11 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     assert len(saved["anchor"]) == 1 and 0.0 < saved["anchor"][0]["test"]["split"]["m2t_mrr"] <= 1.0
     rows = {(row["backbone"], row["arm"]): row for row in saved["summary"]}
     assert rows[("dual_encoder", "baseline")]["cpu_ratio"] == [1.0]
+    # the baseline gets within 98 % of its own best before its run ends, at the first evaluation that does
+    base = by_arm["baseline"]
+    (near,) = rows[("dual_encoder", "baseline")]["cpu_to_near_baseline_best_ratio"]
+    first = next(p for p in base["val_curve"] if p["mrr"] >= 0.98 * base["best_val_mrr"])
+    assert near == first["cpu_seconds"] / base["cpu_seconds"] and 0 < near <= 1
     md = (out_dir / "quick.md").read_text()
     assert "| dual_encoder | class |" in md and "linear anchor" in md
     for path in report["plots"]:
@@ -126,6 +131,11 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
                          str(out_dir), "--name", "merged6"])  # fmt: skip
     assert merged["results"] == saved["results"] and merged["anchor"] == anchor["anchor"]
     assert merged["settings"]["backbones"] == ["dual_encoder"] and len(merged["parts"]) == 2
+    # merging a merged report again keeps the files behind it named
+    again = bench.main(["--merge", str(out_dir / "merged6.json"), "--output_dir", str(out_dir), "--name", "merged7"])
+    names = [Path(name).name for name in again["settings"]["merged_from"]]
+    assert names == ["quick.json", "anchor.json", "merged6.json"]
+    assert "CPU to 98 % of it" in (out_dir / "merged7.md").read_text()
 
 
 def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_path):
