@@ -90,6 +90,8 @@ CLASS_FIELDS = (
     "pacing_fractions",
     "pacing_saturation",
     "pacing_root_degree",
+    "pace_batch_size",
+    "batch_composition",
     "difficulty_source",
     "difficulty_delta",
     "difficulty_refresh",

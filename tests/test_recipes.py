@@ -174,6 +174,7 @@ def test_dual_encoder_tiny_recipe_writes_checkpoint_metrics_scored_data_card_and
     assert card.data.library_name == "class-hf"
     assert metrics_from_model_card(card) == results["test"]  # exact floats through the YAML
     assert "recipes/dual_encoder.py --config" in card.text
+    assert "pace_batch_size" in card.text and "batch_composition" in card.text  # every CLASS setting of the run
 
     scored = load_from_disk(out / "scored_dataset")
     train = scored["train"]
