@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import EvalLoopOutput, get_last_checkpoint
 from typing_extensions import override
 
 from .curriculum.callback import CurriculumCallback
@@ -453,17 +453,21 @@ class CurriculumTrainer(Trainer):
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
     ):
-        """The Trainer's evaluation loop (the eval loss), plus the retrieval metrics of the evaluated dataset.
+        """The Trainer's evaluation loop (the eval loss; left out with ``eval_loss=False``), plus the retrieval metrics
+        of the evaluated dataset.
 
         Every process encodes the whole dataset (no collective), so every process reports the same metrics.
         """
-        output = super().evaluation_loop(
-            dataloader,
-            description,
-            prediction_loss_only=True,
-            ignore_keys=ignore_keys,
-            metric_key_prefix=metric_key_prefix,
-        )
+        if self.args.eval_loss:
+            output = super().evaluation_loop(
+                dataloader,
+                description,
+                prediction_loss_only=True,
+                ignore_keys=ignore_keys,
+                metric_key_prefix=metric_key_prefix,
+            )
+        else:
+            output = EvalLoopOutput(predictions=None, label_ids=None, metrics={}, num_samples=len(dataloader.dataset))
         model = self.accelerator.unwrap_model(self.model)
         metrics: dict[str, float] = {}
         if self.args.eval_retrieval:

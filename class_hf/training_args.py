@@ -125,6 +125,9 @@ class CurriculumTrainingArguments(TrainingArguments):
             ``text_features`` column, :func:`~class_hf.data.text_features.add_text_features`) and train, evaluate and
             score difficulty on them; needs a backbone whose text encoder is frozen.
         eval_retrieval (bool): compute Hits@k / MRR / mean rank on the evaluation split in ``evaluate``.
+        eval_loss (bool): also compute the evaluation loss (a forward pass of the backbone's loss over the evaluation
+            set, in batches); False leaves it out when only the retrieval metrics matter (for ORMA on a CPU the loss
+            pass is most of an evaluation's cost).
         eval_chunk_size (int): rows per chunk of the similarity matrix in retrieval evaluation and scoring.
 
     > Outputs
@@ -263,6 +266,13 @@ class CurriculumTrainingArguments(TrainingArguments):
     eval_retrieval: bool = field(
         default=True, metadata={"help": "Compute Hits@k, MRR and mean rank on the evaluation split in `evaluate`."}
     )
+    eval_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Also compute the evaluation loss in `evaluate` (a forward pass with the loss over the evaluation "
+            "set); False leaves it out when only the retrieval metrics matter."
+        },
+    )
     eval_chunk_size: int = field(
         default=1024, metadata={"help": "Rows per chunk of the similarity matrix (evaluation and scoring)."}
     )
@@ -339,6 +349,13 @@ class CurriculumTrainingArguments(TrainingArguments):
             )
         if self.eval_chunk_size < 1:
             raise ValueError(f"`eval_chunk_size` must be positive, got {self.eval_chunk_size}.")
+        if not self.eval_loss and not self.eval_retrieval:
+            raise ValueError("`eval_loss=False` with `eval_retrieval=False` leaves nothing to evaluate; keep one.")
+        if not self.eval_loss and self.metric_for_best_model in ("loss", "eval_loss"):
+            raise ValueError(
+                f"`metric_for_best_model={self.metric_for_best_model!r}` needs the evaluation loss; set "
+                "`eval_loss=True` or choose a retrieval metric such as 'eval_mrr'."
+            )
         if self.text_encoder_learning_rate is not None and self.text_encoder_learning_rate < 0:
             raise ValueError(f"`text_encoder_learning_rate` must be >= 0, got {self.text_encoder_learning_rate}.")
 

@@ -182,3 +182,14 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     assert "| baseline (no curriculum) | 0, 1 |" in md
     rows = diagnose.main([*common, "--rows", "class_root_half", "--rerun"])
     assert [(r["row"], r.get("seed", 0)) for r in rows] == [("baseline", 0), ("baseline", 1), ("class_root_half", 0)]
+
+
+def test_evaluation_cost_measures_both_ways_with_the_same_metrics(tmp_path):
+    evaluation_cost = _load("evaluation_cost")
+    argv = ["--quick", "--backbones", "dual_encoder", "--repeats", "1"]
+    (row,) = evaluation_cost.main([*argv, "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path)])
+    alone, full = row["retrieval_only"], row["with_loss"]
+    assert alone["eval_mrr"] == full["eval_mrr"] and 0 < alone["eval_mrr"] <= 1
+    assert alone["median"] > 0 and full["median"] > 0
+    saved = json.loads((tmp_path / "evaluation_cost.json").read_text())
+    assert saved["rows"] == [row] and "| dual_encoder |" in (tmp_path / "evaluation_cost.md").read_text()

@@ -248,6 +248,8 @@ def test_arguments_parse_from_cli_and_yaml(tmp_path):
         ({"train_sampling_strategy": "sequential"}, "train_sampling_strategy"),
         ({"pacing_fractions": [0.5, 0.9]}, "pacing_fractions"),
         ({"intensity_gamma_max": 0.0}, "intensity_gamma"),
+        ({"eval_loss": False, "eval_retrieval": False}, "eval_loss"),
+        ({"eval_loss": False, "metric_for_best_model": "eval_loss"}, "metric_for_best_model"),
     ],
 )
 def test_arguments_validation_names_the_field(tmp_path, overrides, field_name):
@@ -607,6 +609,32 @@ def test_evaluate_reports_loss_and_retrieval_metrics(tmp_path):
     assert trainer.state.best_metric is not None and trainer.state.best_model_checkpoint is not None
     assert sum(r["eval_seconds"] for r in trainer.curriculum_history) > 0
     assert os.path.isfile(os.path.join(trainer.state.best_model_checkpoint, STATE_FILE))
+
+
+def test_eval_loss_false_skips_the_loss_pass_and_keeps_the_retrieval_metrics(tmp_path):
+    train, evaluation = make_pairs(40), make_pairs(20, seed=1)
+    common = dict(per_device_eval_batch_size=8, eval_strategy="epoch", metric_for_best_model="eval_mrr")
+    with_loss = CurriculumTrainer(
+        model=make_model(), args=make_args(tmp_path / "a", **common), train_dataset=train, eval_dataset=evaluation,
+        data_collator=TinyCollator(),
+    )  # fmt: skip
+    without = CurriculumTrainer(
+        model=make_model(), args=make_args(tmp_path / "b", eval_loss=False, **common), train_dataset=train,
+        eval_dataset=evaluation, data_collator=TinyCollator(),
+    )  # fmt: skip
+    forwards = []
+    without.model.register_forward_hook(lambda module, _args, _out: forwards.append(module.training))
+    without.train()
+    with_loss.train()
+    assert forwards and all(forwards)  # training passes only: no forward pass of the loss in evaluation
+    metrics, reference = without.evaluate(), with_loss.evaluate()
+    assert "eval_loss" not in metrics and "eval_loss" in reference
+    for key in ("eval_t2m_mrr", "eval_m2t_mrr", "eval_mrr", "eval_t2m_hits@1"):
+        assert metrics[key] == pytest.approx(reference[key]), key  # the same training, the same retrieval metrics
+    assert metrics["eval_samples_per_second"] > 0
+    assert [h["eval_mrr"] for h in without.state.log_history if "eval_mrr" in h][:4] == [
+        h["eval_mrr"] for h in with_loss.state.log_history if "eval_mrr" in h
+    ][:4]
 
 
 def test_difficulty_refresh_at_stage_boundaries_and_resume(tmp_path):
