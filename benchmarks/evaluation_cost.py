@@ -13,7 +13,6 @@ Writes ``benchmarks/results/evaluation_cost.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -24,14 +23,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("class_vs_baseline", HERE / "class_vs_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def measure(backbone: str, repeats: int, cache_dir: str, quick: bool = False) -> dict[str, object]:
     import torch
 
@@ -39,7 +30,10 @@ def measure(backbone: str, repeats: int, cache_dir: str, quick: bool = False) ->
     from class_hf.trainer import CurriculumTrainer
     from class_hf.training_args import CurriculumTrainingArguments
 
-    bench_module = _benchmark()
+    if str(HERE) not in sys.path:  # the sibling class_vs_baseline.py: its data preparation and model building
+        sys.path.insert(0, str(HERE))
+    import class_vs_baseline as bench_module
+
     bench = bench_module.BenchmarkArguments(cache_dir=cache_dir, pool=None, quick=quick)
     torch.set_num_threads(1)
     data = bench_module.prepare(backbone, bench)
