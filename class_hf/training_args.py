@@ -298,6 +298,12 @@ class CurriculumTrainingArguments(TrainingArguments):
         if self.uses_batch_stream:
             self._check_curriculum()
         super().__post_init__()
+        # After the Trainer's own checks: `load_best_model_at_end` without a metric defaults it to the loss.
+        if not self.eval_loss and self.metric_for_best_model in ("loss", "eval_loss"):
+            raise ValueError(
+                f"`metric_for_best_model={self.metric_for_best_model!r}` needs the evaluation loss, but "
+                "`eval_loss=False`: set `eval_loss=True` or choose a retrieval metric such as 'eval_mrr'."
+            )
         if self.dataloader_pin_memory and (self.use_cpu or not _accelerator_available()):
             # Pinned memory serves an accelerator only; torch would warn at every data loader (every evaluation).
             self.dataloader_pin_memory = False
@@ -351,11 +357,6 @@ class CurriculumTrainingArguments(TrainingArguments):
             raise ValueError(f"`eval_chunk_size` must be positive, got {self.eval_chunk_size}.")
         if not self.eval_loss and not self.eval_retrieval:
             raise ValueError("`eval_loss=False` with `eval_retrieval=False` leaves nothing to evaluate; keep one.")
-        if not self.eval_loss and self.metric_for_best_model in ("loss", "eval_loss"):
-            raise ValueError(
-                f"`metric_for_best_model={self.metric_for_best_model!r}` needs the evaluation loss; set "
-                "`eval_loss=True` or choose a retrieval metric such as 'eval_mrr'."
-            )
         if self.text_encoder_learning_rate is not None and self.text_encoder_learning_rate < 0:
             raise ValueError(f"`text_encoder_learning_rate` must be >= 0, got {self.text_encoder_learning_rate}.")
 

@@ -250,6 +250,10 @@ def test_arguments_parse_from_cli_and_yaml(tmp_path):
         ({"intensity_gamma_max": 0.0}, "intensity_gamma"),
         ({"eval_loss": False, "eval_retrieval": False}, "eval_loss"),
         ({"eval_loss": False, "metric_for_best_model": "eval_loss"}, "metric_for_best_model"),
+        (
+            {"eval_loss": False, "load_best_model_at_end": True, "eval_strategy": "epoch", "save_strategy": "epoch"},
+            "metric_for_best_model",
+        ),
     ],
 )
 def test_arguments_validation_names_the_field(tmp_path, overrides, field_name):
