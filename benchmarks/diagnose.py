@@ -257,6 +257,7 @@ def run_curriculum_row(name: str, diag: DiagnosisArguments, seed: int = 0) -> di
         "epochs_run": len(result["val_curve"]),
         "cpu_seconds": result["cpu_seconds"],
         "scoring_seconds": result["scoring_seconds"],
+        "scoring_info": result["scoring_info"],
         "val_curve": result["val_curve"],
     }
 

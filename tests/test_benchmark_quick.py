@@ -155,6 +155,7 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     for r in rows:
         assert r["best_val_mrr"] == max(p["mrr"] for p in r["val_curve"]) and r["cpu_seconds"] > 0
     assert row["scoring_seconds"] > 0 and base["scoring_seconds"] == 0
+    assert row["scoring_info"]["source"] == "warmup" and 0 < row["scoring_info"]["scored_t2m_mrr"] <= 1
 
     def reach(r, share):
         hit = next((p for p in r["val_curve"] if p["mrr"] >= share * base["best_val_mrr"]), None)
