@@ -24,6 +24,7 @@ for the seeds given by ``--seeds``; each row's "CPU to baseline best" compares i
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import sys
@@ -38,8 +39,9 @@ from transformers import HfArgumentParser
 HERE = Path(__file__).resolve().parent
 
 
+@functools.cache
 def _benchmark():
-    """The sibling ``class_vs_baseline.py`` (its data preparation and run), loaded from its file."""
+    """The sibling ``class_vs_baseline.py`` (its data preparation and run), loaded from its file once per process."""
     spec = importlib.util.spec_from_file_location("class_vs_baseline", HERE / "class_vs_baseline.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -341,7 +343,7 @@ def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments
                 reaches.append(_reach(r, base, 1.0))
             nears.append(_reach(r, base, 0.98))
         seeds = ", ".join(str(_seed(r)) for r in runs)
-        best = _mean_std([r["best_val_mrr"] for r in runs])
+        best = _benchmark()._fmt([r["best_val_mrr"] for r in runs])
         delta = "–" if not deltas else f"{sum(deltas) / len(deltas):+.3f}"
         epoch = sum(r["best_epoch"] for r in runs) / len(runs)
         cpu = sum(r["cpu_seconds"] for r in runs) / len(runs)
@@ -354,20 +356,12 @@ def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments
 
 def _reach(row: dict[str, Any], base: dict[str, Any], share: float) -> str:
     """Where ``row`` first reaches ``share`` of ``base``'s best validation MRR, in CPU as a share of ``base``'s."""
-    hit = next((p for p in row["val_curve"] if p["mrr"] >= share * base["best_val_mrr"]), None)
-    return "not reached" if hit is None else f"{hit['cpu_seconds'] / base['cpu_seconds']:.2f}×"
+    seconds = _benchmark().time_to_reach(row["val_curve"], share * base["best_val_mrr"])
+    return "not reached" if seconds is None else f"{seconds / base['cpu_seconds']:.2f}×"
 
 
 def _seed(row: dict[str, Any]) -> int:
     return row.get("seed", 0)
-
-
-def _mean_std(values: list[float]) -> str:
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return f"{mean:.3f}"
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean:.3f} ± {std:.3f}"
 
 
 def _write(lines: list[str], rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seconds: float) -> str:

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import math
 import time
@@ -94,14 +93,10 @@ class _MeanPooledEncoder(nn.Module):
         return pool_tokens(out.last_hidden_state, attention_mask, "mean").float()
 
     def text_feature_key(self) -> str:
-        digest = hashlib.sha256(b"fingerprint-scorer/mean/last-layer")
-        config = getattr(self.encoder, "config", None)
-        if config is not None:
-            digest.update(config.to_json_string(use_diff=False).encode())
-        for name, tensor in self.encoder.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        from ..data.text_features import encoder_feature_key
+
+        settings = {"source": "fingerprint_scorer", "layout": "pooled", "pooling": "mean", "layers": 1}
+        return encoder_feature_key(self.encoder, getattr(self.encoder, "config", None), settings)
 
 
 class FingerprintScorer:

@@ -89,6 +89,21 @@ def _encode_batch(batch: dict[str, list], *, model, tokenizer, text_column: str,
     return {TEXT_FEATURES_COLUMN: [f[:n].half().numpy() for f, n in zip(features, lengths, strict=True)]}
 
 
+def encoder_feature_key(encoder: Any, config: Any, settings: dict[str, Any]) -> str:
+    """A 16-hex-digit key of the features an encoder computes: its configuration (``None`` to leave out), the
+    feature ``settings`` (layout, layers, pooling, ...) and its weights. Equal keys mean equal features."""
+    import json
+
+    digest = hashlib.sha256()
+    if config is not None:
+        digest.update(config.to_json_string(use_diff=False).encode())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, tensor in encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def text_features_fingerprint(dataset: Dataset, model: Any, max_length: int, text_column: str) -> str:
     """The fingerprint of ``dataset`` with the text features of ``model`` added."""
     # `_fingerprint` is how `datasets` names a dataset's content; every transform derives the next one from it.

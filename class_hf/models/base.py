@@ -36,8 +36,6 @@ it, and a hand-written training loop can too.
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Collection, Mapping
@@ -385,14 +383,10 @@ class RetrievalPreTrainedModel(PreTrainedModel):
         Two models with the same key compute the same features (whatever their class), so a dataset column cached by
         one serves the other.
         """
-        digest = hashlib.sha256()
-        digest.update(self.config.text_config.to_json_string(use_diff=False).encode())
+        from ..data.text_features import encoder_feature_key
+
         settings = {"layout": getattr(self, "text_feature_layout", "pooled"), **self.text_feature_settings()}
-        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-        for name, tensor in self.text_encoder.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return encoder_feature_key(self.text_encoder, self.config.text_config, settings)
 
     def estimate_tokens(self, input_dict: dict[str, Any]) -> int:
         """Tokens of a batch for the Trainer's FLOPs count: from ``input_ids``, or the mask of cached features."""
