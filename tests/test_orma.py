@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -84,12 +85,54 @@ def test_ipot_reproduces_ormas_loop():
     cost = (1 - F.normalize(torch.randn(3, 25, 6), dim=-1) @ F.normalize(torch.randn(3, 6, 6), dim=-1)).double()
     cost = cost[:, :, :6]
     a, b = uniform_marginals(torch.ones(3, 25, dtype=torch.bool), torch.ones(3, 6, dtype=torch.bool))
-    torch.testing.assert_close(ipot(cost, a, b, beta=0.5, num_iters=50), _orma_ipot_reference(cost))
+    for domain in ("auto", "log", "linear"):
+        torch.testing.assert_close(ipot(cost, a, b, beta=0.5, num_iters=50, domain=domain), _orma_ipot_reference(cost))
     # entropic Sinkhorn is a different (blurrier) plan: the two solvers are not interchangeable
     assert (sinkhorn(cost, a, b, reg=0.5) - ipot(cost, a, b, beta=0.5)).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("solver", [ipot, sinkhorn])
+def _padded_problem(seed: int = 3):
+    torch.manual_seed(seed)
+    x = F.normalize(torch.randn(5, 30, 8), dim=-1)
+    y = F.normalize(torch.randn(5, 9, 8), dim=-1)
+    x_mask = torch.rand(5, 30) < 0.7
+    y_mask = torch.rand(5, 9) < 0.6
+    x_mask[:, 0] = y_mask[:, 0] = True
+    y_mask[4] = False  # a problem without any column
+    return 1 - x @ y.transpose(1, 2), *uniform_marginals(x_mask, y_mask)
+
+
+def test_ipot_linear_loop_matches_the_log_domain_where_it_cannot_underflow():
+    cost, a, b = _padded_problem()
+    log_plan = ipot(cost, a, b, beta=0.5, num_iters=10, domain="log")
+    linear_plan = ipot(cost, a, b, beta=0.5, num_iters=10, domain="linear")
+    torch.testing.assert_close(linear_plan, log_plan, atol=1e-7, rtol=1e-4)
+    assert linear_plan[4].abs().max() == 0 and (linear_plan[a == 0].abs().max() == 0)
+    # the same argmin assignment as ORMA's (the quirk the model reproduces)
+    masked = [p.masked_fill(b.unsqueeze(1) == 0, float("inf")).argmin(-1)[a > 0] for p in (log_plan, linear_plan)]
+    assert torch.equal(*masked)
+    # auto: 10 steps over a cost span <= 2 at beta 0.5 stay in float32's range -> the linear loop
+    assert torch.equal(ipot(cost, a, b, beta=0.5, num_iters=10), linear_plan)
+    plan, log = ipot(cost, a, b, beta=0.5, num_iters=10, return_log=True)
+    torch.testing.assert_close(log.exp(), plan)
+    # 50 steps could underflow in float32 -> the log domain, and asking for the linear loop is refused
+    assert torch.equal(ipot(cost, a, b, beta=0.5, num_iters=50), ipot(cost, a, b, 0.5, 50, domain="log"))
+    with pytest.raises(ValueError, match="underflow"):
+        ipot(cost, a, b, beta=0.5, num_iters=50, domain="linear")
+    with pytest.raises(ValueError, match="domain"):
+        ipot(cost, a, b, domain="exp")
+    # float64 has the range for ORMA's 50 steps: linear there, and still ORMA's plan
+    cost64 = cost.double()
+    torch.testing.assert_close(
+        ipot(cost64, a, b, num_iters=50, domain="linear"), ipot(cost64, a, b, num_iters=50, domain="log")
+    )
+
+
+@pytest.mark.parametrize(
+    "solver",
+    [partial(ipot, domain="log"), partial(ipot, domain="linear"), sinkhorn],
+    ids=["ipot-log", "ipot-linear", "sinkhorn"],
+)
 def test_transport_plan_is_differentiable(solver):
     torch.manual_seed(2)
     cost = torch.rand(2, 5, 4, dtype=torch.float64, requires_grad=True)
