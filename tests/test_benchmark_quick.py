@@ -194,3 +194,13 @@ def test_evaluation_cost_measures_both_ways_with_the_same_metrics(tmp_path):
     assert alone["median"] > 0 and full["median"] > 0
     saved = json.loads((tmp_path / "evaluation_cost.json").read_text())
     assert saved["rows"] == [row] and "| dual_encoder |" in (tmp_path / "evaluation_cost.md").read_text()
+
+
+def test_ot_solver_times_both_domains_and_they_agree(tmp_path):
+    ot_solver = _load("ot_solver")
+    (row,) = ot_solver.main(["--quick", "--output_dir", str(tmp_path)])
+    assert row["log"]["median"] > 0 and row["linear"]["median"] > 0
+    assert row["auto_is_linear"] and row["same_assignment"] == 1.0
+    assert row["max_abs_difference"] < 1e-6 * max(1.0, row["largest_entry"])
+    saved = json.loads((tmp_path / "ot_solver.json").read_text())
+    assert saved["rows"] == [row] and "| 8 × 16 × 6 | 10 |" in (tmp_path / "ot_solver.md").read_text()
