@@ -11,8 +11,8 @@ Two solvers for a batch of problems ``min_P <P, C>`` with marginals ``P 1 = a``,
 Both take per-problem marginals ``a [B, n]`` and ``b [B, m]`` in which zeros mark padding: padded rows and columns get
 no mass, so problems of different sizes share one padded tensor. :func:`uniform_marginals` builds ``a`` and ``b``
 from boolean masks. The iterations run in float32 (float64 for a float64 cost) in the log domain (no underflow of
-``exp(-C / reg)``); :func:`ipot` runs a short loop in linear space instead, where no entry can underflow, at about
-a third of the cost. They are plain tensor operations, so autograd differentiates through the unrolled loop and
+``exp(-C / reg)``); :func:`ipot` runs a short loop in linear space instead, where no entry can underflow, at a quarter
+to a third of the cost. They are plain tensor operations, so autograd differentiates through the unrolled loop and
 they run on any device.
 
 Why not a library: POT's batched solvers (``ot.batch``; a proximal-point one since POT PR #832, July 2026) iterate
@@ -182,7 +182,7 @@ def ipot(
     with a KL term to the previous plan, solved by one warm-started Sinkhorn sweep. ORMA (uniform ``a = 1/n``,
     ``b = 1/m``) runs this in linear space. After ``t`` steps the plan's entries within a row span up to
     ``exp(t * span / beta)`` (``span``: the largest minus the smallest real cost of the batch), so a long loop
-    underflows in linear space; the log domain never does, at about three times the cost. ``domain="auto"``
+    underflows in linear space; the log domain never does, at three to four times the cost. ``domain="auto"``
     runs the linear loop where ``num_iters * span / beta`` stays below 50 (float32; 600 in float64), where the two
     give the same plan to float precision, and the log-domain loop otherwise. The returned plan, like ORMA's float32
     one, is exactly zero where the mass is below float32's range; ``return_log`` gives the log-plan, which keeps
