@@ -40,7 +40,7 @@ import shutil
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,10 @@ class BenchmarkArguments:
     anchor: bool = field(default=True, metadata={"help": "Also fit the linear anchor once per seed."})
     anchor_only: bool = field(default=False, metadata={"help": "Fit only the linear anchor (no backbone runs)."})
     jobs: int = field(default=1, metadata={"help": "Runs in parallel (one CPU thread each)."})
+    resume: bool = field(
+        default=False,
+        metadata={"help": "Keep the runs that an interrupted invocation finished (<name>.partial.jsonl)."},
+    )
     quick: bool = field(default=False, metadata={"help": "A tiny random text encoder and 200 pairs (smoke test)."})
     name: str = field(default="class_vs_baseline", metadata={"help": "Basename of the result files."})
     merge: list[str] | None = field(default=None, metadata={"help": "Merge these result JSONs and report."})
@@ -727,17 +731,68 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": machine_info(), "settings": asdict(bench), "configs": BACKBONE_CONFIGS,
                               "training": TRAINING, "results": [], "anchor": []}  # fmt: skip
     start = time.perf_counter()
-    if bench.jobs > 1:
-        with ProcessPoolExecutor(max_workers=bench.jobs) as pool:
-            outputs = list(pool.map(_job, tasks, [bench] * len(tasks)))
-    else:
-        outputs = [_job(task, bench) for task in tasks]
-    for kind, value in outputs:
+    partial = Path(bench.output_dir) / f"{bench.name}.partial.jsonl"
+    finished = resumed_runs(partial, bench) if bench.resume else {}
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("w") as log:  # every finished run at once, so an interrupted invocation can --resume
+        log.write(json.dumps({"settings": portable(_run_settings(bench))}) + "\n")
+
+        def record(kind: str, value: dict[str, Any]) -> None:
+            finished[_task_key(kind, value)] = (kind, value)
+            log.write(json.dumps({"kind": kind, "value": portable(value)}, default=str) + "\n")
+            log.flush()
+
+        for kind, value in list(finished.values()):
+            record(kind, value)
+        todo = [task for task in tasks if task not in finished]
+        if bench.jobs > 1:
+            with ProcessPoolExecutor(max_workers=bench.jobs) as pool:
+                for future in as_completed([pool.submit(_job, task, bench) for task in todo]):
+                    record(*future.result())
+        else:
+            for task in todo:
+                record(*_job(task, bench))
+    for task in tasks:  # in the order of the tasks, whichever finished first
+        kind, value = finished[task]
         report["results" if kind == "result" else "anchor"].append(value)
+    report["resumed"] = len(tasks) - len(todo)
     report["wall_seconds"] = time.perf_counter() - start
     report["machine"]["load_average_end"] = list(os.getloadavg())
     write_report(report, bench)
+    partial.unlink()
     return report
+
+
+def _task_key(kind: str, value: dict[str, Any]) -> tuple[str, ...]:
+    if kind == "anchor":
+        return ("anchor", str(value["seed"]))
+    return (value["backbone"], value["arm"], str(value["seed"]))
+
+
+def _run_settings(bench: BenchmarkArguments) -> dict[str, Any]:
+    """The settings a finished run depends on (not how many run at once, nor whether this invocation resumed)."""
+    return {k: v for k, v in asdict(bench).items() if k not in {"jobs", "resume", "seeds", "backbones", "arms"}}
+
+
+def resumed_runs(partial: Path, bench: BenchmarkArguments) -> dict[tuple[str, ...], tuple[str, dict[str, Any]]]:
+    """The runs an interrupted invocation recorded in ``partial``, by task; none if the file does not exist.
+
+    Raises:
+        ValueError: if the file was written with other settings (data, epochs, difficulty source, ...).
+    """
+    if not partial.exists():
+        return {}
+    lines = [json.loads(line) for line in partial.read_text().splitlines() if line.strip()]
+    if not lines or lines[0].get("settings") != portable(_run_settings(bench)):
+        raise ValueError(
+            f"{partial} was written with other settings than this invocation's; run without --resume to start "
+            "over, or with the settings it was written with."
+        )
+    runs = {}
+    for entry in lines[1:]:
+        runs[_task_key(entry["kind"], entry["value"])] = (entry["kind"], entry["value"])
+    logger.info("Resuming from %s: %d finished runs kept.", partial, len(runs))
+    return runs
 
 
 if __name__ == "__main__":

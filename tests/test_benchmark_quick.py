@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -204,3 +206,34 @@ def test_ot_solver_times_both_domains_and_they_agree(tmp_path):
     assert row["max_abs_difference"] < 1e-6 * max(1.0, row["largest_entry"])
     saved = json.loads((tmp_path / "ot_solver.json").read_text())
     assert saved["rows"] == [row] and "| 8 × 16 × 6 | 10 |" in (tmp_path / "ot_solver.md").read_text()
+
+
+def test_an_interrupted_benchmark_resumes_from_its_finished_runs(chebi20_sample_dir, tmp_path, monkeypatch):
+    bench = _load("class_vs_baseline")
+    pool = _pool_file(chebi20_sample_dir / "orma_sample.csv", tmp_path / "pool.csv")
+    argv = ["--quick", "--data", str(chebi20_sample_dir / "orma_sample.csv"), "--pool", str(pool),
+            "--backbones", "dual_encoder", "--arms", "baseline", "class", "--cache_dir", str(tmp_path / "cache"),
+            "--output_dir", str(tmp_path / "out"), "--name", "r"]  # fmt: skip
+    calls = []
+    real_run_one = bench.run_one
+
+    def failing_second_run(backbone, arm, seed, b, **kwargs):
+        calls.append(arm)
+        if arm == "class" and len(calls) == 2:
+            raise RuntimeError("interrupted")
+        return real_run_one(backbone, arm, seed, b, **kwargs)
+
+    monkeypatch.setattr(bench, "run_one", failing_second_run)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        bench.main(argv)
+    partial = tmp_path / "out" / "r.partial.jsonl"
+    kept = [json.loads(line) for line in partial.read_text().splitlines()]
+    assert "settings" in kept[0] and [(e["kind"], e["value"]["arm"]) for e in kept[1:]] == [("result", "baseline")]
+    # other settings than the interrupted invocation's are refused, naming the file
+    with pytest.raises(ValueError, match="r.partial.jsonl"):
+        bench.main([*argv, "--resume", "--epochs", "2"])
+    report = bench.main([*argv, "--resume"])
+    assert calls == ["baseline", "class", "class"]  # the finished baseline run was not run again
+    assert [r["arm"] for r in report["results"]] == ["baseline", "class"] and report["resumed"] == 1
+    assert report["results"][0]["best_val_mrr"] == kept[1]["value"]["best_val_mrr"] and len(report["anchor"]) == 1
+    assert not partial.exists() and (tmp_path / "out" / "r.json").exists()
