@@ -361,8 +361,12 @@ def run_one(
     if arm != "baseline" and "difficulty_source" not in arm_args:
         arm_args["difficulty_source"] = bench.difficulty_source
     # Model selection reads the validation MRR only, so the evaluations leave out the loss pass (`eval_loss`).
-    defaults = {"weight_decay": 0.0, "lr_scheduler_type": "constant_with_warmup", "warmup_steps": 0}
-    defaults["eval_loss"] = False
+    defaults = {
+        "weight_decay": 0.0,
+        "lr_scheduler_type": "constant_with_warmup",
+        "warmup_steps": 0,
+        "eval_loss": False,
+    }
     args = CurriculumTrainingArguments(
         output_dir=str(Path(bench.cache_dir) / "runs" / f"{backbone}-{arm}-{seed}"),
         seed=seed,

@@ -138,15 +138,16 @@ def _ipot_log(log_g: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor, num
     return log_t
 
 
-def _ipot_linear(log_g: torch.Tensor, a: torch.Tensor, b: torch.Tensor, num_iters: int) -> torch.Tensor:
+def _ipot_linear(
+    log_g: torch.Tensor, a: torch.Tensor, b: torch.Tensor, support: torch.Tensor, num_iters: int
+) -> torch.Tensor:
     """ORMA's linear-space loop in factored form; returns the plan (zero off the support).
 
     ``T_t = diag(u_t) G^t diag(v_t)`` (``G^t`` elementwise, ``u_t`` / ``v_t`` the products of the ``delta`` /
     ``sigma`` scalings so far), so a step is one elementwise product and two batched matrix-vector products. Only
     called where nothing can underflow (see :func:`ipot`); padded rows and columns get a zero kernel and zero
-    scalings.
+    scalings (``support``: the ``[B, n, m]`` mask of real rows and columns).
     """
-    support = (a > 0).unsqueeze(-1) & (b > 0).unsqueeze(-2)
     shift = log_g.masked_fill(~support, float("-inf")).amax(dim=(-2, -1), keepdim=True)
     shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))  # a problem without support
     gibbs = (log_g - shift).exp() * support  # a constant factor per problem cancels in every step
@@ -215,7 +216,7 @@ def ipot(
                 f"{_LINEAR_LIMIT[log_g.dtype]:.0f} for {log_g.dtype}; use 'log' or 'auto'."
             )
         if linear:
-            plan = _ipot_linear(log_g, a, b, num_iters)
+            plan = _ipot_linear(log_g, a, b, support, num_iters)
             return (plan, plan.log()) if return_log else plan
     return _finish(_ipot_log(log_g, log_a, log_b, num_iters), a, b, return_log)
 
