@@ -127,6 +127,9 @@ TRAINING: dict[str, dict[str, Any]] = {
 }
 # Text tokens the frozen encoder reads (ORMA caches every token's states: fewer tokens on a CPU).
 TOKEN_LIMITS: dict[str, int] = {"dual_encoder": 256, "aman": 256, "orma": 128}
+# Backbones from the most to the least CPU a run (the order parallel runs start in) and the arms without a curriculum.
+BACKBONE_COST: tuple[str, ...] = ("orma", "aman", "dual_encoder")
+FULL_DATA_ARMS: tuple[str, ...] = ("baseline", "confusion_batches")
 ARMS: dict[str, dict[str, Any]] = {
     "baseline": {"curriculum": "none", "intensity_beta": 0.0, "intensity_target": "none"},
     "class": {},
@@ -751,7 +754,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         todo = [task for task in tasks if task not in finished]
         if bench.jobs > 1:
             with ProcessPoolExecutor(max_workers=bench.jobs) as pool:
-                for future in as_completed([pool.submit(_job, task, bench) for task in todo]):
+                # longest runs first, so that the workers finish close together (no long run left alone at the end)
+                for future in as_completed([pool.submit(_job, task, bench) for task in sorted(todo, key=_cost_rank)]):
                     record(*future.result())
         else:
             for task in todo:
@@ -765,6 +769,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_report(report, bench)
     partial.unlink()
     return report
+
+
+def _cost_rank(task: tuple[str, ...]) -> tuple[int, int]:
+    """Sort key of a task, its expected CPU time descending: ORMA, AMAN-like, the dual encoder, then the anchor;
+    within a backbone, the arms that train on every pair every epoch before the curriculum arms."""
+    if task[0] == "anchor":
+        return (len(BACKBONE_COST), 0)
+    backbone, arm = task[0], task[1]
+    return (BACKBONE_COST.index(backbone) if backbone in BACKBONE_COST else 0, int(arm not in FULL_DATA_ARMS))
 
 
 def _task_key(kind: str, value: dict[str, Any]) -> tuple[str, ...]:

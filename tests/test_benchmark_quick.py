@@ -237,3 +237,13 @@ def test_an_interrupted_benchmark_resumes_from_its_finished_runs(chebi20_sample_
     assert [r["arm"] for r in report["results"]] == ["baseline", "class"] and report["resumed"] == 1
     assert report["results"][0]["best_val_mrr"] == kept[1]["value"]["best_val_mrr"] and len(report["anchor"]) == 1
     assert not partial.exists() and (tmp_path / "out" / "r.json").exists()
+
+
+def test_parallel_runs_start_with_the_longest():
+    bench = _load("class_vs_baseline")
+    tasks = [(b, a, "0") for b in ("dual_encoder", "aman", "orma") for a in ("baseline", "class", "random_subset")]
+    tasks.append(("anchor", "0"))
+    order = sorted(tasks, key=bench._cost_rank)
+    assert order[:2] == [("orma", "baseline", "0"), ("orma", "class", "0")]
+    assert [t[0] for t in order] == ["orma"] * 3 + ["aman"] * 3 + ["dual_encoder"] * 3 + ["anchor"]
+    assert [t[1] for t in order[3:6]] == ["baseline", "class", "random_subset"]  # stable within the curriculum arms

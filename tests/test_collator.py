@@ -206,3 +206,72 @@ def test_cached_text_features_replace_the_tokens(collator, rows):
     batch = collator(tokens)
     assert batch["text_features"].shape == (3, 3, 4)
     assert batch["attention_mask"].tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+
+
+def _reference_batch(rows, with_mol2vec=False):
+    """PyG's own batching of one MoleculeGraph per row: what rows_to_batch must reproduce."""
+    fp = torch.from_numpy(fingerprint_matrix(rows))
+    graphs = []
+    for position, row in enumerate(rows):
+        x = torch.tensor(row["x"]).view(-1, 9)
+        graph = MoleculeGraph(
+            x=x,
+            edge_index=torch.tensor(row["edge_index"], dtype=torch.long).view(2, -1),
+            edge_attr=torch.tensor(row["edge_attr"], dtype=torch.long).view(-1, 3),
+            atom2motif=torch.tensor(row["atom2motif"]).view(-1),
+            num_motifs=torch.tensor(row["num_motifs"]).view(()),
+            num_nodes=x.size(0),
+        )
+        graph.fp = fp[position : position + 1]
+        if with_mol2vec:
+            graph.mol2vec_index = torch.tensor(row["mol2vec_index"]).view(-1)
+        graphs.append(graph)
+    return Batch.from_data_list(graphs)
+
+
+@pytest.mark.parametrize("with_mol2vec", [False, True])
+def test_rows_to_batch_is_pygs_batch_of_molecule_graphs(rows, with_mol2vec):
+    rows = [rows[2], rows[0], rows[1], rows[0]]  # a graph without bonds first, a repeated one
+    if with_mol2vec:
+        rows = [dict(row, mol2vec_index=list(range(7, 7 + len(row["x"])))) for row in rows]
+    batch, expected = rows_to_batch(rows), _reference_batch(rows, with_mol2vec)
+    assert type(batch) is type(expected) and batch.num_graphs == expected.num_graphs == 4
+    assert sorted(batch.keys()) == sorted(expected.keys())
+    for key in expected.keys():
+        if torch.is_tensor(expected[key]):
+            assert batch[key].dtype == expected[key].dtype and torch.equal(batch[key], expected[key]), key
+        else:
+            assert batch[key] == expected[key], key
+    # the bookkeeping behind get_example / to_data_list / index_select
+    assert batch._slice_dict.keys() == expected._slice_dict.keys()
+    for key, slices in expected._slice_dict.items():
+        assert torch.equal(batch._slice_dict[key], slices), key
+        assert torch.equal(batch._inc_dict[key], expected._inc_dict[key]), key
+    for ours, theirs in zip(batch.to_data_list(), expected.to_data_list(), strict=True):
+        assert ours.num_nodes == theirs.num_nodes
+        for key in theirs.keys():
+            if torch.is_tensor(theirs[key]):
+                assert torch.equal(ours[key], theirs[key]), key
+            else:
+                assert ours[key] == theirs[key], key
+    picked = batch.index_select([3, 0])
+    assert torch.equal(Batch.from_data_list(picked).x, Batch.from_data_list(expected.index_select([3, 0])).x)
+
+
+def test_rows_to_batch_names_the_row_of_inconsistent_columns(rows):
+    flat = [value for atom in rows[1]["x"] for value in atom][:23]  # 23 values: not whole atoms
+    with pytest.raises(ValueError, match=r"Row 1 of the batch has 23 values in 'x', not a multiple of 9"):
+        rows_to_batch([rows[0], dict(rows[1], x=flat)])
+    ragged = dict(rows[1], x=rows[1]["x"][:2] + [rows[1]["x"][2][:5]])
+    with pytest.raises(ValueError, match=r"Row 1 of the batch has a malformed 'x' \(.*9 integer indices"):
+        rows_to_batch([rows[0], ragged])
+    no_bond_features = dict(rows[0], edge_attr=rows[0]["edge_attr"][:-1])
+    with pytest.raises(ValueError, match=r"Row 1 of the batch has 22 edges and 21 `edge_attr` rows"):
+        rows_to_batch([rows[1], no_bond_features])
+    with_ids = dict(rows[1], mol2vec_index=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"Row 1 of the batch lacks the 'mol2vec_index' column and row 0 has it"):
+        rows_to_batch([with_ids, rows[0]])
+    with pytest.raises(ValueError, match=r"Row 1 of the batch has the 'mol2vec_index' column and row 0 does not"):
+        rows_to_batch([rows[0], with_ids])
+    with pytest.raises(ValueError, match=r"Row 0 of the batch has 2 `mol2vec_index` entries for 3 atoms"):
+        rows_to_batch([dict(rows[1], mol2vec_index=[1, 2])])

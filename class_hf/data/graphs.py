@@ -659,8 +659,34 @@ def _column(row: Mapping[str, Any], column: str, position: int) -> Any:
         ) from None
 
 
+def _int_array(value: Any, width: int, column: str, position: int) -> np.ndarray:
+    """``value`` (nested lists, an array or a tensor) as ``int64 [n, width]``, or an error naming the row."""
+    try:
+        array = np.asarray(value, dtype=np.int64)
+    except (TypeError, ValueError) as err:  # ragged or non-integer lists
+        raise ValueError(
+            f"Row {position} of the batch has a malformed {column!r} ({err}); it must hold {width} integer "
+            "indices per entry, as featurize_molecules writes them."
+        ) from None
+    if array.size % width:
+        raise ValueError(
+            f"Row {position} of the batch has {array.size} values in {column!r}, not a multiple of {width}; "
+            "featurize it with this version of class-hf (featurize_molecules)."
+        )
+    return array.reshape(-1, width)
+
+
+def _offsets(counts: np.ndarray) -> torch.Tensor:
+    """``[0, c0, c0 + c1, ...]``: PyG's slice (and increment) vector of per-graph ``counts``."""
+    return torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+
 def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FINGERPRINT_DIM) -> Batch:
     """Builds a PyG ``Batch`` of :class:`MoleculeGraph` from featurized dataset rows.
+
+    The batch is the one ``Batch.from_data_list`` builds from one :class:`MoleculeGraph` per row (same tensors,
+    offsets and slice / increment bookkeeping, so ``get_example`` and ``to_data_list`` work), assembled with one
+    concatenation per column instead of one ``Data`` object per molecule.
 
     Args:
         rows (Sequence[Mapping]): rows with the graph columns of :func:`featurize_molecules` (lists or tensors), and
@@ -673,41 +699,84 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FING
         graphs before), ``num_motifs`` ``[B]``, ``batch`` ``[N]``, ``ptr`` and optionally ``fp``.
 
     Raises:
-        ValueError: if ``rows`` is empty or a row lacks a graph column (the message names the column and the row).
+        ValueError: if ``rows`` is empty, a row lacks a graph column, or a column's size does not fit its atoms or
+            bonds (the message names the column and the row).
     """
     if len(rows) == 0:
         raise ValueError("`rows` is empty: a batch needs at least one molecule.")
     has_fp = [all(name in row for name in FINGERPRINT_COLUMNS) for row in rows]
-    fp = None
-    if all(has_fp):
-        fp = _dense_fingerprints([r["fp_index"] for r in rows], [r["fp_count"] for r in rows], fingerprint_dim)
-        fp = torch.from_numpy(fp)
-    elif any(has_fp):
+    if not all(has_fp) and any(has_fp):
         raise ValueError(
             f"Row {has_fp.index(False)} of the batch has no {list(FINGERPRINT_COLUMNS)} columns while other rows "
             "have them; featurize every split with the same `fingerprints` setting."
         )
-    graphs = []
-    for position, row in enumerate(rows):
-        x = torch.as_tensor(_column(row, "x", position), dtype=torch.long).view(-1, len(ATOM_FEATURES))
-        graph = MoleculeGraph(
-            x=x,
-            edge_index=torch.as_tensor(_column(row, "edge_index", position), dtype=torch.long).view(2, -1),
-            edge_attr=torch.as_tensor(_column(row, "edge_attr", position), dtype=torch.long).view(
-                -1, len(BOND_FEATURES)
-            ),
-            atom2motif=torch.as_tensor(_column(row, "atom2motif", position), dtype=torch.long).view(-1),
-            num_motifs=torch.as_tensor(_column(row, "num_motifs", position), dtype=torch.long).view(()),
-            num_nodes=x.size(0),
+    has_mol2vec = MOL2VEC_COLUMN in rows[0]
+    if any((MOL2VEC_COLUMN in row) != has_mol2vec for row in rows):
+        position = next(i for i, row in enumerate(rows) if (MOL2VEC_COLUMN in row) != has_mol2vec)
+        raise ValueError(
+            f"Row {position} of the batch {'lacks' if has_mol2vec else 'has'} the {MOL2VEC_COLUMN!r} column and "
+            f"row 0 {'has it' if has_mol2vec else 'does not'}; every row of a dataset must have the same columns."
         )
-        if fp is not None:
-            graph.fp = fp[position : position + 1]
-        if MOL2VEC_COLUMN in row:  # per-atom mol2vec vocabulary ids (ORMA's `atom_features="mol2vec"`), no offset
-            graph.mol2vec_index = torch.as_tensor(row[MOL2VEC_COLUMN], dtype=torch.long).view(-1)
-            if graph.mol2vec_index.numel() != x.size(0):
+    xs, edges, edge_attrs, motifs, mol2vec = [], [], [], [], []
+    num_motifs = np.empty(len(rows), dtype=np.int64)
+    for position, row in enumerate(rows):
+        x = _int_array(_column(row, "x", position), len(ATOM_FEATURES), "x", position)
+        edge_index = np.asarray(_column(row, "edge_index", position), dtype=np.int64).reshape(2, -1)
+        edge_attr = _int_array(_column(row, "edge_attr", position), len(BOND_FEATURES), "edge_attr", position)
+        atom2motif = np.asarray(_column(row, "atom2motif", position), dtype=np.int64).reshape(-1)
+        num_motifs[position] = int(np.asarray(_column(row, "num_motifs", position)))
+        if edge_attr.shape[0] != edge_index.shape[1] or atom2motif.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"Row {position} of the batch has {edge_index.shape[1]} edges and {edge_attr.shape[0]} `edge_attr` "
+                f"rows, {x.shape[0]} atoms and {atom2motif.shape[0]} `atom2motif` entries; its graph columns must "
+                "come from one featurize_molecules call."
+            )
+        if has_mol2vec:
+            ids = np.asarray(row[MOL2VEC_COLUMN], dtype=np.int64).reshape(-1)
+            if ids.shape[0] != x.shape[0]:
                 raise ValueError(
-                    f"Row {position} of the batch has {graph.mol2vec_index.numel()} `{MOL2VEC_COLUMN}` entries for "
-                    f"{x.size(0)} atoms; compute the column from the same SMILES as the graph."
+                    f"Row {position} of the batch has {ids.shape[0]} `{MOL2VEC_COLUMN}` entries for "
+                    f"{x.shape[0]} atoms; compute the column from the same SMILES as the graph."
                 )
-        graphs.append(graph)
-    return Batch.from_data_list(graphs)
+            mol2vec.append(ids)
+        xs.append(x)
+        edges.append(edge_index)
+        edge_attrs.append(edge_attr)
+        motifs.append(atom2motif)
+    num_nodes = np.fromiter((x.shape[0] for x in xs), dtype=np.int64, count=len(xs))
+    num_edges = np.fromiter((e.shape[1] for e in edges), dtype=np.int64, count=len(edges))
+    node_slices, edge_slices = _offsets(num_nodes), _offsets(num_edges)
+    graph_slices = torch.arange(len(rows) + 1)
+    node_offsets, motif_offsets = node_slices[:-1], _offsets(num_motifs)[:-1]
+    zeros = torch.zeros(len(rows), dtype=torch.long)
+
+    # `Batch.from_data_list` of MoleculeGraph: the same attributes in the same order, and its bookkeeping
+    out = Batch(_base_cls=MoleculeGraph)
+    out.x = torch.from_numpy(np.concatenate(xs))
+    out.edge_index = torch.from_numpy(np.concatenate(edges, axis=1)) + torch.repeat_interleave(
+        node_offsets, torch.from_numpy(num_edges)
+    )
+    out.edge_attr = torch.from_numpy(np.concatenate(edge_attrs))
+    out.atom2motif = torch.from_numpy(np.concatenate(motifs)) + torch.repeat_interleave(
+        motif_offsets, torch.from_numpy(num_nodes)
+    )
+    out.num_motifs = torch.from_numpy(num_motifs)
+    out._store._num_nodes = num_nodes.tolist()
+    out.num_nodes = int(num_nodes.sum())
+    slices = {"x": node_slices, "edge_index": edge_slices, "edge_attr": edge_slices, "atom2motif": node_slices}
+    slices["num_motifs"] = graph_slices
+    increments = {"x": zeros, "edge_index": node_offsets, "edge_attr": zeros, "atom2motif": motif_offsets}
+    increments["num_motifs"] = zeros
+    if all(has_fp):
+        fp = _dense_fingerprints([r["fp_index"] for r in rows], [r["fp_count"] for r in rows], fingerprint_dim)
+        out.fp = torch.from_numpy(fp)
+        slices["fp"], increments["fp"] = graph_slices, zeros
+    if has_mol2vec:
+        out.mol2vec_index = torch.from_numpy(np.concatenate(mol2vec))
+        slices[MOL2VEC_COLUMN], increments[MOL2VEC_COLUMN] = node_slices, zeros
+    out.batch = torch.repeat_interleave(torch.arange(len(rows)), torch.from_numpy(num_nodes))
+    out.ptr = node_slices.clone()
+    out._num_graphs = len(rows)
+    out._slice_dict = slices
+    out._inc_dict = increments
+    return out

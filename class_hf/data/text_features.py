@@ -300,14 +300,14 @@ def collate_text_features(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]
     first = np.asarray(values[0])
     if first.ndim == 1:
         return {TEXT_FEATURES_COLUMN: torch.as_tensor(np.asarray(values, dtype=np.float32))}
-    arrays = [np.asarray(v, dtype=np.float32) for v in values]
-    length = max(a.shape[0] for a in arrays)
-    out = torch.zeros(len(arrays), length, first.shape[-1])
-    mask = torch.zeros(len(arrays), length, dtype=torch.long)
+    # padded in the stored dtype (float16 for token states), then widened in one vectorised pass
+    arrays = [np.asarray(v) for v in values]
+    lengths = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=len(arrays))
+    padded = np.zeros((len(arrays), int(lengths.max()), first.shape[-1]), dtype=np.result_type(*arrays))
     for i, array in enumerate(arrays):
-        out[i, : array.shape[0]] = torch.from_numpy(array)
-        mask[i, : array.shape[0]] = 1
-    return {TEXT_FEATURES_COLUMN: out, "attention_mask": mask}
+        padded[i, : array.shape[0]] = array
+    mask = torch.arange(padded.shape[1]) < torch.from_numpy(lengths)[:, None]
+    return {TEXT_FEATURES_COLUMN: torch.from_numpy(padded).float(), "attention_mask": mask.long()}
 
 
 def text_inputs(batch: dict[str, Any], device: Any = None) -> dict[str, torch.Tensor]:
