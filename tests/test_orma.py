@@ -173,6 +173,9 @@ def test_config_defaults_follow_orma_and_validate():
         OrmaConfig(score_mode="clever")
     with pytest.raises(Exception, match="dropout"):
         OrmaConfig(dropout=1.5)
+    assert config.grain_group_size == 16 and OrmaConfig(grain_group_size=None).grain_group_size is None
+    with pytest.raises(Exception, match="grain_group_size"):
+        OrmaConfig(grain_group_size=0)
 
 
 # ----------------------------------------------------------------------------------------------------- model
@@ -417,6 +420,46 @@ def test_sparc_grouping_single_key_and_masks():
     moved = keys.clone()
     moved[1, 3] = 100.0  # a padded key changes nothing
     torch.testing.assert_close(sparc_grouping(queries, moved, query_mask, key_mask)[1], mol)
+
+
+def test_sparc_grouping_in_size_sorted_groups_equals_one_batch():
+    torch.manual_seed(0)
+    counts = torch.tensor([3, 40, 1, 7, 0, 12, 40, 2, 5, 9, 1])  # very different molecules, one without keys
+    key_mask = torch.arange(40) < counts[:, None]  # left-aligned, as to_dense_batch puts atoms
+    query_mask = torch.arange(6) < torch.tensor([6, 2, 4, 6, 1, 5, 3, 6, 6, 2, 4])[:, None]
+    queries = torch.randn(11, 6, 8, dtype=torch.float64, requires_grad=True)
+    keys = torch.randn(11, 40, 8, dtype=torch.float64, requires_grad=True)
+    whole = sparc_grouping(queries, keys, query_mask, key_mask)
+    for group_size in (1, 3, 4, 11, 50):
+        grouped = sparc_grouping(queries, keys, query_mask, key_mask, group_size=group_size)
+        for ours, reference in zip(grouped, whole, strict=True):
+            torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    # the gradients reach the same entries, in the original order of the pairs
+    weights = torch.randn(11, 8, dtype=torch.float64)
+    grad_whole = torch.autograd.grad((whole[1] * weights).sum() + whole[0].sum(), (queries, keys))
+    grouped = sparc_grouping(queries, keys, query_mask, key_mask, group_size=4)
+    grad_grouped = torch.autograd.grad((grouped[1] * weights).sum() + grouped[0].sum(), (queries, keys))
+    for ours, reference in zip(grad_grouped, grad_whole, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    # keys that are not left-aligned cannot be cut per group: computed as one batch
+    scattered = key_mask.flip(-1)
+    torch.testing.assert_close(
+        sparc_grouping(queries, keys, query_mask, scattered, group_size=4)[1],
+        sparc_grouping(queries, keys, query_mask, scattered)[1],
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_grouped_fine_grains_give_the_loss_of_one_batch(tiny_bert_config, tiny_tokenizer):
+    smiles = ["CCO", "CCOC(=O)c1ccccc1", "[Na+].[Cl-]", "CC(=O)Nc1ccc(O)cc1", "O", "CCCCCC"]
+    batch = _batch(tiny_tokenizer, smiles, [f"The molecule number {i} is a compound." for i in range(6)])
+    losses = []
+    for group_size in (None, 2):
+        torch.manual_seed(0)
+        model = _model(tiny_bert_config, grain_group_size=group_size).eval()
+        losses.append(model(**batch, return_loss=True).per_sample_loss)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
 
 
 def test_scores_global_and_faithful(tiny_bert_config, tiny_tokenizer):

@@ -177,6 +177,7 @@ def sparc_grouping(
     query_mask: torch.Tensor,
     key_mask: torch.Tensor,
     eps: float = 1e-8,
+    group_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ORMA's SPARC-style grouping of each pair's keys onto its queries, summed into one vector per side.
 
@@ -191,11 +192,40 @@ def sparc_grouping(
         query_mask (torch.Tensor): ``[B, Q]`` bool.
         key_mask (torch.Tensor): ``[B, K]`` bool.
         eps (float): ORMA's epsilon.
+        group_size (int, optional): computes the pairs in groups of this many, sorted by their number of keys, each
+            group padded only to its own longest key list (the keys must be left-aligned, as ``to_dense_batch``
+            puts them; otherwise the whole batch is computed at once). The results are the same up to float
+            rounding; with molecules of very different sizes it saves most of the work. ``None``: one batch.
 
     Returns:
         tuple[torch.Tensor, torch.Tensor]: the text-side and molecule-side vectors, each ``[B, D]``; their dot
         products across pairs are the grain's logits.
     """
+    counts = key_mask.sum(dim=-1)
+    positions = torch.arange(key_mask.shape[-1], device=key_mask.device)
+    left_aligned = bool((key_mask == (positions < counts[:, None])).all())
+    if group_size is None or queries.shape[0] <= group_size or not left_aligned:
+        return _sparc_grouping(queries, keys, query_mask, key_mask, eps)
+    # Pairs sorted by their number of keys, in groups cut to the group's longest key list: each pair's result is
+    # the same, without the padding of every pair to the batch's largest molecule.
+    order = torch.argsort(counts, stable=True)
+    sorted_counts = counts[order].tolist()
+    parts = []
+    for start in range(0, queries.shape[0], group_size):
+        index = order[start : start + group_size]
+        width = max(1, int(sorted_counts[min(start + group_size, len(sorted_counts)) - 1]))
+        parts.append(
+            _sparc_grouping(queries[index], keys[index, :width], query_mask[index], key_mask[index, :width], eps)
+        )
+    restore = torch.argsort(order)
+    text = torch.cat([part[0] for part in parts])[restore]
+    mol = torch.cat([part[1] for part in parts])[restore]
+    return text, mol
+
+
+def _sparc_grouping(
+    queries: torch.Tensor, keys: torch.Tensor, query_mask: torch.Tensor, key_mask: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     sim = torch.bmm(queries, keys.transpose(1, 2))
     valid = key_mask.unsqueeze(1)
     low = sim.masked_fill(~valid, float("inf")).amin(dim=-1, keepdim=True)
@@ -528,8 +558,12 @@ class OrmaModel(OrmaPreTrainedModel):
                 self.config.max_motifs,
                 self.config.max_motifs,
             )
+        # projected before padding: one row per real atom (ORMA pads first; padded rows never reach the grains)
         atom, atom_mask = to_dense_batch(
-            nodes[:num_atoms], batch, max_num_nodes=min(max_atoms_here, self.config.max_atoms), batch_size=num_graphs
+            self.atom_proj(nodes[:num_atoms]),
+            batch,
+            max_num_nodes=min(max_atoms_here, self.config.max_atoms),
+            batch_size=num_graphs,
         )
         motif, motif_mask = to_dense_batch(
             nodes[motif_offset:mol_offset],
@@ -545,7 +579,7 @@ class OrmaModel(OrmaPreTrainedModel):
             molecule=molecule,
             motif=self.motif_proj(motif),
             motif_mask=motif_mask,
-            atom=self.atom_proj(atom),
+            atom=atom,
             atom_mask=atom_mask,
         )
 
@@ -593,9 +627,10 @@ class OrmaModel(OrmaPreTrainedModel):
                 mol.molecule, mol.motif.float(), mol.motif_mask, mol.atom.float(), mol.atom_mask
             )
             eps = self.config.epsilon
-            local = sparc_grouping(text32.token, mol32.atom, text32.mask, mol32.atom_mask, eps)
+            group = self.config.grain_group_size
+            local = sparc_grouping(text32.token, mol32.atom, text32.mask, mol32.atom_mask, eps, group)
             phrases, phrase_mask = self._phrases(text32, mol32)
-            mid = sparc_grouping(phrases, mol32.motif, phrase_mask, mol32.motif_mask, eps)
+            mid = sparc_grouping(phrases, mol32.motif, phrase_mask, mol32.motif_mask, eps, group)
         sentence, molecule = text.sentence, mol.molecule
         if self.logit_scale is not None:
             sentence, molecule = F.normalize(sentence, dim=-1), F.normalize(molecule, dim=-1)
