@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, Features, List, Value
 from torch_geometric.data import Batch, Data
+from torch_geometric.utils import cumsum
 
 logger = logging.getLogger(__name__)
 
@@ -676,11 +677,6 @@ def _int_array(value: Any, width: int, column: str, position: int) -> np.ndarray
     return array.reshape(-1, width)
 
 
-def _offsets(counts: np.ndarray) -> torch.Tensor:
-    """``[0, c0, c0 + c1, ...]``: PyG's slice (and increment) vector of per-graph ``counts``."""
-    return torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-
-
 def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FINGERPRINT_DIM) -> Batch:
     """Builds a PyG ``Batch`` of :class:`MoleculeGraph` from featurized dataset rows.
 
@@ -743,23 +739,20 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FING
         edges.append(edge_index)
         edge_attrs.append(edge_attr)
         motifs.append(atom2motif)
-    num_nodes = np.fromiter((x.shape[0] for x in xs), dtype=np.int64, count=len(xs))
-    num_edges = np.fromiter((e.shape[1] for e in edges), dtype=np.int64, count=len(edges))
-    node_slices, edge_slices = _offsets(num_nodes), _offsets(num_edges)
+    num_nodes = torch.tensor([x.shape[0] for x in xs])
+    num_edges = torch.tensor([e.shape[1] for e in edges])
+    # PyG's slice vectors ([0, c0, c0 + c1, ...]); the increments are the same offsets without the total
+    node_slices, edge_slices = cumsum(num_nodes), cumsum(num_edges)
     graph_slices = torch.arange(len(rows) + 1)
-    node_offsets, motif_offsets = node_slices[:-1], _offsets(num_motifs)[:-1]
+    node_offsets, motif_offsets = node_slices[:-1], cumsum(torch.from_numpy(num_motifs))[:-1]
     zeros = torch.zeros(len(rows), dtype=torch.long)
 
     # `Batch.from_data_list` of MoleculeGraph: the same attributes in the same order, and its bookkeeping
     out = Batch(_base_cls=MoleculeGraph)
     out.x = torch.from_numpy(np.concatenate(xs))
-    out.edge_index = torch.from_numpy(np.concatenate(edges, axis=1)) + torch.repeat_interleave(
-        node_offsets, torch.from_numpy(num_edges)
-    )
+    out.edge_index = torch.from_numpy(np.concatenate(edges, axis=1)) + node_offsets.repeat_interleave(num_edges)
     out.edge_attr = torch.from_numpy(np.concatenate(edge_attrs))
-    out.atom2motif = torch.from_numpy(np.concatenate(motifs)) + torch.repeat_interleave(
-        motif_offsets, torch.from_numpy(num_nodes)
-    )
+    out.atom2motif = torch.from_numpy(np.concatenate(motifs)) + motif_offsets.repeat_interleave(num_nodes)
     out.num_motifs = torch.from_numpy(num_motifs)
     out._store._num_nodes = num_nodes.tolist()
     out.num_nodes = int(num_nodes.sum())
@@ -774,7 +767,7 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], fingerprint_dim: int = FING
     if has_mol2vec:
         out.mol2vec_index = torch.from_numpy(np.concatenate(mol2vec))
         slices[MOL2VEC_COLUMN], increments[MOL2VEC_COLUMN] = node_slices, zeros
-    out.batch = torch.repeat_interleave(torch.arange(len(rows)), torch.from_numpy(num_nodes))
+    out.batch = torch.arange(len(rows)).repeat_interleave(num_nodes)
     out.ptr = node_slices.clone()
     out._num_graphs = len(rows)
     out._slice_dict = slices

@@ -213,7 +213,7 @@ def sparc_grouping(
     parts = []
     for start in range(0, queries.shape[0], group_size):
         index = order[start : start + group_size]
-        width = max(1, int(sorted_counts[min(start + group_size, len(sorted_counts)) - 1]))
+        width = max(1, sorted_counts[start : start + group_size][-1])  # the group's largest, at least 1
         parts.append(
             _sparc_grouping(queries[index], keys[index, :width], query_mask[index], key_mask[index, :width], eps)
         )
