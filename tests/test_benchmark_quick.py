@@ -247,3 +247,29 @@ def test_parallel_runs_start_with_the_longest():
     assert order[:2] == [("orma", "baseline", "0"), ("orma", "class", "0")]
     assert [t[0] for t in order] == ["orma"] * 3 + ["aman"] * 3 + ["dual_encoder"] * 3 + ["anchor"]
     assert [t[1] for t in order[3:6]] == ["baseline", "class", "random_subset"]  # stable within the curriculum arms
+
+
+def _absolute_paths(value, where: str):
+    """``(where, string)`` for every string in a JSON value that is an absolute file path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _absolute_paths(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _absolute_paths(item, f"{where}[{index}]")
+    elif isinstance(value, str) and Path(value).is_absolute() and len(Path(value).parts) > 2:
+        yield where, value
+
+
+def test_committed_results_hold_no_machine_paths():
+    files = sorted((ROOT / "benchmarks" / "results").rglob("*.json"))
+    assert files, "no result files found"
+    found = [hit for f in files for hit in _absolute_paths(json.loads(f.read_text()), f.name)]
+    assert found == [], f"result files name paths of the machine they ran on: {found}"
+
+
+def test_step_time_records_the_data_file_relative_to_the_repository(tmp_path):
+    step_time = _load("backbone_step_time")
+    assert step_time.repo_relative(step_time.DEFAULT_DATA) == "class_hf/data/bundled/chebi20/validation.csv"
+    outside = tmp_path / "pairs.csv"
+    assert step_time.repo_relative(outside) == str(outside)
