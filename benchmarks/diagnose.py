@@ -199,6 +199,16 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "random_subset",
         {**HALF_ROOT, "intensity_gamma_min": 1.0},
     ),
+    "class_root_half_paced_batch": (
+        "CLASS, root pacing reaching all data at half the epochs, gamma 1, batch size paced with the pool",
+        "class",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0, "pace_batch_size": True},
+    ),
+    "random_root_half_paced_batch": (
+        "random subsets, root pacing reaching all data at half the epochs, gamma 1, batch size paced with the pool",
+        "random_subset",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0, "pace_batch_size": True},
+    ),
     "class_paced_batch": (
         "CLASS, batch size paced with the pool (as many optimizer steps per epoch as a full one)",
         "class",
