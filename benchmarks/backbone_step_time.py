@@ -44,10 +44,14 @@ from class_hf.data.collator import MoleculeTextCollator
 from class_hf.data.graphs import smiles_to_graph
 from class_hf.models import AmanConfig, AmanModel, DualEncoderConfig, DualEncoderModel, OrmaConfig, OrmaModel
 
-REPO = Path(__file__).parent.parent
-RESULTS = Path(__file__).parent / "results" / "backbone_step_time.json"
-DEFAULT_DATA = Path(__file__).parent.parent / "class_hf" / "data" / "bundled" / "chebi20" / "validation.csv"
-FIXTURE_DATA = Path(__file__).parent.parent / "tests" / "fixtures" / "chebi20" / "orma_sample.csv"
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the sibling class_vs_baseline.py: how result files leave out machine paths
+    sys.path.insert(0, str(HERE))
+from class_vs_baseline import portable  # noqa: E402
+
+RESULTS = HERE / "results" / "backbone_step_time.json"
+DEFAULT_DATA = HERE.parent / "class_hf" / "data" / "bundled" / "chebi20" / "validation.csv"
+FIXTURE_DATA = HERE.parent / "tests" / "fixtures" / "chebi20" / "orma_sample.csv"
 
 TEXT_SIZES = {
     "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37},
@@ -189,12 +193,6 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def repo_relative(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it (result files carry no machine paths)."""
-    resolved, root = Path(path).resolve(), REPO.resolve()
-    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.exists() else FIXTURE_DATA)
@@ -236,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     measured.update({(r["backbone"], r["size"], r["variant"]): r for r in results})
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "data": repo_relative(args.data),
+        "data": str(args.data),
         "tokenizer": f"WordPiece trained on the {len(pairs)} descriptions ({len(tokenizer)} tokens)",
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -250,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results": list(measured.values()),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    args.output.write_text(json.dumps(portable(report), indent=2) + "\n")  # no machine paths in the result
     print(table(report["results"]))
     return report
 

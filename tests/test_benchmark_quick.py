@@ -270,6 +270,8 @@ def test_committed_results_hold_no_machine_paths():
 
 def test_step_time_records_the_data_file_relative_to_the_repository(tmp_path):
     step_time = _load("backbone_step_time")
-    assert step_time.repo_relative(step_time.DEFAULT_DATA) == "class_hf/data/bundled/chebi20/validation.csv"
-    outside = tmp_path / "pairs.csv"
-    assert step_time.repo_relative(outside) == str(outside)
+    report = {"data": str(step_time.DEFAULT_DATA), "other": str(tmp_path / "pairs.csv")}
+    assert step_time.portable(report) == {
+        "data": "class_hf/data/bundled/chebi20/validation.csv",
+        "other": str(tmp_path / "pairs.csv"),
+    }
