@@ -313,7 +313,13 @@ class CurriculumTrainer(Trainer):
         if not self.args.uses_batch_stream or self.plan is None:
             return super().set_initial_training_values(args, dataloader)
         total = self.plan.total_updates
-        max_steps = min(args.max_steps, total) if args.max_steps > 0 else total
+        if args.max_steps > total:
+            raise ValueError(
+                f"`max_steps={args.max_steps}` is more than the {total} optimizer steps of the curriculum planned "
+                f"over `num_train_epochs={int(args.num_train_epochs)}`: a curriculum is planned in epochs, so raise "
+                "`num_train_epochs` to train longer (a smaller `max_steps` stops the plan early)."
+            )
+        max_steps = args.max_steps if args.max_steps > 0 else total
         return super().set_initial_training_values(_ArgsWithMaxSteps(args, max_steps), dataloader)
 
     # ------------------------------------------------------------------------------------------------ training

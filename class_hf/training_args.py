@@ -13,11 +13,12 @@ Defaults reproduce CLASS as class-hf reconstructs it (see ``METHOD.md``): easy-f
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .curriculum.intensity import IntensityTarget
+from .curriculum.intensity import IntensityTarget, check_intensity_values
 from .curriculum.pacing import PacingKind
 from .curriculum.sampler import BatchComposition, CurriculumOrder
 
@@ -318,7 +319,7 @@ class CurriculumTrainingArguments(TrainingArguments):
             raise ValueError(f"`pacing_stages` must be a positive integer, got {self.pacing_stages!r}.")
         for name in ("pacing_start_fraction", "pacing_saturation", "difficulty_warmup_fraction"):
             value = getattr(self, name)
-            if not 0 < value <= 1:
+            if not 0 < value <= 1:  # also False for NaN
                 raise ValueError(f"`{name}` must lie in (0, 1], got {value}.")
         if self.pacing_fractions is not None:
             fractions = list(self.pacing_fractions)
@@ -326,9 +327,9 @@ class CurriculumTrainingArguments(TrainingArguments):
                 raise ValueError(f"`pacing_fractions` must be fractions in (0, 1] ending with 1.0, got {fractions}.")
             if any(b < a for a, b in zip(fractions, fractions[1:], strict=False)):
                 raise ValueError(f"`pacing_fractions` must be non-decreasing, got {fractions}.")
-        if self.pacing_root_degree < 1:
+        if not self.pacing_root_degree >= 1:  # NaN fails too
             raise ValueError(f"`pacing_root_degree` must be >= 1, got {self.pacing_root_degree}.")
-        if self.confusion_neighbors < 1 or not 0 <= self.confusion_share <= 1:
+        if self.confusion_neighbors < 1 or not 0 <= self.confusion_share <= 1:  # NaN share fails too
             raise ValueError(
                 f"`confusion_neighbors` must be >= 1 and `confusion_share` in [0, 1], got {self.confusion_neighbors} "
                 f"and {self.confusion_share}."
@@ -338,33 +339,39 @@ class CurriculumTrainingArguments(TrainingArguments):
         _check_difficulty_source(self.difficulty_source)
         if not self.difficulty_column:
             raise ValueError("`difficulty_column` must name a column.")
-        if self.difficulty_delta < 0:
-            raise ValueError(f"`difficulty_delta` must be >= 0, got {self.difficulty_delta}.")
-        if self.difficulty_warmup_epochs <= 0:
-            raise ValueError(f"`difficulty_warmup_epochs` must be positive, got {self.difficulty_warmup_epochs}.")
+        if not (math.isfinite(self.difficulty_delta) and self.difficulty_delta >= 0):
+            raise ValueError(f"`difficulty_delta` must be a finite number >= 0, got {self.difficulty_delta}.")
+        if not (math.isfinite(self.difficulty_warmup_epochs) and self.difficulty_warmup_epochs > 0):
+            raise ValueError(
+                f"`difficulty_warmup_epochs` must be a finite positive number, got {self.difficulty_warmup_epochs}."
+            )
         if self.difficulty_batch_size is not None and self.difficulty_batch_size < 1:
             raise ValueError(f"`difficulty_batch_size` must be positive, got {self.difficulty_batch_size}.")
 
     def _check_intensity_and_model(self) -> None:
-        if self.intensity_beta < 0:
-            raise ValueError(f"`intensity_beta` must be >= 0, got {self.intensity_beta}.")
-        if self.intensity_gamma_min <= 0 or self.intensity_gamma_max <= 0:
-            raise ValueError(
-                "`intensity_gamma_min` and `intensity_gamma_max` must be positive, got "
-                f"{self.intensity_gamma_min} and {self.intensity_gamma_max}."
-            )
+        check_intensity_values(self.intensity_beta, self.intensity_gamma_min, self.intensity_gamma_max)
         if self.eval_chunk_size < 1:
             raise ValueError(f"`eval_chunk_size` must be positive, got {self.eval_chunk_size}.")
         if not self.eval_loss and not self.eval_retrieval:
             raise ValueError("`eval_loss=False` with `eval_retrieval=False` leaves nothing to evaluate; keep one.")
-        if self.text_encoder_learning_rate is not None and self.text_encoder_learning_rate < 0:
-            raise ValueError(f"`text_encoder_learning_rate` must be >= 0, got {self.text_encoder_learning_rate}.")
+        rate = self.text_encoder_learning_rate
+        if rate is not None and not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"`text_encoder_learning_rate` must be a finite number >= 0, got {rate}.")
 
     def _check_curriculum(self) -> None:
         if float(self.num_train_epochs) != int(self.num_train_epochs) or self.num_train_epochs < 1:
             raise ValueError(
                 f"`num_train_epochs` must be a whole number >= 1 with a curriculum (the pacing is planned per "
                 f"epoch), got {self.num_train_epochs}. Set `curriculum='none'` for fractional epochs."
+            )
+        stages = len(self.pacing_fractions) if self.pacing_fractions is not None else self.pacing_stages
+        if self.pacing == PacingKind.STAGED and stages > self.num_train_epochs:
+            logger.warning(
+                "%d pacing stages over `num_train_epochs=%d`: only %d of them get an epoch, ending on all data. Lower "
+                "`pacing_stages` or raise `num_train_epochs` to train every stage.",
+                stages,
+                int(self.num_train_epochs),
+                int(self.num_train_epochs),
             )
         if self.train_sampling_strategy not in (None, "random"):
             raise ValueError(

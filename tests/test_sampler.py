@@ -19,7 +19,7 @@ N = 103
 def difficulty():
     rng = np.random.default_rng(0)
     values = rng.random(N)
-    values[10:20] = 0.5  # a tie group: broken by index
+    values[10:20] = 0.5  # a tie group: broken by a permutation drawn from the seed
     return values
 
 
@@ -35,7 +35,6 @@ def test_not_a_random_sampler(difficulty):
 
 def test_easy_first_pools_follow_the_pacing(difficulty):
     sampler = CurriculumSampler(difficulty, "staged", num_epochs=8, seed=3)
-    easy_to_hard = np.argsort(difficulty, kind="stable")
     pacing = get_pacing("staged")
     previous = set()
     for epoch in range(8):
@@ -43,7 +42,7 @@ def test_easy_first_pools_follow_the_pacing(difficulty):
         size = pool_size(pacing.fraction(epoch, 8), N)
         assert len(order) == len(sampler) == size
         assert len(set(order)) == size, "an index repeats within an epoch"
-        assert set(order) == set(easy_to_hard[:size].tolist())
+        assert sorted(difficulty[order]) == sorted(difficulty)[:size], "not the easiest pairs"
         hardest_in = max(difficulty[order])
         outside = np.setdiff1d(np.arange(N), order)
         assert outside.size == 0 or hardest_in <= difficulty[outside].min()
@@ -52,12 +51,36 @@ def test_easy_first_pools_follow_the_pacing(difficulty):
     assert [len(_epoch(sampler, e)) for e in range(8)] == [26, 26, 52, 52, 78, 78, 103, 103]
 
 
-def test_ties_broken_by_index():
+def test_ties_broken_by_the_seed_not_by_row():
     difficulty = np.array([0.5, 0.1, 0.5, 0.5, 0.9, 0.5])
-    sampler = CurriculumSampler(difficulty, lambda _epoch, _num_epochs: 0.5, num_epochs=1)
-    assert sorted(sampler) == [0, 1, 2]  # 0.1 first, then the 0.5 ties in index order
-    hard = CurriculumSampler(difficulty, lambda _epoch, _num_epochs: 0.5, num_epochs=1, order="hard_first")
-    assert sorted(hard) == [0, 2, 4]
+    half = lambda _epoch, _num_epochs: 0.5  # noqa: E731
+    for seed in range(5):
+        easy = sorted(CurriculumSampler(difficulty, half, num_epochs=1, seed=seed))
+        assert len(easy) == 3 and 1 in easy and set(easy) <= {0, 1, 2, 3, 5}  # 0.1, then two of the 0.5 ties
+        assert easy == sorted(CurriculumSampler(difficulty, half, num_epochs=1, seed=seed)), "not reproducible"
+        hard = sorted(CurriculumSampler(difficulty, half, num_epochs=1, seed=seed, order="hard_first"))
+        assert len(hard) == 3 and 4 in hard and set(hard) <= {0, 2, 3, 4, 5}
+    # a scorer that ranks most pairs first: the early pool is a seeded draw from the tie, not the file's first rows
+    tied = np.zeros(1000)
+    tied[900:] = np.arange(1, 101)
+    quarter = lambda _epoch, _num_epochs: 0.25  # noqa: E731
+    pools = [sorted(CurriculumSampler(tied, quarter, num_epochs=1, seed=seed)) for seed in (0, 1)]
+    assert pools[0] != pools[1]
+    for pool in pools:
+        assert len(pool) == 250 and max(pool) < 900
+        assert 300 < np.mean(pool) < 600, "the tied pairs were not drawn across the file"
+
+
+def test_checkpoint_without_tie_break_resumes_with_ties_broken_by_row():
+    difficulty = np.array([0.5, 0.1, 0.5, 0.5, 0.9, 0.5])
+    half = lambda _epoch, _num_epochs: 0.5  # noqa: E731
+    sampler = CurriculumSampler(difficulty, half, num_epochs=1, seed=4)
+    state = sampler.state_dict()
+    assert state["tie_break"] == "seed"
+    del state["tie_break"]  # as written before ties were broken by the seed
+    sampler.load_state_dict(state)
+    assert sorted(sampler) == [0, 1, 2]  # 0.1, then the first 0.5 ties by row
+    assert sampler.state_dict()["tie_break"] == "row"
 
 
 def test_hard_first_takes_the_hardest(difficulty):

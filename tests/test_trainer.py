@@ -8,6 +8,7 @@ under CLASS unchanged. ``tests/scripts/ddp_train.py`` imports the same pieces fo
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -248,6 +249,14 @@ def test_arguments_parse_from_cli_and_yaml(tmp_path):
         ({"train_sampling_strategy": "sequential"}, "train_sampling_strategy"),
         ({"pacing_fractions": [0.5, 0.9]}, "pacing_fractions"),
         ({"intensity_gamma_max": 0.0}, "intensity_gamma"),
+        ({"intensity_gamma_min": float("nan")}, "intensity_gamma_min"),
+        ({"intensity_gamma_max": float("inf")}, "intensity_gamma_max"),
+        ({"intensity_beta": float("nan")}, "intensity_beta"),
+        ({"difficulty_warmup_epochs": float("nan")}, "difficulty_warmup_epochs"),
+        ({"difficulty_delta": float("inf")}, "difficulty_delta"),
+        ({"pacing_root_degree": float("nan")}, "pacing_root_degree"),
+        ({"pacing_saturation": float("nan")}, "pacing_saturation"),
+        ({"text_encoder_learning_rate": float("nan")}, "text_encoder_learning_rate"),
         ({"eval_loss": False, "eval_retrieval": False}, "eval_loss"),
         ({"eval_loss": False, "metric_for_best_model": "eval_loss"}, "metric_for_best_model"),
         (
@@ -339,6 +348,22 @@ def test_max_steps_truncates_the_planned_curriculum(tmp_path):
     assert trainer.lr_scheduler.get_last_lr()[0] == 0.0
     assert [r["optimizer_steps"] for r in trainer.curriculum_history] == [3, 5, 2]
     assert [len(trainer.seen[e]) for e in range(3)] == [10, 20, 8]
+
+
+def test_max_steps_beyond_the_plan_is_refused(tmp_path):
+    trainer = recording_trainer(make_args(tmp_path, max_steps=1000), make_pairs(40))  # planned 3/5/8/10 steps
+    with pytest.raises(ValueError, match=r"max_steps=1000.*26 optimizer steps.*num_train_epochs=4"):
+        trainer.train()
+
+
+def test_more_stages_than_epochs_is_reported(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="class_hf.training_args"):
+        make_args(tmp_path, pacing_stages=8, num_train_epochs=2)
+    assert "8 pacing stages over `num_train_epochs=2`" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="class_hf.training_args"):
+        make_args(tmp_path, pacing_stages=4, num_train_epochs=4)
+    assert "pacing stages" not in caplog.text
 
 
 def half_then_all(epoch: int, num_epochs: int) -> float:
@@ -821,3 +846,16 @@ def test_confusion_batches_cover_every_epoch_and_keep_neighbours_together(tmp_pa
     assert neighbors.shape == (40, 4)
     first = trainer.batches[0]
     assert first[1] in neighbors[first[0]]  # the seed's most confusing neighbour in the pool joins its batch
+
+
+def test_confusion_batches_with_drop_last_take_whole_batches(tmp_path):
+    pytest.importorskip("class_hf.curriculum.difficulty")
+    args = make_args(
+        tmp_path, batch_composition="confusion", difficulty_source="warmup", confusion_neighbors=4,
+        per_device_train_batch_size=8, num_train_epochs=4, dataloader_drop_last=True,
+    )  # fmt: skip
+    trainer = recording_trainer(args, make_pairs(42, difficulty=False))  # pools 11 / 21 / 32 / 42
+    trainer.train()
+    assert [len(trainer.seen[epoch]) for epoch in range(4)] == [8, 16, 32, 40]
+    for epoch in range(4):
+        assert len(set(trainer.seen[epoch])) == len(trainer.seen[epoch])

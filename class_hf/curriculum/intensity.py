@@ -32,6 +32,7 @@ trains at the user's schedule); ``beta = 1``. These are class-hf's reconstructio
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,16 @@ def weighted_mean(per_sample_loss: torch.Tensor, weights: torch.Tensor) -> torch
     return (weights * per_sample_loss).sum() / weights.sum()
 
 
+def check_intensity_values(beta: float, gamma_min: float, gamma_max: float) -> None:
+    """Raises a ``ValueError`` naming the argument when ``beta`` is not a finite number >= 0 or a stage multiplier
+    is not a finite positive number (NaN and infinity included)."""
+    if not (math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"`intensity_beta` must be a finite number >= 0, got {beta}.")
+    for name, value in (("intensity_gamma_min", gamma_min), ("intensity_gamma_max", gamma_max)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"`{name}` must be a finite positive number, got {value}.")
+
+
 def stage_multiplier(progress: float, gamma_min: float, gamma_max: float) -> float:
     """``gamma(p) = gamma_min + (gamma_max - gamma_min) * p``."""
     return float(gamma_min) + (float(gamma_max) - float(gamma_min)) * float(progress)
@@ -124,13 +135,7 @@ class AdaptiveIntensity:
 
     def __post_init__(self) -> None:
         self.target = IntensityTarget(self.target)
-        if self.beta < 0:
-            raise ValueError(f"`intensity_beta` must be >= 0, got {self.beta}.")
-        if self.gamma_min <= 0 or self.gamma_max <= 0:
-            raise ValueError(
-                f"`intensity_gamma_min` and `intensity_gamma_max` must be positive, got {self.gamma_min} and "
-                f"{self.gamma_max}."
-            )
+        check_intensity_values(self.beta, self.gamma_min, self.gamma_max)
 
     @classmethod
     def from_training_args(cls, args: Any) -> AdaptiveIntensity:

@@ -12,8 +12,9 @@ exactly the order of the interrupted one (the Trainer itself skips the batches a
 
 Order modes (:class:`CurriculumOrder`):
 
-- ``easy_first`` (CLASS): the pool is the easiest ``ceil(lambda N)`` samples (ties broken by index, stable sort);
-- ``hard_first`` (anti-curriculum): the hardest ``ceil(lambda N)`` samples (ties broken by index);
+- ``easy_first`` (CLASS): the pool is the easiest ``ceil(lambda N)`` samples (ties broken by a permutation drawn from
+  the seed, so a large tie is sampled across the data, not taken from its first rows);
+- ``hard_first`` (anti-curriculum): the hardest ``ceil(lambda N)`` samples (ties broken the same way);
 - ``random_subset`` (ablation): a random subset of the same size, **re-drawn every epoch** from ``(seed, epoch)``
   (the fair control: same pool sizes, no difficulty ordering; ``redraw_random_subset=False`` keeps the nested pools
   of one fixed random permutation instead, which mimics the nesting of ``easy_first``);
@@ -90,7 +91,8 @@ class CurriculumSampler(Sampler[int]):
             harder); a ``datasets.Column`` is materialised once. Only the order of the values matters.
         pacing (Pacing | str | Callable): fraction of the data per epoch (see :func:`~.pacing.get_pacing`).
         num_epochs (int): number of epochs the pacing is spread over.
-        seed (int): seed of the shuffles (use the Trainer's ``data_seed`` or ``seed``).
+        seed (int): seed of the shuffles and of the order among tied difficulties (use the Trainer's ``data_seed``
+            or ``seed``).
         order (CurriculumOrder | str): ``easy_first``, ``hard_first``, ``random_subset`` or ``none``.
         redraw_random_subset (bool): with ``random_subset``, draw a fresh subset every epoch (default) rather than
             taking nested prefixes of one fixed permutation.
@@ -120,6 +122,7 @@ class CurriculumSampler(Sampler[int]):
         self.seed = int(seed)
         self.redraw_random_subset = bool(redraw_random_subset)
         self.epoch = 0
+        self.tie_break = "seed"
         self._cache: tuple[int, torch.Tensor] | None = None
         self.set_difficulty(difficulty)
 
@@ -136,9 +139,20 @@ class CurriculumSampler(Sampler[int]):
                 "samples."
             )
         self.difficulty = array
-        # Stable sorts: ties are broken by index in both directions.
-        self._easy_to_hard = np.argsort(array, kind="stable")
-        self._hard_to_easy = np.lexsort((np.arange(array.size), -array))
+        self._sort()
+
+    def _sort(self) -> None:
+        # Ties are broken by one permutation drawn from the seed (the same in both directions, for every epoch and
+        # after a refresh), not by row: with many tied pairs (a strong scorer ranks most of them first) the early
+        # pools would otherwise be the first rows of the file. Checkpoints written before this choice
+        # record no `tie_break` and resume with ties broken by row, as they were drawn.
+        if self.tie_break == "seed":
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, 0, stream=2))
+            tie_break = torch.randperm(self.difficulty.size, generator=generator).numpy()
+        else:
+            tie_break = np.arange(self.difficulty.size)
+        self._easy_to_hard = np.lexsort((tie_break, self.difficulty))
+        self._hard_to_easy = np.lexsort((tie_break, -self.difficulty))
         self._cache = None
 
     @property
@@ -212,6 +226,7 @@ class CurriculumSampler(Sampler[int]):
             "num_samples": self.num_samples,
             "pacing": self.pacing.describe(),
             "redraw_random_subset": self.redraw_random_subset,
+            "tie_break": self.tie_break,
             "difficulty_sha1": difficulty_fingerprint(self.difficulty),
         }
 
@@ -236,8 +251,9 @@ class CurriculumSampler(Sampler[int]):
                 )
         self.seed = int(state.get("seed", self.seed))
         self.redraw_random_subset = bool(state.get("redraw_random_subset", self.redraw_random_subset))
+        self.tie_break = state.get("tie_break", "row")
         self.set_epoch(int(state.get("epoch", 0)))
-        self._cache = None
+        self._sort()
 
     def __repr__(self) -> str:
         return (
@@ -295,10 +311,11 @@ class CurriculumBatchSampler(Sampler[list[int]]):
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The batches of ``epoch`` in stream order (all processes)."""
         order = self.sampler.indices(epoch).tolist()
-        if self.compose is not None:
-            return self.compose(order, self.plan.batch_sizes(epoch))
+        sizes = self.plan.batch_sizes(epoch)
+        if self.compose is not None:  # with `dataloader_drop_last` the sizes cover only the epoch's first pairs
+            return self.compose(order[: sum(sizes)], sizes)
         batches, start = [], 0
-        for size in self.plan.batch_sizes(epoch):
+        for size in sizes:
             batches.append(order[start : start + size])
             start += size
         return batches
