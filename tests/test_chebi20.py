@@ -203,6 +203,24 @@ def test_text2mol_cid_missing_from_table(tmp_path, chebi20_sample_dir, caplog):
     assert all(cid in caplog.text for cid in dropped)
 
 
+def test_text2mol_table_giving_a_cid_two_smiles_is_an_error(tmp_path, chebi20_sample_dir):
+    """A CID listed again with another SMILES used to take the last one silently; the same SMILES again is harmless."""
+    src = chebi20_sample_dir / "text2mol_sample"
+    rows = _read_tsv(src / "cid_smiles.tsv")
+    cid, smiles = rows[0]["CID"], rows[0]["SMILES"]
+    body = "".join(f"{r['CID']}\t{r['SMILES']}\n" for r in rows)
+    table = tmp_path / "table.tsv"
+    table.write_text(f"CID\tSMILES\n{body}{cid}\t{smiles}\n", encoding="utf-8")  # the same SMILES again
+    same = load_chebi20({"val": src / "val.txt", "test": src / "test.txt"}, smiles_table=table)
+    joined = {c: smi for part in same.values() for c, smi in zip(part["cid"], part["smiles"], strict=True)}
+    assert joined[cid] == smiles.replace("\\\\", "\\")
+    table.write_text(f"CID\tSMILES\n{body}{cid}\tCCO\n", encoding="utf-8")
+    line = len(rows) + 2
+    with pytest.raises(ValueError, match=rf"table.tsv: 1 CID\(s\) listed twice with different SMILES \(CID '{cid}': "
+                       rf"line 2 '.+', line {line} 'CCO'\)"):  # fmt: skip
+        load_chebi20({"val": src / "val.txt", "test": src / "test.txt"}, smiles_table=table)
+
+
 def test_dict_source_and_keep_columns(chebi20_sample_dir):
     path = chebi20_sample_dir / "orma_sample.csv"
     dd = load_chebi20({"dev": path}, keep_columns=["title"])
@@ -250,6 +268,28 @@ def test_layout_errors(tmp_path, orma_folder, molt5_folder):
 
     with pytest.raises(FileNotFoundError, match="neither an existing file or folder nor a Hub dataset id"):
         load_chebi20(tmp_path / "does" / "not" / "exist")
+
+
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [
+        ("CID,CanonicalSMILES,Description,Description", r"'Description' \(column 3\) and 'Description' \(column 4\)"),
+        ("CID,CanonicalSMILES,Title,description,Description", r"'description' \(column 4\) and 'Description'"),
+        ("CID,CanonicalSMILES,,Description,", r"'' \(column 3\) and '' \(column 5\)"),
+    ],
+)
+def test_a_header_naming_a_column_twice_is_an_error(tmp_path, header, match):
+    """The second column of a name used to overwrite the first one silently."""
+    width = len(header.split(","))
+    rows = [",".join([str(cid)] + ["C"] * (width - 1)) for cid in (1, 2, 3)]
+    path = tmp_path / "test.csv"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"test.csv, line 1: the header names a column more than once: {match}"):
+        load_chebi20(path)
+    table = tmp_path / "cid_split_smiles.tsv"
+    table.write_text("CID\tSMILES\tsplit\tsmiles\n1\tCCO\ttest\tCCC\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"cid_split_smiles.tsv, line 1: .*'SMILES' \(column 2\) and 'smiles'"):
+        load_chebi20_molecules(table)
 
 
 # --------------------------------------------------------------------------------------------------------------------

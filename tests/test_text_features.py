@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 
 from class_hf.data import MoleculeTextCollator, featurize_molecules, load_chebi20
 from class_hf.data.text_features import TEXT_FEATURES_COLUMN, add_text_features
@@ -132,3 +132,121 @@ def test_in_memory_datasets_are_cached_on_disk_and_not_encoded_twice(pairs, tiny
         patched.setattr(text_features, "_encode_batch", lambda *_a, **_k: pytest.fail("the texts were encoded again"))
         again = add_text_features(pairs, model, tiny_tokenizer, max_length=64, desc=None)
     np.testing.assert_array_equal(np.asarray(again[TEXT_FEATURES_COLUMN]), np.asarray(first[TEXT_FEATURES_COLUMN]))
+
+
+# ---------------------------------------------------------------------------------------------- keys, padding, input
+_TEXTS = [
+    "the acid .",  # row 0: short, the same features at any token limit >= 5
+    "the molecule is a member of the class of benzoic acids that is benzoic acid substituted by a hydroxy group .",
+    "it is a conjugate acid of a benzoate .",
+    "the molecule is an amino acid .",
+]
+
+
+def _texts(texts=_TEXTS) -> Dataset:
+    return Dataset.from_dict({"cid": [str(i) for i in range(len(texts))], "description": list(texts)})
+
+
+def _direct(model, tokenizer, text: str, max_length: int) -> np.ndarray:
+    """``model.text_features`` of one text, alone (no padding): what its cached row must hold."""
+    encoded = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        return model.text_features(encoded["input_ids"], encoded["attention_mask"])[0].float().numpy()
+
+
+def _permuted_tokenizer(tokenizer, swap=("acid", "the")):
+    """``tokenizer`` with the ids of two words swapped: the same texts, other token ids."""
+    import json
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab = state["model"]["vocab"]
+    vocab[swap[0]], vocab[swap[1]] = vocab[swap[1]], vocab[swap[0]]
+    specials = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(state)), model_max_length=64, mask_token="[MASK]", **specials
+    )
+
+
+def test_holds_compares_the_recorded_key_not_the_first_row(tiny_tokenizer, tiny_bert_config, tmp_path):
+    """Features at another token limit are equal on a short first row: the recorded key tells them apart."""
+    from class_hf.data.text_features import holds_text_features_of, recorded_text_features_key, text_features_key
+
+    model = _models(tiny_bert_config)["dual_encoder"].eval()
+    short = add_text_features(_texts(), model, tiny_tokenizer, max_length=8, desc=None)
+    key = text_features_key(model, tiny_tokenizer, 8, "description")
+    assert recorded_text_features_key(short) == key != text_features_key(model, tiny_tokenizer, 64, "description")
+    assert holds_text_features_of(short, model, tiny_tokenizer, max_length=8)
+    assert not holds_text_features_of(short, model, tiny_tokenizer, max_length=64)
+    # The key travels with the column: select, filter, formats, other columns' maps, save_to_disk.
+    short.select([2, 0, 1]).save_to_disk(str(tmp_path / "short"))
+    reloaded = load_from_disk(str(tmp_path / "short")).filter(lambda text: text != "x", input_columns="description")
+    reloaded = reloaded.map(lambda row: {"cid": row["cid"] + "!"}).with_format("numpy")
+    assert recorded_text_features_key(reloaded) == key
+    assert not holds_text_features_of(reloaded, model, tiny_tokenizer, max_length=64)
+    # A column made elsewhere (no key): the first row agrees at both limits, the longest text's row does not.
+    made_elsewhere = _texts().add_column(TEXT_FEATURES_COLUMN, [row.tolist() for row in short[TEXT_FEATURES_COLUMN]])
+    assert recorded_text_features_key(made_elsewhere) is None
+    assert holds_text_features_of(made_elsewhere, model, tiny_tokenizer, max_length=8)
+    assert not holds_text_features_of(made_elsewhere, model, tiny_tokenizer, max_length=64)
+
+
+def test_the_tokenizer_is_part_of_the_key(tiny_tokenizer, tiny_bert_config):
+    """Same model and texts, another tokenizer (other ids, or truncating on the left): new features, not the
+    earlier tokenizer's from the cache; the key does not move when a call changes the backend's truncation."""
+    import copy
+
+    from class_hf.data.text_features import holds_text_features_of, text_features_fingerprint, tokenizer_key
+
+    model = _models(tiny_bert_config)["dual_encoder"].eval()
+    texts = _texts()
+    permuted = _permuted_tokenizer(tiny_tokenizer)
+    left = copy.deepcopy(tiny_tokenizer)
+    left.truncation_side = "left"
+    before = tokenizer_key(tiny_tokenizer)
+    tiny_tokenizer(["the acid"], truncation=True, max_length=3)  # sets the backend's truncation
+    assert tokenizer_key(tiny_tokenizer) == before
+    assert len({before, tokenizer_key(permuted), tokenizer_key(left)}) == 3
+    assert text_features_fingerprint(texts, model, permuted, 8, "description") != text_features_fingerprint(
+        texts, model, tiny_tokenizer, 8, "description"
+    )
+    first = add_text_features(texts, model, tiny_tokenizer, max_length=8, desc=None)
+    for other in (permuted, left):
+        again = add_text_features(texts, model, other, max_length=8, desc=None)
+        assert not holds_text_features_of(first, model, other, max_length=8)
+        for row, text in enumerate(_TEXTS):
+            np.testing.assert_allclose(again[row][TEXT_FEATURES_COLUMN], _direct(model, other, text, 8), atol=1e-4)
+        assert not np.allclose(np.asarray(again[TEXT_FEATURES_COLUMN]), np.asarray(first[TEXT_FEATURES_COLUMN]))
+
+
+def test_token_states_of_a_left_padding_tokenizer_hold_the_real_tokens_only(tiny_tokenizer, tiny_bert_config):
+    import copy
+
+    model = _models(tiny_bert_config)["orma"].eval()
+    left = copy.deepcopy(tiny_tokenizer)
+    left.padding_side = "left"
+    cached = add_text_features(_texts(), model, left, max_length=64, batch_size=4, desc=None)
+    for row, text in enumerate(_TEXTS):
+        expected = _direct(model, tiny_tokenizer, text, 64)
+        stored = np.asarray(cached[row][TEXT_FEATURES_COLUMN], dtype=np.float32)
+        assert stored.shape == expected.shape
+        np.testing.assert_allclose(stored, expected, atol=2e-3, rtol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("descriptions", "match"),
+    [
+        (["the acid .", "   ", None], r"Row 1 \(cid '1'\) of `description` is empty or blank \('   '\); 1 more row"),
+        ([None, "the acid ."], r"Row 0 \(cid '0'\) of `description` is missing \(None\)"),
+        (["the acid .", ""], r"Row 1 \(cid '1'\) of `description` is empty"),
+    ],
+)
+def test_missing_or_blank_descriptions_are_named(descriptions, match, tiny_tokenizer, tiny_bert_config):
+    model = _models(tiny_bert_config)["dual_encoder"]
+    with pytest.raises(ValueError, match=match):
+        add_text_features(_texts(descriptions), model, tiny_tokenizer, desc=None)
+    without_cid = _texts(descriptions).remove_columns("cid")
+    with pytest.raises(ValueError, match=r"Row \d of `description`"):
+        add_text_features(without_cid, model, tiny_tokenizer, desc=None)

@@ -316,12 +316,35 @@ def _normalise_split_name(name: str) -> str:
     return SPLIT_ALIASES.get(name.strip().lower(), name.strip())
 
 
-def _read_delimited(path: Path, *, delimiter: str, quoting: int, header: bool) -> tuple[list[str] | None, list[list]]:
-    """Read a delimited file; blank lines are skipped, a record with the wrong number of fields is an error."""
+def _check_header(path: Path, line: int, names: Sequence[str]) -> None:
+    """A header naming a column twice (compared as the readers look names up: stripped, any case; two blank names
+    too) is an error naming the file and the repeated names: one column would silently hide the other."""
+    positions: dict[str, list[int]] = {}
+    for position, name in enumerate(names, start=1):
+        positions.setdefault(name.strip().lower(), []).append(position)
+    repeated = [at for at in positions.values() if len(at) > 1]
+    if repeated:
+        listed = "; ".join(" and ".join(f"{names[i - 1]!r} (column {i})" for i in at) for at in repeated)
+        raise ValueError(
+            f"{path}, line {line}: the header names a column more than once: {listed}. Give every column its own "
+            "name (or remove the repeated column)."
+        )
+
+
+def _read_delimited(
+    path: Path, *, delimiter: str, quoting: int, header: bool
+) -> tuple[list[str] | None, list[list[str]], list[int]]:
+    """Read a delimited file: its header (None without one), its records and the line each record ends on.
+
+    Blank lines are skipped; a record with the wrong number of fields, or a header that repeats a column name, is an
+    error naming the file and the line.
+    """
     names: list[str] | None = None
     rows: list[list[str]] = []
+    lines: list[int] = []
     for line, row in iter_records(path, delimiter=delimiter, quoting=quoting):
         if header and names is None:
+            _check_header(path, line, row)
             names = row
             continue
         width = len(names) if names is not None else len(rows[0]) if rows else len(row)
@@ -331,9 +354,10 @@ def _read_delimited(path: Path, *, delimiter: str, quoting: int, header: bool) -
                 f"{delimiter!r}). Check that the file is in one of the ChEBI-20 layouts and is not truncated."
             )
         rows.append(row)
+        lines.append(line)
     if header and names is None:
         raise ValueError(f"{path} is empty: expected a header line.")
-    return names, rows
+    return names, rows, lines
 
 
 def _names_cid_and_smiles(fields: Sequence[str]) -> bool:
@@ -389,12 +413,34 @@ def _sniff_layout(path: Path) -> str:
 
 
 def _read_smiles_table(path: Path) -> dict[str, str]:
-    names, rows = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=True)
+    """The CID -> SMILES table of Text2Mol files (backslashes un-doubled).
+
+    A CID listed again with the same SMILES is harmless (the first row is kept); listed again with a different SMILES,
+    it is an error naming the file, both lines and both SMILES: which molecule the CID's pairs are is unknown.
+    """
+    names, rows, lines = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=True)
     lowered = [name.strip().lower() for name in names]
     if "cid" not in lowered or "smiles" not in lowered:
         raise ValueError(f"smiles_table {path} needs 'CID' and 'SMILES' columns; its header is {names}.")
     i_cid, i_smiles = lowered.index("cid"), lowered.index("smiles")
-    return {row[i_cid].strip(): undouble_backslashes(row[i_smiles]) for row in rows}
+    table: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    conflicts: list[str] = []
+    for line, row in zip(lines, rows, strict=True):
+        cid, smiles = row[i_cid].strip(), undouble_backslashes(row[i_smiles])
+        if cid not in table:
+            table[cid], first_line[cid] = smiles, line
+        elif smiles.strip() != table[cid].strip():
+            conflicts.append(f"CID {cid!r}: line {first_line[cid]} {table[cid]!r}, line {line} {smiles!r}")
+    if conflicts:
+        listed = "; ".join(conflicts[:_MAX_LISTED])
+        if len(conflicts) > _MAX_LISTED:
+            listed += f"; ... and {len(conflicts) - _MAX_LISTED} more"
+        raise ValueError(
+            f"smiles_table {path}: {len(conflicts)} CID(s) listed twice with different SMILES ({listed}). Keep one "
+            "SMILES per CID."
+        )
+    return table
 
 
 def _find_smiles_table(folder: Path) -> Path | None:
@@ -411,11 +457,11 @@ def _read_file(path: Path, layout: str, smiles_table: dict[str, str] | None) -> 
         dataset = Dataset(pq.read_table(path))
         return _RawSplit(dataset.to_dict(), dataset.features)
     if layout in ("csv", "orma"):
-        names, rows = _read_delimited(path, delimiter=",", quoting=csv.QUOTE_MINIMAL, header=True)
+        names, rows, _ = _read_delimited(path, delimiter=",", quoting=csv.QUOTE_MINIMAL, header=True)
     elif layout == "molt5":
-        names, rows = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=True)
+        names, rows, _ = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=True)
     elif layout == "molt5_headerless":
-        _, rows = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=False)
+        _, rows, _ = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=False)
         names = list(MOLT5_COLUMNS)
         logger.info("%s has no header line: read as MolT5 rows with the columns %s", path, names)
     elif layout == "text2mol":
@@ -425,7 +471,7 @@ def _read_file(path: Path, layout: str, smiles_table: dict[str, str] | None) -> 
                 "smiles_table= a CID -> SMILES table (e.g. ChEBI-20's derived/cid_split_smiles.tsv), or put a "
                 f"file named one of {list(SMILES_TABLE_NAMES)} next to it."
             )
-        _, rows = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=False)
+        _, rows, _ = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=False)
         cids = [row[0].strip() for row in rows]
         columns = {
             "cid": cids,
@@ -717,7 +763,8 @@ def load_chebi20(
             ``"train"``); all found when None. ``split=`` is accepted as an alias.
         smiles_table: a tab-separated CID -> SMILES table with ``CID`` and ``SMILES`` columns (backslashes may be
             doubled), needed by the Text2Mol layout; ``cid_split_smiles.tsv`` or ``cid_smiles.tsv`` next to the
-            Text2Mol files is used when not given.
+            Text2Mol files is used when not given. A CID listed twice with the same SMILES is read once; with two
+            different SMILES it is an error.
         strict: raise a ValueError naming the bad rows instead of dropping them.
         keep_columns: keep the source's extra columns (snake_cased: ORMA's ``Title`` -> ``title``), only those
             named, or none (False).
@@ -732,9 +779,9 @@ def load_chebi20(
 
     Raises:
         FileNotFoundError: the source is neither an existing path nor a loadable Hub dataset.
-        ValueError: an unreadable layout or encoding (the file and line are named), an unknown split, a split
-            without any row or without any valid row (the split and its file are named), or bad rows under
-            ``strict=True``.
+        ValueError: an unreadable layout or encoding, a header that names a column twice, a ``smiles_table`` giving a
+            CID two different SMILES (the file and lines are named), an unknown split, a split without any row or
+            without any valid row (the split and its file are named), or bad rows under ``strict=True``.
     """
     if "split" in load_kwargs:
         if splits is not None:
@@ -908,14 +955,20 @@ def load_chebi20_molecules(
 
     Returns:
         Dataset: columns ``cid``, ``smiles`` (un-doubled, RDKit-parsable) and ``split`` (normalised split names; None
-        when the table has no split column), with unique CIDs, in file order.
+        when the table has no split column), with unique CIDs, in file order: a CID listed again (with the same SMILES
+        or another one) keeps its first row, and the later rows are reported as ``duplicate_cid``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the table lacks the ``CID`` or ``SMILES`` column or names a column twice, a line has the wrong
+            number of fields, or some rows are bad under ``strict=True``.
     """
     path = bundled_chebi20_dir() if str(path) == BUNDLED else Path(path)
     if path.is_dir():
         path = path / SMILES_TABLE_NAMES[0]
     if not path.is_file():
         raise FileNotFoundError(f"load_chebi20_molecules: {path} does not exist; pass the cid_split_smiles.tsv path.")
-    names, rows = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=True)
+    names, rows, _ = _read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE, header=True)
     lowered = [name.strip().lower() for name in names]
     missing = [c for c in ("cid", "smiles") if c not in lowered]
     if missing:

@@ -13,10 +13,19 @@ Two layouts, chosen by the backbone:
 - ``tokens``: a ``[tokens, dim]`` ``float16`` matrix per description, real tokens only (ORMA's token and phrase
   states); the collator pads a batch and rebuilds its attention mask.
 
-The column is computed with ``Dataset.map`` under a fingerprint made of the dataset's and the backbone's
-(:meth:`text_feature_key`: encoder, its configuration, the layers, the pooling, the token limit), so ``datasets``
-reloads it from its cache when the same data meets the same frozen encoder again, in this process or a later one
-(an in-memory dataset's features are cached under ``<datasets cache>/class_hf/text_features/``).
+The column is computed with ``Dataset.map`` under a fingerprint made of the dataset's and of the features' key
+(:func:`text_features_key`: the backbone's :meth:`text_feature_key` (encoder, its configuration, the layers, the
+pooling), the tokenizer (:func:`tokenizer_key`), the effective token limit and the text column), so ``datasets``
+reloads it from its cache when the same data meets the same frozen encoder and tokenizer again, in this process or a
+later one (an in-memory dataset's features are cached under ``<datasets cache>/class_hf/text_features/``).
+
+The key is also recorded in the column's feature type (the ``id`` of its ``Value`` / ``Array2D``), which ``datasets``
+keeps through ``select``, ``filter``, ``map`` of other columns, ``with_format`` and ``save_to_disk``:
+:func:`holds_text_features_of` compares keys instead of encoding rows again. Splits whose columns were computed with
+different keys cannot be concatenated (``datasets`` refuses to align their features).
+
+Descriptions are encoded padded on the right whatever the tokenizer's ``padding_side``, so a row's features do not
+depend on the rows it is batched with.
 
 Backbone side (optional part of the contract): ``text_features(input_ids, attention_mask) -> Tensor`` (``[B, D]``
 pooled, or ``[B, L, D]`` token states), ``text_feature_key() -> str``, ``text_feature_layout`` (``"pooled"`` or
@@ -26,6 +35,7 @@ pooled, or ``[B, L, D]`` token states), ``text_feature_key() -> str``, ``text_fe
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -40,6 +50,7 @@ from ..runtime import inference_threads
 logger = logging.getLogger(__name__)
 
 TEXT_FEATURES_COLUMN = "text_features"
+_KEY_PREFIX = "class_hf.text_features:"  # the `id` of the column's feature type: this prefix, then the features' key
 
 
 def supports_text_features(model: Any) -> bool:
@@ -69,24 +80,38 @@ def _position_limit(model: Any) -> int | None:
     return getattr(text_config, "max_position_embeddings", None)
 
 
-def _feature_type(layout: str, dim: int) -> Any:
+def _effective_max_length(model: Any, tokenizer: Any, max_length: int) -> int:
+    """``max_length`` lowered to the tokenizer's and the encoder's limits."""
+    limits = (getattr(tokenizer, "model_max_length", None), _position_limit(model))
+    return min([max_length, *(limit for limit in limits if isinstance(limit, int) and limit > 0)])
+
+
+def _feature_type(layout: str, dim: int, key: str) -> Any:
+    """The column's feature type, carrying ``key`` as its ``id`` (``datasets`` keeps the ``id`` of a ``List``'s
+    ``Value`` and of an ``Array2D``, not that of the ``List`` itself)."""
     if layout == "pooled":
-        return Sequence(Value("float32"), length=dim)
-    return Array2D(shape=(None, dim), dtype="float16")
+        return Sequence(Value("float32", id=_KEY_PREFIX + key), length=dim)
+    return Array2D(shape=(None, dim), dtype="float16", id=_KEY_PREFIX + key)
+
+
+def _encode(model: Any, tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.text_features`` of ``texts`` (on the CPU, float32) and their attention mask (bool), padded on the right
+    whatever the tokenizer's ``padding_side``: the real tokens are the first ones and keep their positions."""
+    encoded = tokenizer(
+        texts, padding=True, truncation=True, max_length=max_length, padding_side="right", return_tensors="pt"
+    )
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        features = model.text_features(encoded["input_ids"].to(device), encoded["attention_mask"].to(device))
+    return features.float().cpu(), encoded["attention_mask"].bool()
 
 
 def _encode_batch(batch: dict[str, list], *, model, tokenizer, text_column: str, max_length: int, layout: str):
     texts = [str(text) for text in batch[text_column]]  # a list also when the dataset is formatted (numpy arrays)
-    encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    device = next(model.parameters()).device
-    input_ids = encoded["input_ids"].to(device)
-    attention_mask = encoded["attention_mask"].to(device)
-    with torch.no_grad():
-        features = model.text_features(input_ids, attention_mask).float().cpu()
+    features, mask = _encode(model, tokenizer, texts, max_length)
     if layout == "pooled":
         return {TEXT_FEATURES_COLUMN: features.numpy()}
-    lengths = attention_mask.sum(dim=1).tolist()
-    return {TEXT_FEATURES_COLUMN: [f[:n].half().numpy() for f, n in zip(features, lengths, strict=True)]}
+    return {TEXT_FEATURES_COLUMN: [f[m].half().numpy() for f, m in zip(features, mask, strict=True)]}
 
 
 def encoder_feature_key(encoder: Any, config: Any, settings: dict[str, Any]) -> str:
@@ -104,11 +129,92 @@ def encoder_feature_key(encoder: Any, config: Any, settings: dict[str, Any]) -> 
     return digest.hexdigest()[:16]
 
 
-def text_features_fingerprint(dataset: Dataset, model: Any, max_length: int, text_column: str) -> str:
-    """The fingerprint of ``dataset`` with the text features of ``model`` added."""
-    # `_fingerprint` is how `datasets` names a dataset's content; every transform derives the next one from it.
-    parts = [getattr(dataset, "_fingerprint", None) or "", model.text_feature_key(), str(max_length), text_column]
+def tokenizer_key(tokenizer: Any) -> str:
+    """A 16-hex-digit key of how ``tokenizer`` turns texts into token ids: equal keys mean equal ids.
+
+    A fast tokenizer is keyed by its ``tokenizers`` state (``backend_tokenizer.to_str()``: vocabulary, normalizer,
+    pre-tokenizer, post-processor, added tokens) without the truncation and padding settings each call overwrites;
+    any other tokenizer by ``datasets``' hash of the object (or, when it cannot be pickled, by its vocabulary). Its
+    ``truncation_side`` is added. Its ``padding_side`` is not: the features are always computed padded on the right.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+
+    Returns:
+        str: the key.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)  # set by the last call (its max_length), not a property of the tokenizer
+        state.pop("padding", None)
+        identity = json.dumps(state, sort_keys=True)
+    else:
+        from datasets.fingerprint import Hasher
+
+        try:
+            identity = Hasher.hash(tokenizer)
+        except Exception:  # an object dill cannot pickle: its vocabulary
+            identity = json.dumps(sorted(tokenizer.get_vocab().items()))
+    parts = [identity, str(getattr(tokenizer, "truncation_side", "right"))]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def text_features_key(model: Any, tokenizer: Any, max_length: int, text_column: str) -> str:
+    """A 16-hex-digit key of the text features ``model`` computes from ``text_column`` tokenized by ``tokenizer``.
+
+    Made of ``model.text_feature_key()``, :func:`tokenizer_key`, the effective token limit (``max_length`` lowered to
+    the tokenizer's and the encoder's limits) and ``text_column``; :func:`add_text_features` records it with the
+    column, and :func:`holds_text_features_of` compares it.
+
+    Args:
+        model: a backbone with ``text_feature_key()``.
+        tokenizer: the tokenizer the texts are encoded with.
+        max_length (int): the token limit asked for.
+        text_column (str): the column holding the descriptions.
+
+    Returns:
+        str: the key.
+    """
+    max_length = _effective_max_length(model, tokenizer, max_length)
+    parts = [model.text_feature_key(), tokenizer_key(tokenizer), str(max_length), text_column]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def recorded_text_features_key(dataset: Dataset) -> str | None:
+    """The :func:`text_features_key` recorded with ``dataset``'s ``text_features`` column by
+    :func:`add_text_features`; None when the dataset has no such column or the column was made elsewhere."""
+    feature = dataset.features.get(TEXT_FEATURES_COLUMN)
+    marker = getattr(feature, "id", None) or getattr(getattr(feature, "feature", None), "id", None)
+    if isinstance(marker, str) and marker.startswith(_KEY_PREFIX):
+        return marker[len(_KEY_PREFIX) :]
+    return None
+
+
+def text_features_fingerprint(dataset: Dataset, model: Any, tokenizer: Any, max_length: int, text_column: str) -> str:
+    """The fingerprint of ``dataset`` with the text features of ``model`` added: the dataset's own fingerprint and
+    :func:`text_features_key` (the backbone, the tokenizer, the effective token limit and the text column)."""
+    return _fingerprint_with(dataset, text_features_key(model, tokenizer, max_length, text_column))
+
+
+def _fingerprint_with(dataset: Dataset, key: str) -> str:
+    # `_fingerprint` is how `datasets` names a dataset's content; every transform derives the next one from it.
+    parts = [getattr(dataset, "_fingerprint", None) or "", key]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def _check_texts(dataset: Dataset, texts: list[Any], text_column: str) -> None:
+    """A missing (None), empty or blank description is an error naming the first such row (and its CID)."""
+    bad = [row for row, text in enumerate(texts) if text is None or not str(text).strip()]
+    if not bad:
+        return
+    cid = f" (cid {dataset[bad[0]]['cid']!r})" if "cid" in dataset.column_names else ""
+    more = f"; {len(bad) - 1} more row(s) too" if len(bad) > 1 else ""
+    what = "missing (None)" if texts[bad[0]] is None else f"empty or blank ({texts[bad[0]]!r})"
+    raise ValueError(
+        f"Row {bad[0]}{cid} of `{text_column}` is {what}{more}: every row needs a description to encode. Drop or "
+        "fill these rows first (load_chebi20's validation drops them)."
+    )
 
 
 def _cache_file(dataset: Dataset, fingerprint: str) -> str | None:
@@ -150,10 +256,12 @@ def add_text_features(
         desc (str | None): progress-bar description (None: no bar).
 
     Returns:
-        Dataset | DatasetDict: ``dataset`` plus ``text_features`` (an existing column is replaced).
+        Dataset | DatasetDict: ``dataset`` plus ``text_features`` (an existing column is replaced), its feature type
+        recording the :func:`text_features_key` it was computed with.
 
     Raises:
-        ValueError: a model without the methods, with a text encoder that trains, or a missing text column.
+        ValueError: a model without the methods, with a text encoder that trains, a missing text column, or a
+            description that is missing (None), empty or blank (the first such row is named, with its ``cid``).
     """
     if isinstance(dataset, DatasetDict):
         return DatasetDict(
@@ -171,12 +279,13 @@ def add_text_features(
             }
         )
     layout = _check_model(model)
-    limits = (getattr(tokenizer, "model_max_length", None), _position_limit(model))
-    max_length = min([max_length, *(limit for limit in limits if isinstance(limit, int) and limit > 0)])
+    max_length = _effective_max_length(model, tokenizer, max_length)
     if text_column not in dataset.column_names:
         raise ValueError(
             f"`text_column` {text_column!r} is not a column of the dataset (columns: {dataset.column_names})."
         )
+    texts = list(dataset[text_column])
+    _check_texts(dataset, texts, text_column)
     if TEXT_FEATURES_COLUMN in dataset.column_names:
         dataset = dataset.remove_columns(TEXT_FEATURES_COLUMN)
     was_training = model.training
@@ -186,12 +295,13 @@ def add_text_features(
             probe = tokenizer(["probe"], return_tensors="pt")
             device = next(model.parameters()).device
             dim = int(model.text_features(probe["input_ids"].to(device), probe["attention_mask"].to(device)).shape[-1])
+        key = text_features_key(model, tokenizer, max_length, text_column)
         features = dataset.features.copy()
-        features[TEXT_FEATURES_COLUMN] = _feature_type(layout, dim)
+        features[TEXT_FEATURES_COLUMN] = _feature_type(layout, dim, key)
         # Encoded shortest first, so that a batch pads to similar lengths (several times faster than in row order),
         # then put back in row order.
-        order = np.argsort([len(text) for text in dataset[text_column]], kind="stable")
-        fingerprint = text_features_fingerprint(dataset, model, max_length, text_column)
+        order = np.argsort([len(str(text)) for text in texts], kind="stable")
+        fingerprint = _fingerprint_with(dataset, key)  # = text_features_fingerprint(...), the encoder hashed once
         cache_file = _cache_file(dataset, fingerprint)
         if cache_file is not None and os.path.exists(cache_file):
             logger.info("Frozen text features of %d descriptions reloaded from %s.", len(dataset), cache_file)
@@ -225,25 +335,36 @@ def add_text_features(
 def holds_text_features_of(
     dataset: Dataset, model: Any, tokenizer: Any, *, max_length: int = 256, text_column: str = "description"
 ) -> bool:
-    """Whether ``dataset`` already holds ``model``'s text features: its first row's stored column matches the
-    features ``model`` computes for that row's text (a cheap check of one forward pass)."""
+    """Whether ``dataset`` already holds the text features ``model`` computes from ``text_column`` with ``tokenizer``
+    and ``max_length``.
+
+    A column made by :func:`add_text_features` records its :func:`text_features_key`, and the keys are compared
+    (nothing is encoded). A column made elsewhere (no key) is checked on two rows, the first one and the one with the
+    longest text (where a different token limit shows): their stored features must match what ``model`` computes
+    (one forward pass).
+    """
     if TEXT_FEATURES_COLUMN not in dataset.column_names or len(dataset) == 0 or not supports_text_features(model):
         return False
-    limits = (getattr(tokenizer, "model_max_length", None), _position_limit(model))
-    max_length = min([max_length, *(limit for limit in limits if isinstance(limit, int) and limit > 0)])
-    row = dataset[0]
-    stored = torch.as_tensor(np.asarray(row[TEXT_FEATURES_COLUMN], dtype=np.float32))
-    encoded = tokenizer([row[text_column]], truncation=True, max_length=max_length, return_tensors="pt")
-    device = next(model.parameters()).device
+    recorded = recorded_text_features_key(dataset)
+    if recorded is not None:
+        return recorded == text_features_key(model, tokenizer, max_length, text_column)
+    if text_column not in dataset.column_names:
+        return False
+    max_length = _effective_max_length(model, tokenizer, max_length)
+    texts = [str(text) for text in dataset[text_column]]
+    rows = sorted({0, int(np.argmax([len(text) for text in texts]))})
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            fresh = model.text_features(encoded["input_ids"].to(device), encoded["attention_mask"].to(device))
+        fresh, mask = _encode(model, tokenizer, [texts[row] for row in rows], max_length)
     finally:
         model.train(was_training)
-    fresh = fresh[0].float().cpu()
-    return fresh.shape == stored.shape and torch.allclose(fresh, stored, atol=2e-3, rtol=1e-2)
+    for i, row in enumerate(rows):
+        stored = torch.as_tensor(np.asarray(dataset[row][TEXT_FEATURES_COLUMN], dtype=np.float32))
+        expected = fresh[i][mask[i]] if fresh.dim() == 3 else fresh[i]  # token states: the real tokens only
+        if expected.shape != stored.shape or not torch.allclose(expected, stored, atol=2e-3, rtol=1e-2):
+            return False
+    return True
 
 
 def as_numpy_features(dataset: Dataset) -> Dataset:
@@ -333,7 +454,10 @@ __all__ = [
     "cache_text_features",
     "collate_text_features",
     "holds_text_features_of",
+    "recorded_text_features_key",
     "supports_text_features",
-    "text_inputs",
     "text_features_fingerprint",
+    "text_features_key",
+    "text_inputs",
+    "tokenizer_key",
 ]
