@@ -183,6 +183,49 @@ def _split_of(data, split: str, what: str = "--split"):
     return data[split]
 
 
+def _check_out_folder(path: str, option: str = "--out") -> None:
+    """Refuses, before any work, an output folder that is an existing file (it could only fail at the end)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SystemExit(f"{option} {path!r} is an existing file, not a folder; give a folder to write into.")
+
+
+def _check_hub_id(repo_id: str | None, option: str) -> None:
+    """Refuses, before any work, a repository id that is not ``org/name`` (the push would fail at the end)."""
+    from .data.sources import HUB_ID_PATTERN
+
+    if repo_id is not None and not HUB_ID_PATTERN.match(repo_id):
+        raise SystemExit(f"{option} {repo_id!r} is not a Hub repository id of the form org/name.")
+
+
+def _check_device(device: str | None, option: str = "--device") -> None:
+    """Refuses, before the model is loaded, a device torch does not know or this machine does not have."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        raise SystemExit(f"{option} {device!r} is not a torch device; use cpu, cuda, cuda:N or mps.") from None
+    if kind == "cuda":
+        index = torch.device(device).index
+        if not torch.cuda.is_available():
+            raise SystemExit(
+                f"{option} {device!r}: this torch sees no CUDA GPU (torch.cuda.is_available() is False); use "
+                f"{option} cpu."
+            )
+        if index is not None and index >= torch.cuda.device_count():
+            raise SystemExit(
+                f"{option} {device!r}: there is no CUDA device {index}; this machine has "
+                f"{torch.cuda.device_count()} (cuda:0 to cuda:{torch.cuda.device_count() - 1})."
+            )
+    elif kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise SystemExit(f"{option} {device!r}: MPS (Apple GPU) is not available here; use {option} cpu.")
+    elif kind != "cpu":
+        raise SystemExit(f"{option} {device!r}: class-hf encodes on cpu, cuda or mps, not {kind}.")
+
+
 def _write_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -320,14 +363,18 @@ def _tokenizer_for(args: argparse.Namespace):
     return AutoTokenizer.from_pretrained(resolve_pretrained(name)) if name else None
 
 
-def _push_with_card(data, repo_id: str, card_text: str, private: bool) -> None:
+def _push_with_card(data, repo_id: str, card, private: bool) -> None:
+    """Pushes the data, then its card: the YAML header ``datasets`` wrote (files, splits, features) with our metadata
+    added, and our body in place of the repository's, so that pushing again does not repeat it."""
     from huggingface_hub import DatasetCard
 
     data.push_to_hub(repo_id, private=private or None)
-    # datasets wrote a card whose YAML header describes the files; keep it and put our text in front of its body.
-    card = DatasetCard.load(repo_id, repo_type="dataset")
-    card.text = card_text + "\n" + card.text
-    card.push_to_hub(repo_id, repo_type="dataset")
+    # datasets updated README.md's YAML header (configs, dataset_info) and kept the body the repository had.
+    pushed = DatasetCard.load(repo_id, repo_type="dataset")
+    for key, value in card.data.to_dict().items():
+        pushed.data[key] = value
+    pushed.text = card.text
+    pushed.push_to_hub(repo_id, repo_type="dataset")
     logger.info("Pushed the scored dataset and its card to %s", repo_id)
 
 
@@ -337,8 +384,10 @@ def score(args: argparse.Namespace) -> int:
 
     from .curriculum.difficulty import compute_difficulty
     from .data.sources import load_data
-    from .hub import dataset_card_text
+    from .hub import save_scored_dataset, scored_dataset_card
 
+    _check_out_folder(args.out)
+    _check_hub_id(args.push_to_hub, "--push-to-hub")
     data = load_data(args.data)
     dataset = _split_of(data, args.split)
     eval_dataset = _split_of(data, args.eval_split, "--eval-split") if args.eval_split else None
@@ -374,11 +423,10 @@ def score(args: argparse.Namespace) -> int:
         data = DatasetDict({**data, args.split: scored})
     else:
         data = scored
-    data.save_to_disk(args.out)
     command = "class-hf " + " ".join(args.argv)
-    card = dataset_card_text(info, split=args.split, command=command)
-    with open(os.path.join(args.out, "README.md"), "w", encoding="utf-8") as f:
-        f.write(card)
+    scorer = args.model if args.source == "warmup" and args.model else None
+    card = scored_dataset_card(info, split=args.split, command=command, source=args.data, scorer=scorer)
+    save_scored_dataset(data, args.out, card)
     with open(os.path.join(args.out, "difficulty_info.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2, default=str)
     if args.push_to_hub:
@@ -477,7 +525,12 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="Output folder of the index.")
     parser.add_argument("--texts", action="store_true", help="Also index the descriptions (for --smiles searches).")
-    parser.add_argument("--split", default=None, help="Only this split of a dataset with splits.")
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="Only this split: of a dataset with splits, or the rows of a file whose `split` column holds it (an "
+        "error for a file without one).",
+    )
     parser.add_argument("--tokenizer", default=None, help="Tokenizer (default: the checkpoint's).")
     parser.add_argument("--revision", default=None, help="Hub revision of --model.")
     parser.add_argument("--device", default=None, help="Device to encode on (default: CPU).")
@@ -491,6 +544,8 @@ def index_command(args: argparse.Namespace) -> int:
     from .models.registry import load_backbone
     from .search.index import MoleculeIndex
 
+    _check_out_folder(args.out)
+    _check_device(args.device)
     model, tokenizer = load_backbone(args.model, revision=args.revision, tokenizer=args.tokenizer, device=args.device)
     index = MoleculeIndex.build(
         model,
@@ -505,7 +560,15 @@ def index_command(args: argparse.Namespace) -> int:
         num_proc=args.num_proc,
     )
     index.save(args.out)
-    keys = ("num_input_rows", "num_molecules", "num_texts", "num_skipped", "embedding_dim", "build_seconds")
+    keys = (
+        "num_input_rows",
+        "num_outside_split",
+        "num_molecules",
+        "num_texts",
+        "num_skipped",
+        "embedding_dim",
+        "build_seconds",
+    )
     _write_json({"index": args.out, **{key: index.info[key] for key in keys}})
     return 0
 

@@ -82,42 +82,66 @@ def test_score_fingerprint_writes_columns_and_card(tmp_path, prepared_dir, text_
     assert info["source"] == "fingerprint" and info["num_pairs"] == 300 and info["seconds"] > 0
     assert json.loads((out / "difficulty_info.json").read_text())["num_pairs"] == 300
     card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "license: cc-by-4.0" in card and "pretty_name:" in card  # YAML metadata
     assert "`fingerprint`" in card and str(text_encoder_dir) in card and "class-hf score" in card
     assert "out of fold (5 folds)" in card
 
 
 def test_score_raw_files_and_push_to_hub(tmp_path, chebi20_sample_dir, text_encoder_dir, monkeypatch):
-    """Unprepared ChEBI-20 files score directly; --push-to-hub pushes the data, then our card on top of datasets'."""
-    import huggingface_hub
+    """Unprepared ChEBI-20 files score directly; --push-to-hub pushes the data, then our card over datasets' one.
 
-    pushed = {}
+    The Hub is a dict holding the repository's README.md; the fake ``push_to_hub`` of the data does to it what
+    ``datasets`` does: it writes the files' description (``dataset_info``, ``configs``) into the YAML header and keeps
+    the body the repository had.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    repo: dict[str, str] = {}
+    pushes = []
 
     def fake_push(self, repo_id, **kwargs):
-        pushed["data"] = (repo_id, {split: len(part) for split, part in self.items()}, kwargs)
+        pushes.append((repo_id, {split: len(part) for split, part in self.items()}, kwargs))
+        files = {
+            "dataset_info": {"splits": [{"name": split, "num_examples": len(part)} for split, part in self.items()]},
+            "configs": [{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in self]}],
+        }
+        card = DatasetCard(repo.get("README.md") or f"---\n{DatasetCardData().to_yaml()}\n---\n")
+        for key, value in files.items():
+            card.data[key] = value
+        repo["README.md"] = str(card)
 
-    class FakeCard:
-        def __init__(self):
-            self.text = "datasets' own card body"
+    def fake_load(cls, repo_id, repo_type=None):
+        assert (repo_id, repo_type) == ("org/chebi20-scored", "dataset")
+        return cls(repo["README.md"])
 
-        @classmethod
-        def load(cls, repo_id, repo_type=None):
-            pushed["loaded"] = (repo_id, repo_type)
-            return cls()
-
-        def push_to_hub(self, repo_id, repo_type=None):
-            pushed["card"] = (repo_id, repo_type, self.text)
+    def fake_card_push(self, repo_id, repo_type=None):
+        assert (repo_id, repo_type) == ("org/chebi20-scored", "dataset")
+        repo["README.md"] = str(self)
 
     monkeypatch.setattr(DatasetDict, "push_to_hub", fake_push)
-    monkeypatch.setattr(huggingface_hub, "DatasetCard", FakeCard)
+    monkeypatch.setattr(DatasetCard, "load", classmethod(fake_load))
+    monkeypatch.setattr(DatasetCard, "push_to_hub", fake_card_push)
     out = tmp_path / "scored"
     argv = ["score", "--data", str(chebi20_sample_dir / "molt5_sample.tsv"), "--source", "fingerprint"]
     argv += ["--text-encoder", str(text_encoder_dir), "--out", str(out), "--push-to-hub", "org/chebi20-scored"]
     argv += FAST_FIT
     assert cli.main(argv) == 0
-    assert pushed["data"][:2] == ("org/chebi20-scored", {"train": 300})
-    repo, repo_type, text = pushed["card"]
-    assert repo == "org/chebi20-scored" and repo_type == "dataset"
-    assert text.startswith("# CLASS difficulty scores") and text.endswith("datasets' own card body")
+    assert pushes[0][:2] == ("org/chebi20-scored", {"train": 300})
+
+    def check(text: str) -> None:
+        card = DatasetCard(text)
+        assert card.data.license == "cc-by-4.0" and "class-hf" in card.data.tags  # our YAML metadata ...
+        assert card.data.pretty_name == "ChEBI-20 with CLASS difficulty scores"
+        assert card.data.dataset_info["splits"] == [{"name": "train", "num_examples": 300}]  # ... and datasets'
+        assert card.text.count("# CLASS difficulty scores") == 1 and "class-hf score" in card.text
+
+    check(repo["README.md"])
+    saved = DatasetCard((out / "README.md").read_text())  # the card `score` saved next to the data
+    assert saved.data.license == "cc-by-4.0" and saved.text.count("# CLASS difficulty scores") == 1
+    # Pushing again (the same scores, or new ones) replaces the body: it is never repeated.
+    cli._push_with_card(load_from_disk(str(out)), "org/chebi20-scored", saved, private=False)
+    check(repo["README.md"])
+    assert len(pushes) == 2
 
 
 def test_score_rejects_a_missing_split_or_text_encoder(tmp_path, prepared_dir):
@@ -206,6 +230,31 @@ def test_user_errors_are_one_line_with_exit_status_2(tmp_path, chebi20_sample_di
     with pytest.raises(SystemExit) as exit_:
         cli.main(["serch", "--index", "x"])
     assert exit_.value.code == 2 and "Did you mean 'search'?" in _one_error_line(capsys, "class-hf: error:")
+
+
+def test_outputs_devices_and_hub_ids_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    """`index --out FILE`, `--device banana|cuda` (no GPU) and `score --push-to-hub "not a repo"` used to fail only
+    after the model was loaded and the work done, with a traceback. The model and data here do not exist: the error
+    must come first."""
+    monkeypatch.delenv("CLASS_HF_DEBUG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    index = ["index", "--model", str(tmp_path / "no-model"), "--molecules", str(tmp_path / "none.csv")]
+    score = ["score", "--data", str(tmp_path / "no-data"), "--text-encoder", str(tmp_path / "no-encoder")]
+    cases = [
+        ([*index, "--out", str(a_file)], "--out '.*taken' is an existing file, not a folder"),
+        ([*index, "--out", str(tmp_path / "i"), "--device", "banana"], "--device 'banana' is not a torch device"),
+        ([*index, "--out", str(tmp_path / "i"), "--device", "cuda"], "--device 'cuda': this torch sees no CUDA GPU"),
+        ([*index, "--out", str(tmp_path / "i"), "--device", "meta"], "--device 'meta': class-hf encodes on cpu"),
+        ([*score, "--out", str(tmp_path / "s"), "--push-to-hub", "not a repo"], "--push-to-hub 'not a repo' is not"),
+        ([*score, "--out", str(a_file)], "--out '.*taken' is an existing file"),
+    ]
+    for argv, expected in cases:
+        with pytest.raises(SystemExit, match=expected) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2, argv
+        _one_error_line(capsys, f"class-hf {argv[0]}: error:")
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):

@@ -626,3 +626,142 @@ def test_library_encodings(tmp_path):
     latin1.write_bytes(source.replace(b"is a", b"is \xe0", 1))
     with pytest.raises(ValueError, match=r"latin1.csv, line 2: not UTF-8 text \(byte 0xe0"):
         read_molecules(latin1)
+
+
+# ------------------------------------------------------------------------------------------------ review fixes
+def test_split_selects_the_rows_of_a_file_with_a_split_column(tmp_path, trained):
+    """`--split` used to be ignored for files: every row was indexed under the split's name, whatever matched."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from class_hf.cli import main
+
+    model, tokenizer, checkpoint = trained
+    rows = [("1", "CCO", "train"), ("2", "CCN", "test"), ("3", "CCC", "train"), ("4", "c1ccccc1", "test")]
+    split_csv = tmp_path / "split.csv"
+    split_csv.write_text("cid,smiles,Split\n" + "".join(f"{c},{s},{p}\n" for c, s, p in rows))
+    test = read_molecules(split_csv, split="test")
+    assert test["cid"] == ["2", "4"] and test["split"] == ["test", "test"]
+    assert test["row"] == [1, 3] and test["line"] == [3, 5]  # where they are in the file
+    assert read_molecules(split_csv)["split"] == ["train", "test", "train", "test"]  # no --split: every row
+    with pytest.raises(
+        ValueError,
+        match=r"split 'valid' \(--split\) matches no row of .*split.csv; its splits are "
+        r"'test' \(2 rows\), 'train' \(2 rows\)",
+    ):
+        read_molecules(split_csv, split="valid")
+    pq.write_table(pa.table({"smiles": ["C", "N"], "split": ["a", "b"]}), tmp_path / "split.parquet")
+    assert read_molecules(tmp_path / "split.parquet", split="b")["smiles"] == ["N"]
+    with pytest.raises(ValueError, match=r"orma_sample.csv has no `split` column, so the split 'test'"):
+        read_molecules(LIBRARY, split="test")
+
+    built = MoleculeIndex.build(model, split_csv, tokenizer, split="test", show_progress=False)
+    assert built.rows["cid"] == ["2", "4"]
+    assert built.info["num_input_rows"] == 2 and built.info["num_outside_split"] == 2 and built.info["split"] == "test"
+    out = tmp_path / "index"
+    assert main(["index", "--model", str(checkpoint), "--molecules", str(split_csv), "--out", str(out)]) == 0
+    with pytest.raises(SystemExit, match="has no `split` column") as exit_:
+        main(["index", "--model", str(checkpoint), "--molecules", str(LIBRARY), "--out", str(out), "--split", "test"])
+    assert exit_.value.code == 2
+
+
+def test_an_unclosed_quote_is_an_error_not_swallowed_rows(tmp_path):
+    """csv's lenient parsing let an unterminated quote take every following row into one field, silently."""
+    header = "cid,smiles,description\n"
+    cases = {
+        "to_the_end.csv": '1,CCO,"ethanol, a solvent\n2,CCC,propane\n3,CCCC,butane\n',
+        "to_a_later_quote.csv": '1,"CCO,ethanol\n2,CCC,x\n3,"C",y\n',
+    }
+    for name, body in cases.items():
+        (tmp_path / name).write_text(header + body)
+        with pytest.raises(ValueError, match=rf"{name}, line 2: malformed quoting"):
+            read_molecules(tmp_path / name)
+    # Well-formed, but a quote joined lines into the SMILES field: a line break in a cid or smiles is never data.
+    (tmp_path / "joined.csv").write_text(header + '1,"CCO\n2,CCC",x\n3,CCCC,y\n')
+    with pytest.raises(ValueError, match=r"joined.csv, line 3: the 'smiles' field .* holds a line break"):
+        read_molecules(tmp_path / "joined.csv")
+    # Quoted commas, doubled quotes and line breaks inside a description are fine.
+    (tmp_path / "good.csv").write_text(header + '1,CCO,"ethanol, ""a solvent""\nand a drug"\n2,CCC,propane\n')
+    good = read_molecules(tmp_path / "good.csv")
+    assert good["description"] == ['ethanol, "a solvent"\nand a drug', "propane"] and good["line"] == [3, 4]
+
+
+def _stub_index(embeddings, cids, *, texts=False) -> MoleculeIndex:
+    """An index of the given molecule embeddings whose text query always embeds as ``[1, 0]`` (cosine scores)."""
+    molecules = torch.tensor(embeddings, dtype=torch.float32)
+    n = len(cids)
+    rows = {"row": list(range(n)), "line": [None] * n, "cid": cids, "smiles": ["C"] * n, "name": cids}
+    rows["description"] = [f"description {i}" for i in range(n)]
+    index = MoleculeIndex(
+        molecules,
+        rows,
+        text_embeddings=molecules if texts else None,
+        text_rows=torch.arange(n) if texts else None,
+        model=torch.nn.Identity(),  # no `score`: cosine
+    )
+    index.encode_queries = lambda queries: torch.tensor([[1.0, 0.0]] * len(queries))
+    return index
+
+
+def test_the_marked_truth_is_the_located_row_at_its_tie_counted_rank(caplog):
+    """The truth used to be marked by CID: every row sharing it was marked, and a truth tied with another candidate
+    was listed above it with rank 1 while its reported rank was 2."""
+    # Rows 0 and 1 are the same molecule (a tie); rows 0 and 2 share CID "A".
+    index = _stub_index([[1, 0], [1, 0], [0.9, 0.1], [0, 1]], ["A", "B", "A", "C"])
+    with caplog.at_level(logging.WARNING, logger="class_hf.search.index"):
+        results, truth = index.search_with_truth("query", k=3, truth_cid="A")
+    assert (truth.row, truth.rank) == (0, 2)  # the first row with the CID; the tie counts against it
+    assert [(r.rank, r.row, r.is_truth) for r in results] == [(1, 1, False), (2, 0, True), (3, 2, False)]
+    assert "The truth CID A is on 2 indexed molecules" in caplog.text and "The first, row 0" in caplog.text
+    table = format_table(results, truth=truth, width=80).splitlines()
+    assert table[3].startswith("   2*") and sum("*" in line[:6] for line in table[2:5]) == 1
+    assert table[-1].startswith("ground truth CID A: rank 2,") and table[-1].endswith("(marked *)")
+    page = parse_html(render_search_html("query", results, truth=truth))
+    assert page.classes["card truth"] == 1 and page.tags["h2"] == 0
+
+    # k=1: the tie pushes the truth out of the list; it is reported below it, with the same rank.
+    results, truth = index.search_with_truth("query", k=1, truth_cid="A")
+    assert [(r.row, r.is_truth) for r in results] == [(1, False)] and truth.rank == 2
+    assert format_table(results, truth=truth).splitlines()[-1].endswith("rank 2, score 1.0000 (not in the table)")
+    page = render_search_html("query", results, truth=truth)
+    assert parse_html(page).classes["card truth"] == 1 and "Ground truth: rank 2" in page
+    # Without ties the truth keeps its place; k beyond the library size still lists every candidate once.
+    results, truth = index.search_with_truth("query", k=10, truth_cid="C")
+    assert sorted(r.row for r in results[:2]) == [0, 1] and [r.row for r in results[2:]] == [2, 3]  # 0, 1 tie
+    assert [r.is_truth for r in results] == [False] * 3 + [True]
+    assert truth.rank == 4 and results[3].rank == 4
+
+
+def test_a_model_of_another_size_or_type_is_named(index, trained, tmp_path, capsys, caplog, monkeypatch):
+    """Searching with `--model` of another embedding size used to end in a shape-mismatch traceback."""
+    from class_hf.cli import main
+    from class_hf.models.modeling_dual_encoder import DualEncoderConfig, DualEncoderModel
+
+    monkeypatch.delenv("CLASS_HF_DEBUG", raising=False)
+    model, tokenizer, _ = trained
+    folder = _save_copy(index, tmp_path / "index")
+    other = tmp_path / "other-model"
+    config = DualEncoderConfig(
+        text_config=make_tiny_bert_config(len(tokenizer)).to_dict(), gnn_hidden_size=16, projection_dim=16
+    )
+    DualEncoderModel(config).save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    capsys.readouterr()
+    expected = r"The model embeds queries in 16 dimensions but the index holds 32-dimensional embeddings"
+    for query in (["a molecule"], ["--smiles", "CCO"]):
+        with pytest.raises(SystemExit, match=expected) as exit_:
+            main(["search", "--index", str(folder), *query, "--model", str(other)])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1
+        assert "class-hf search: error: The model embeds queries in 16 dimensions" in err
+
+    # The same size but another model type: it runs, with a warning naming both types.
+    info = json.loads((folder / "index.json").read_text())
+    info["model"]["model_type"] = "orma"
+    (folder / "index.json").write_text(json.dumps(info))
+    with caplog.at_level(logging.WARNING, logger="class_hf.search.index"):
+        reopened = MoleculeIndex.load(folder, model=model, tokenizer=tokenizer)
+    assert "was built with a 'orma' model" in caplog.text
+    assert "searched with a 'class_dual_encoder' model" in caplog.text
+    assert len(reopened.search("a molecule", k=2)) == 2

@@ -66,6 +66,9 @@ def first_line(path: str | os.PathLike) -> str:
 def iter_records(path: str | os.PathLike, *, delimiter: str, quoting: int) -> Iterator[tuple[int, list[str]]]:
     """The records of a delimited file, blank lines skipped.
 
+    The file is parsed strictly: a quoted field that is never closed, or text after a closing quote, is an error
+    instead of a field that silently swallows the lines that follow it.
+
     Args:
         path (str | os.PathLike): the file.
         delimiter (str): ``","`` or ``"\\t"``.
@@ -74,9 +77,23 @@ def iter_records(path: str | os.PathLike, *, delimiter: str, quoting: int) -> It
 
     Yields:
         tuple[int, list[str]]: the 1-based line where the record ends, and its fields.
+
+    Raises:
+        ValueError: a malformed quoted field, named by the file and the line where its record starts.
     """
     with open_text(path) as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        for fields in reader:
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                raise ValueError(
+                    f"{path}, line {start}: malformed quoting ({err}; the record runs to line {reader.line_num}). "
+                    "A field that starts with a double quote must end with one, and a double quote inside a quoted "
+                    'field is written twice ("").'
+                ) from None
             if fields:
                 yield reader.line_num, fields

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..evaluation.retrieval import rank_metrics, top_k
-from .index import MoleculeIndex, SearchResult
+from .index import MoleculeIndex, SearchResult, place_truth
 from .report import (
     DIRECTION_LABELS,
     legend_html,
@@ -158,7 +158,7 @@ def find_cases(
     else:
         queries, candidates, truth = index.molecule_embeddings[pairs], index.text_embeddings, torch.arange(len(pairs))
     top_scores, top_indices, ranks, truth_scores = top_k(
-        queries, candidates, max(k, 2), scorer=getattr(model, "score", None), direction=direction, truth=truth
+        queries, candidates, max(k, 2) + 1, scorer=getattr(model, "score", None), direction=direction, truth=truth
     )
     metrics = rank_metrics(ranks, ks=(1, 10))
     margins = top_scores[:, 0] - top_scores[:, 1]
@@ -183,8 +183,10 @@ def find_cases(
                 is_truth=candidate == int(truth[q]),
             )
 
-        ranked = enumerate(zip(top_scores[q], top_indices[q], strict=True), start=1)
-        shown = [result(int(i), r, float(s)) for r, (s, i) in ranked][:k]
+        # The truth where its rank says (after the candidates it ties with): top_k orders ties arbitrarily.
+        ranked = list(zip(top_indices[q].tolist(), top_scores[q].tolist(), strict=True))
+        ranked = place_truth(ranked, int(truth[q]), int(ranks[q]), float(truth_scores[q]))
+        shown = [result(i, r, s) for r, (i, s) in enumerate(ranked[:k], start=1)]
         return Case(
             query=index.rows["description"][row] if direction == "t2m" else index.rows["smiles"][row],
             query_cid=truth_cid,

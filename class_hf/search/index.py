@@ -49,11 +49,18 @@ from tqdm.auto import tqdm
 from ..data.features import MoleculeFeatures, text_max_length
 from ..evaluation.retrieval import top_k
 from ..models.registry import load_backbone
-from .library import LIBRARY_COLUMNS, read_molecules
+from .library import LIBRARY_COLUMNS, read_library
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MoleculeIndex", "SearchResult", "featurize_for_model", "model_reference", "molecule_collator"]
+__all__ = [
+    "MoleculeIndex",
+    "SearchResult",
+    "featurize_for_model",
+    "model_reference",
+    "molecule_collator",
+    "place_truth",
+]
 
 INDEX_FORMAT = "class-hf-molecule-index"
 INDEX_FORMAT_VERSION = 1
@@ -74,7 +81,8 @@ class SearchResult:
         name (str | None): the molecule's name or title, when the library has one.
         description (str | None): the library's description of the molecule.
         row (int): the candidate's 0-based data row in the library source.
-        is_truth (bool): the candidate is the query's ground truth (``truth_cid``).
+        is_truth (bool): the candidate is the query's ground truth: the indexed row located for ``truth_cid`` (the
+            first with that CID), not every row that shares its CID.
     """
 
     rank: int
@@ -213,6 +221,29 @@ def _parsable_rows(table: Mapping[str, Sequence[Any]], rows: range, skipped: lis
     return valid
 
 
+def place_truth(ranked: Sequence[tuple[int, float]], truth: int, rank: int, score: float) -> list[tuple[int, float]]:
+    """The candidates best first, with the truth at its rank: after every candidate that scores at least as high.
+
+    :func:`~class_hf.evaluation.retrieval.top_k` orders tied candidates arbitrarily, while the truth's rank counts
+    ties against the query; this puts the truth where its rank says, so a list and the rank never disagree.
+
+    Args:
+        ranked (Sequence[tuple[int, float]]): ``(candidate index, score)`` best first, from ``top_k`` asked for one
+            candidate more than will be shown.
+        truth (int): the truth's candidate index.
+        rank (int): its rank (``1 + `` the number of other candidates scoring at least ``score``).
+        score (float): its score.
+
+    Returns:
+        list[tuple[int, float]]: the other candidates of ``ranked`` in order, with ``(truth, score)`` at position
+        ``rank`` when that is within them or right after them; show its first ``k``.
+    """
+    others = [(i, s) for i, s in ranked if i != truth]
+    if rank <= len(others) + 1:
+        others.insert(rank - 1, (truth, score))
+    return others
+
+
 def _describe(entry: Mapping[str, Any]) -> str:
     where = f"row {entry['row']}" + (f" (line {entry['line']})" if entry.get("line") is not None else "")
     if entry.get("cid"):
@@ -269,7 +300,7 @@ class MoleculeIndex:
         self.info = dict(info or {})
         self._model = model
         self._tokenizer = tokenizer
-        self._cid_positions: dict[str, dict[str, int]] = {}  # direction -> CID -> first candidate index
+        self._cid_positions: dict[str, dict[str, list[int]]] = {}  # direction -> CID -> its candidate indices
 
     def _describe_row(self, i: int) -> str:
         line = self.rows["line"][i]
@@ -411,7 +442,9 @@ class MoleculeIndex:
             collator (Callable | None): rows of :func:`featurize_for_model` -> graph ``Batch`` (default:
                 :func:`molecule_collator` for the model).
             texts (bool): also index the descriptions (molecule -> text search).
-            split (str | None): only this split of a dataset with splits.
+            split (str | None): only this split of a dataset with splits, or the rows of a file whose ``split`` column
+                holds it (counted in ``info["num_outside_split"]``: the rows of the other splits). An error for a
+                library without splits, or when no row has this split.
             batch_size (int): molecules / texts per forward pass.
             chunk_size (int): molecules featurized and encoded at a time (bounds the memory of the graph columns).
             max_length (int): token limit of texts (lowered to the tokenizer's and the text encoder's limits).
@@ -443,10 +476,17 @@ class MoleculeIndex:
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
         if texts and tokenizer is None:
             raise ValueError("`texts=True` encodes descriptions and needs the model's `tokenizer`.")
-        table = read_molecules(molecules, split=split)
+        table, num_outside_split = read_library(molecules, split=split)
         num_rows = len(table["row"])
         if num_rows == 0:
             raise ValueError(f"The library {molecules!r} has no rows: nothing to index.")
+        if num_outside_split:
+            logger.info(
+                "Indexing the %d rows of split %r; the %d rows of the library's other splits are left out.",
+                num_rows,
+                split,
+                num_outside_split,
+            )
         collator = collator or molecule_collator(model)
         kept: list[int] = []
         skipped: list[dict[str, Any]] = []
@@ -517,6 +557,7 @@ class MoleculeIndex:
             "source": str(molecules) if isinstance(molecules, (str, os.PathLike)) else type(molecules).__name__,
             "split": split,
             "num_input_rows": num_rows,
+            "num_outside_split": num_outside_split,
             "num_molecules": len(kept),
             "num_texts": 0 if text_rows is None else int(text_rows.shape[0]),
             "num_skipped": len(skipped),
@@ -643,7 +684,7 @@ class MoleculeIndex:
                 "damaged. Rebuild it with `class-hf index`."
             ) from err
         try:
-            return cls(
+            index = cls(
                 tensors["molecules"],
                 rows,
                 text_embeddings=tensors.get("texts"),
@@ -654,6 +695,23 @@ class MoleculeIndex:
             )
         except ValueError as err:
             raise ValueError(f"{directory / EMBEDDINGS_FILE}: {err}") from err
+        if model is not None:
+            index._note_other_model(model, f"The index {directory}")
+        return index
+
+    def _note_other_model(self, model: torch.nn.Module, where: str) -> None:
+        """A warning when ``model`` is not of the type of the model recorded as having built the index."""
+        recorded = self.info.get("model", {}).get("model_type")
+        given = getattr(getattr(model, "config", None), "model_type", None)
+        if recorded and given and recorded != given:
+            logger.warning(
+                "%s was built with a %r model (%s) but is searched with a %r model: the scores compare embeddings "
+                "of two different models and mean nothing unless they share one embedding space.",
+                where,
+                recorded,
+                self.info.get("model", {}).get("name_or_path") or "held in memory",
+                given,
+            )
 
     # ------------------------------------------------------------------------------------------ queries
     def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
@@ -721,44 +779,78 @@ class MoleculeIndex:
         if not values:
             raise ValueError("The list of queries is empty: pass at least one query.")
         if query is not None:
-            return self.encode_queries(values), "t2m", single
+            return self._same_size(self.encode_queries(values)), "t2m", single
         if self.text_embeddings is None:
             raise ValueError(
                 "This index holds no descriptions, so it cannot answer molecule -> text (`smiles`) queries; rebuild "
                 "it with texts=True (`class-hf index ... --texts`)."
             )
-        return self.encode_smiles(values), "m2t", single
+        return self._same_size(self.encode_smiles(values)), "m2t", single
+
+    def _same_size(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Query embeddings, refused when their size is not the index's (a model other than the one that built it)."""
+        if embeds.shape[1] != self.embedding_dim:
+            reference = self.info.get("model", {})
+            built_with = reference.get("name_or_path") or "a model held in memory"
+            raise ValueError(
+                f"The model embeds queries in {embeds.shape[1]} dimensions but the index holds {self.embedding_dim}-"
+                f"dimensional embeddings (built with {built_with}, model_type {reference.get('model_type')!r}). "
+                "Search with the model that built the index, or rebuild the index with this one."
+            )
+        return embeds
 
     def _candidates(self, direction: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         if direction == "t2m":
             return self.molecule_embeddings, None
         return self.text_embeddings, self.text_rows
 
-    def _result(self, index: int, rank: int, score: float, direction: str, truth_cid: str | None) -> SearchResult:
+    def _result(self, index: int, rank: int, score: float, direction: str, is_truth: bool) -> SearchResult:
         row = index if direction == "t2m" else int(self.text_rows[index])
-        cid = self.rows["cid"][row]
         return SearchResult(
             rank=rank,
             score=float(score),
-            cid=cid,
+            cid=self.rows["cid"][row],
             smiles=self.rows["smiles"][row],
             name=self.rows["name"][row],
             description=self.rows["description"][row],
             row=int(self.rows["row"][row]),
-            is_truth=truth_cid is not None and cid == truth_cid,
+            is_truth=is_truth,
         )
 
-    def _truth_position(self, truth_cid: str, direction: str) -> int:
-        """Candidate index of the first indexed row with ``truth_cid`` (-1 when absent)."""
+    def _truth_positions(self, truth_cid: str, direction: str) -> list[int]:
+        """Candidate indices of the indexed rows with ``truth_cid``, in library order (empty when absent)."""
         cache = self._cid_positions
         if direction not in cache:
             _, text_rows = self._candidates(direction)
             rows = range(self.num_molecules) if text_rows is None else text_rows.tolist()
-            positions: dict[str, int] = {}
+            positions: dict[str, list[int]] = {}
             for i, row in enumerate(rows):
-                positions.setdefault(self.rows["cid"][row], i)
+                positions.setdefault(self.rows["cid"][row], []).append(i)
             cache[direction] = positions
-        return cache[direction].get(truth_cid, -1)
+        return cache[direction].get(truth_cid, [])
+
+    def _truth_position(self, truth_cid: str, direction: str) -> int:
+        """Candidate index of the truth: the first indexed row with ``truth_cid`` (-1 when absent), with a warning
+        when other rows have the same CID."""
+        positions = self._truth_positions(truth_cid, direction)
+        if not positions:
+            logger.warning("The truth CID %s is not in the index: nothing to highlight.", truth_cid)
+            return -1
+        if len(positions) > 1:
+            _, text_rows = self._candidates(direction)
+            rows = [self._describe_row(i if text_rows is None else int(text_rows[i])) for i in positions[:5]]
+            what = "molecules" if direction == "t2m" else "descriptions"
+            logger.warning(
+                "The truth CID %s is on %d indexed %s (%s%s). The first, %s, is the truth; the others are ranked as "
+                "any other candidate (one that scores at least as high counts against the truth's rank).",
+                truth_cid,
+                len(positions),
+                what,
+                "; ".join(rows),
+                "; ..." if len(positions) > 5 else "",
+                rows[0],
+            )
+        return positions[0]
 
     def search_with_truth(
         self,
@@ -769,6 +861,12 @@ class MoleculeIndex:
         truth_cid: str | Sequence[str | None] | None = None,
     ) -> tuple[list, list]:
         """As :meth:`search`, also locating each query's ground truth, wherever it ranks.
+
+        The truth is one candidate: the first indexed row (in library order) with ``truth_cid``; a warning says when
+        other rows have the same CID (they are ranked like any other candidate). Its rank counts every other
+        candidate that scores at least as high (ties count against the query, as in the retrieval metrics), and the
+        results agree with it: when the truth is within the top ``k``, it is the result at that rank, after the
+        candidates it ties with, and it is the only result with ``is_truth``.
 
         Args:
             query: a text or a list of texts (text -> molecule).
@@ -789,28 +887,28 @@ class MoleculeIndex:
         if len(truths) != embeds.shape[0]:
             raise ValueError(f"`truth_cid` has {len(truths)} entries for {embeds.shape[0]} queries.")
         truths = [None if cid is None else str(cid) for cid in truths]
-        positions = torch.tensor([-1 if cid is None else self._truth_position(cid, direction) for cid in truths])
+        located_cids = {cid: self._truth_position(cid, direction) for cid in dict.fromkeys(truths) if cid is not None}
+        positions = [-1 if cid is None else located_cids[cid] for cid in truths]
         candidates, _ = self._candidates(direction)
         scorer = getattr(self.model, "score", None)
+        # One candidate more than shown: room to move a truth that ties with candidates behind them (see place_truth).
+        extra = int(any(position >= 0 for position in positions))
         top_scores, top_indices, truth_rank, truth_score = top_k(
-            embeds, candidates, k, scorer=scorer, direction=direction, truth=positions
+            embeds, candidates, k + extra, scorer=scorer, direction=direction, truth=torch.tensor(positions)
         )
         results, located = [], []
-        for q, cid in enumerate(truths):
+        for q, position in enumerate(positions):
+            ranked = list(zip(top_indices[q].tolist(), top_scores[q].tolist(), strict=True))
+            if position >= 0:
+                ranked = place_truth(ranked, position, int(truth_rank[q]), float(truth_score[q]))
             results.append(
-                [
-                    self._result(int(i), rank, float(s), direction, cid)
-                    for rank, (s, i) in enumerate(zip(top_scores[q], top_indices[q], strict=True), start=1)
-                ]
+                [self._result(i, rank, s, direction, i == position) for rank, (i, s) in enumerate(ranked[:k], start=1)]
             )
-            position = int(positions[q])
             located.append(
                 None
                 if position < 0
-                else self._result(position, int(truth_rank[q]), float(truth_score[q]), direction, cid)
+                else self._result(position, int(truth_rank[q]), float(truth_score[q]), direction, True)
             )
-            if cid is not None and position < 0:
-                logger.warning("The truth CID %s is not in the index: nothing to highlight.", cid)
         return (results[0], located[0]) if single else (results, located)
 
     def search(self, query: Any = None, *, smiles: Any = None, k: int = 10, truth_cid: Any = None) -> list:

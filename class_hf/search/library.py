@@ -7,12 +7,17 @@ Every library becomes the same columns, one entry per input row, in input order:
 - ``line`` (int | None): the 1-based line of the file where the row ends (CSV/TSV only), so a chemist can open the
   file at the right place;
 - ``smiles`` (str | None), ``cid`` (str | None), ``name`` (str | None), ``description`` (str | None);
-- ``split`` (str | None) when the source has splits (a ``DatasetDict`` or a ChEBI-20 folder).
+- ``split`` (str | None) when the source has splits (a ``DatasetDict``, a ChEBI-20 folder, or a file with a
+  ``split`` column).
 
 Column names are matched case-insensitively, ignoring everything but letters and digits, against
 :data:`COLUMN_ALIASES` (``CanonicalSMILES``, ``Title``, ``CID``, ``desc`` ...). SMILES written with doubled
 backslashes (MolT5 and ChEBI-20's derived tables) are un-doubled: ``\\\\`` is never valid SMILES. Nothing is
 validated here: :class:`~class_hf.search.index.MoleculeIndex` parses every SMILES and reports the rows it skips.
+
+With ``split``, a source with splits gives only that split's rows (keeping their ``row`` and ``line`` in the whole
+source); :func:`read_library` also says how many rows were left out. Asking a source without splits (a file without a
+``split`` column) for one is an error, and so is a split that matches no row: never all rows under a split's name.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import csv
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,7 @@ from ..data.text_io import iter_records
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COLUMN_ALIASES", "LIBRARY_COLUMNS", "bundled_library", "read_molecules"]
+__all__ = ["COLUMN_ALIASES", "LIBRARY_COLUMNS", "bundled_library", "read_library", "read_molecules"]
 
 LIBRARY_COLUMNS: tuple[str, ...] = ("row", "line", "smiles", "cid", "name", "description", "split")
 
@@ -69,6 +75,32 @@ def _match_columns(names: Sequence[str], where: str) -> dict[str, str]:
     return found
 
 
+def _split_column(names: Sequence[str]) -> str | None:
+    """The source's column named ``split`` (in any case), or None."""
+    return next((name for name in names if _key(name) == "split"), None)
+
+
+def _only_split(columns: dict[str, list[Any]], split: str, where: str) -> tuple[dict[str, list[Any]], int]:
+    """The rows of ``columns`` whose ``split`` is ``split``, and how many other rows were left out.
+
+    Raises:
+        ValueError: no row has a split (the source has no ``split`` column), or none has this one; the message lists
+            the splits there are.
+    """
+    present = Counter(value for value in columns["split"] if value is not None)
+    if not present:
+        raise ValueError(
+            f"{where} has no `split` column, so the split {split!r} (--split) cannot be chosen from it; leave out "
+            "--split to read every row, or add a `split` column."
+        )
+    keep = [i for i, value in enumerate(columns["split"]) if value == split]
+    if not keep:
+        values = ", ".join(f"{value!r} ({count} rows)" for value, count in sorted(present.items())[:20])
+        more = f" and {len(present) - 20} more" if len(present) > 20 else ""
+        raise ValueError(f"The split {split!r} (--split) matches no row of {where}; its splits are {values}{more}.")
+    return {name: [values[i] for i in keep] for name, values in columns.items()}, len(columns["row"]) - len(keep)
+
+
 def _text(value: Any) -> str | None:
     """A cell as a stripped string, or None when missing or blank."""
     if value is None or (isinstance(value, float) and value != value):
@@ -100,12 +132,22 @@ def _read_delimited(path: Path) -> dict[str, list[Any]]:
         raise ValueError(f"{path} is empty: expected a header line naming the columns (e.g. cid, smiles, name).")
     found = _match_columns(header, str(path))
     positions = {canonical: header.index(name) for canonical, name in found.items()}
+    split_column = _split_column(header)
+    if split_column is not None:
+        positions["split"] = header.index(split_column)
     for row, (line, fields) in enumerate(records):
         if len(fields) != len(header):
             raise ValueError(
                 f"{path}, line {line}: {len(fields)} fields where the header has {len(header)} "
                 f"(delimiter {delimiter!r}). Fix the line, or quote fields that contain the delimiter."
             )
+        for canonical in ("cid", "smiles"):
+            if canonical in positions and re.search(r"[\r\n]", fields[positions[canonical]]):
+                raise ValueError(
+                    f"{path}, line {line}: the {found[canonical]!r} field of the record ending here holds a line "
+                    "break, so a quote left open joined several lines into one record. Close the quote (or remove "
+                    "the stray one)."
+                )
         _append(columns, row, line, {c: fields[i] for c, i in positions.items()})
     return columns
 
@@ -131,6 +173,7 @@ def _read_sdf(path: Path) -> dict[str, list[Any]]:
                 canonical: next((props[keys[a]] for a in aliases if a in keys), None)
                 for canonical, aliases in COLUMN_ALIASES.items()
             }
+            found["split"] = props[keys["split"]] if "split" in keys else None
             if found["name"] is None and mol.HasProp("_Name"):
                 found["name"] = mol.GetProp("_Name")
             found["smiles"] = found["smiles"] or Chem.MolToSmiles(mol)
@@ -142,8 +185,9 @@ def _from_table(table: Any, where: str, split: str | None = None, columns: dict 
     """Columns of a ``datasets.Dataset`` or a ``pyarrow.Table`` (anything with ``column_names`` and columns)."""
     columns = columns if columns is not None else _empty_columns()
     found = _match_columns(table.column_names, where)
-    if "split" in table.column_names and split is None:
-        found["split"] = "split"
+    split_column = _split_column(table.column_names)
+    if split_column is not None and split is None:
+        found["split"] = split_column
     values = {canonical: _column_list(table, name) for canonical, name in found.items()}
     start = len(columns["row"])
     for i in range(len(values["smiles"])):
@@ -158,19 +202,21 @@ def _column_list(table: Any, name: str) -> list[Any]:
     return column.to_pylist() if hasattr(column, "to_pylist") else list(column)
 
 
-def _from_datasets(data: Any, where: str, split: str | None) -> dict[str, list[Any]]:
+def _from_datasets(data: Any, where: str, split: str | None) -> tuple[dict[str, list[Any]], int]:
     from datasets import DatasetDict
 
     if isinstance(data, DatasetDict):
         if split is not None:
             if split not in data:
                 raise ValueError(f"split {split!r} is not in {where}; its splits are {list(data)}.")
-            return _from_table(data[split], f"{where} [{split}]", split)
+            outside = sum(len(part) for name, part in data.items() if name != split)
+            return _from_table(data[split], f"{where} [{split}]", split), outside
         columns = _empty_columns()
         for name, part in data.items():
             _from_table(part, f"{where} [{name}]", name, columns)
-        return columns
-    return _from_table(data, where)
+        return columns, 0
+    columns = _from_table(data, where)
+    return (columns, 0) if split is None else _only_split(columns, split, where)
 
 
 def bundled_library():
@@ -193,16 +239,27 @@ def read_molecules(source: Any, *, split: str | None = None) -> dict[str, list[A
             file, a ``datasets.Dataset`` / ``DatasetDict``, a ``save_to_disk`` folder, a ChEBI-20 folder that
             :func:`~class_hf.data.chebi20.load_chebi20` reads (its own validation drops and reports bad pairs), or
             ``"bundled"``: every ChEBI-20 molecule shipped with class-hf (:func:`bundled_library`).
-        split (str | None): with a ``DatasetDict`` or a folder of splits, read only this split (default: all of
-            them, one after the other, with their name in ``split``).
+        split (str | None): read only this split: of a ``DatasetDict`` or a folder of splits, or the rows of a file
+            (or the bundled library) whose ``split`` column holds it (default: every row, with its split in
+            ``split`` where the source has them).
 
     Returns:
         dict[str, list]: the columns ``row``, ``line``, ``smiles``, ``cid``, ``name``, ``description``, ``split``.
 
     Raises:
         FileNotFoundError: ``source`` is a path that does not exist.
-        ValueError: the source has no SMILES column, a delimited line has the wrong number of fields, or the file
-            type is not supported (the message says which are).
+        ValueError: the source has no SMILES column, a delimited line has the wrong number of fields or a malformed
+            quote, the file type is not supported (the message says which are), or ``split`` is given for a source
+            without splits or matches no row (the message lists the splits there are).
+    """
+    return read_library(source, split=split)[0]
+
+
+def read_library(source: Any, *, split: str | None = None) -> tuple[dict[str, list[Any]], int]:
+    """As :func:`read_molecules`, also counting the rows that ``split`` left out.
+
+    Returns:
+        tuple: the columns, and the number of rows of the source outside ``split`` (0 without ``split``).
     """
     import datasets
 
@@ -213,10 +270,7 @@ def read_molecules(source: Any, *, split: str | None = None) -> dict[str, list[A
             f"`molecules` must be a file path, a folder or a datasets.Dataset, got {type(source).__name__}."
         )
     if source == "bundled" and not os.path.exists(source):
-        library = bundled_library()
-        if split is not None:
-            library = library.filter(lambda value: value == split, input_columns="split")
-        return _from_table(library, "the bundled ChEBI-20 molecules", split)
+        return _from_datasets(bundled_library(), "the bundled ChEBI-20 molecules", split)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(
@@ -230,14 +284,16 @@ def read_molecules(source: Any, *, split: str | None = None) -> dict[str, list[A
         return _from_datasets(load_chebi20(str(path)), str(path), split)
     suffix = path.suffix.lower()
     if suffix in _DELIMITERS:
-        return _read_delimited(path)
-    if suffix == ".sdf":
-        return _read_sdf(path)
-    if suffix == ".parquet":
+        columns = _read_delimited(path)
+    elif suffix == ".sdf":
+        columns = _read_sdf(path)
+    elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return _from_table(pq.read_table(path), str(path))
-    raise ValueError(
-        f"`molecules` {str(path)!r}: unsupported file type {suffix!r}; use .csv, .tsv, .txt (tab-separated), .sdf, "
-        ".parquet, a `save_to_disk` folder or a ChEBI-20 folder."
-    )
+        columns = _from_table(pq.read_table(path), str(path))
+    else:
+        raise ValueError(
+            f"`molecules` {str(path)!r}: unsupported file type {suffix!r}; use .csv, .tsv, .txt (tab-separated), "
+            ".sdf, .parquet, a `save_to_disk` folder or a ChEBI-20 folder."
+        )
+    return (columns, 0) if split is None else _only_split(columns, split, str(path))
