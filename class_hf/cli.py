@@ -363,28 +363,13 @@ def _tokenizer_for(args: argparse.Namespace):
     return AutoTokenizer.from_pretrained(resolve_pretrained(name)) if name else None
 
 
-def _push_with_card(data, repo_id: str, card, private: bool) -> None:
-    """Pushes the data, then its card: the YAML header ``datasets`` wrote (files, splits, features) with our metadata
-    added, and our body in place of the repository's, so that pushing again does not repeat it."""
-    from huggingface_hub import DatasetCard
-
-    data.push_to_hub(repo_id, private=private or None)
-    # datasets updated README.md's YAML header (configs, dataset_info) and kept the body the repository had.
-    pushed = DatasetCard.load(repo_id, repo_type="dataset")
-    for key, value in card.data.to_dict().items():
-        pushed.data[key] = value
-    pushed.text = card.text
-    pushed.push_to_hub(repo_id, repo_type="dataset")
-    logger.info("Pushed the scored dataset and its card to %s", repo_id)
-
-
 def score(args: argparse.Namespace) -> int:
     """``class-hf score``: adds the difficulty columns to one split and saves (and optionally pushes) the data."""
     from datasets import DatasetDict
 
     from .curriculum.difficulty import compute_difficulty
     from .data.sources import load_data
-    from .hub import save_scored_dataset, scored_dataset_card
+    from .hub import push_scored_dataset, save_scored_dataset, scored_dataset_card
 
     _check_out_folder(args.out)
     _check_hub_id(args.push_to_hub, "--push-to-hub")
@@ -430,7 +415,7 @@ def score(args: argparse.Namespace) -> int:
     with open(os.path.join(args.out, "difficulty_info.json"), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2, default=str)
     if args.push_to_hub:
-        _push_with_card(data, args.push_to_hub, card, args.private)
+        push_scored_dataset(data, args.push_to_hub, card, private=args.private)
     _write_json(info)
     return 0
 

@@ -39,6 +39,7 @@ __all__ = [
     "PUBLISH_IGNORE",
     "dataset_card_text",
     "publish_run",
+    "push_scored_dataset",
     "retarget_model_card",
     "save_scored_dataset",
     "scored_dataset_card",
@@ -148,6 +149,28 @@ def save_scored_dataset(data, path: str | os.PathLike, card: DatasetCard) -> str
     card.save(os.path.join(os.fspath(path), "README.md"))
     logger.info("Saved the scored dataset and its card to %s.", path)
     return os.fspath(path)
+
+
+def push_scored_dataset(data, repo_id: str, card: DatasetCard, *, private: bool = False) -> None:
+    """Pushes a scored ``Dataset`` / ``DatasetDict`` to the Hub, then its card.
+
+    ``datasets`` writes the repository's ``README.md`` YAML header (files, splits, features) and keeps the body the
+    repository had; the card pushed after it keeps that header with ``card``'s metadata added and puts ``card``'s
+    body in place of the old one, so pushing again does not repeat it.
+
+    Args:
+        data (Dataset | DatasetDict): the scored data.
+        repo_id (str): the dataset repository, ``org/name``.
+        card (DatasetCard): from :func:`scored_dataset_card`.
+        private (bool): create the repository private.
+    """
+    data.push_to_hub(repo_id, private=private or None)
+    pushed = DatasetCard.load(repo_id, repo_type="dataset")
+    for key, value in card.data.to_dict().items():
+        pushed.data[key] = value
+    pushed.text = card.text
+    pushed.push_to_hub(repo_id, repo_type="dataset")
+    logger.info("Pushed the scored dataset and its card to %s", repo_id)
 
 
 # What `publish_run` leaves out of a run folder: intermediate checkpoints, the scored dataset (a dataset, published

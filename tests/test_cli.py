@@ -14,6 +14,7 @@ import torch
 from datasets import DatasetDict, load_from_disk
 
 from class_hf import cli
+from class_hf.hub import push_scored_dataset
 
 FAST_FIT = ["--fingerprint-max-epochs", "4", "--fingerprint-patience", "2", "--projection-dim", "32"]
 
@@ -139,7 +140,7 @@ def test_score_raw_files_and_push_to_hub(tmp_path, chebi20_sample_dir, text_enco
     saved = DatasetCard((out / "README.md").read_text())  # the card `score` saved next to the data
     assert saved.data.license == "cc-by-4.0" and saved.text.count("# CLASS difficulty scores") == 1
     # Pushing again (the same scores, or new ones) replaces the body: it is never repeated.
-    cli._push_with_card(load_from_disk(str(out)), "org/chebi20-scored", saved, private=False)
+    push_scored_dataset(load_from_disk(str(out)), "org/chebi20-scored", saved)
     check(repo["README.md"])
     assert len(pushes) == 2
 
