@@ -97,6 +97,7 @@ CLASS_FIELDS = (
     "difficulty_refresh",
     "difficulty_warmup_fraction",
     "difficulty_warmup_epochs",
+    "difficulty_warmup_batch_size",
     "intensity_beta",
     "intensity_target",
     "intensity_gamma_min",

@@ -97,6 +97,8 @@ class CurriculumTrainingArguments(TrainingArguments):
         difficulty_warmup_epochs (float): epochs of the ``warmup`` scorer.
         difficulty_warmup_learning_rate (float | None): learning rate of the ``warmup`` scorer (``learning_rate``
             when None).
+        difficulty_warmup_batch_size (int | None): training batch size of the ``warmup`` scorer
+            (``per_device_train_batch_size`` when None).
         difficulty_batch_size (int | None): encoding batch size when scoring (``per_device_eval_batch_size`` when
             None).
 
@@ -214,6 +216,10 @@ class CurriculumTrainingArguments(TrainingArguments):
     difficulty_warmup_epochs: float = field(default=1.0, metadata={"help": "Epochs of the 'warmup' scorer."})
     difficulty_warmup_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of the 'warmup' scorer (default: `learning_rate`)."}
+    )
+    difficulty_warmup_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Training batch size of the 'warmup' scorer (default: `per_device_train_batch_size`)."},
     )
     difficulty_batch_size: int | None = field(
         default=None, metadata={"help": "Encoding batch size when scoring (default: `per_device_eval_batch_size`)."}
@@ -345,8 +351,10 @@ class CurriculumTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"`difficulty_warmup_epochs` must be a finite positive number, got {self.difficulty_warmup_epochs}."
             )
-        if self.difficulty_batch_size is not None and self.difficulty_batch_size < 1:
-            raise ValueError(f"`difficulty_batch_size` must be positive, got {self.difficulty_batch_size}.")
+        for name in ("difficulty_batch_size", "difficulty_warmup_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be positive, got {value}.")
 
     def _check_intensity_and_model(self) -> None:
         check_intensity_values(self.intensity_beta, self.intensity_gamma_min, self.intensity_gamma_max)

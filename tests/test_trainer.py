@@ -253,6 +253,7 @@ def test_arguments_parse_from_cli_and_yaml(tmp_path):
         ({"intensity_gamma_max": float("inf")}, "intensity_gamma_max"),
         ({"intensity_beta": float("nan")}, "intensity_beta"),
         ({"difficulty_warmup_epochs": float("nan")}, "difficulty_warmup_epochs"),
+        ({"difficulty_warmup_batch_size": 0}, "difficulty_warmup_batch_size"),
         ({"difficulty_delta": float("inf")}, "difficulty_delta"),
         ({"pacing_root_degree": float("nan")}, "pacing_root_degree"),
         ({"pacing_saturation": float("nan")}, "pacing_saturation"),
@@ -601,6 +602,27 @@ def test_missing_difficulty_is_scored_before_training(tmp_path):
     assert first_pool == sorted(np.argsort(difficulty, kind="stable")[: len(first_pool)].tolist())
     assert trainer.curriculum_summary()["scoring_seconds"] == pytest.approx(trainer.scoring_info["seconds"])
     assert any("curriculum/scoring_seconds" in h for h in trainer.state.log_history)
+
+
+@pytest.mark.parametrize(("warmup_batch_size", "steps"), [(None, 4), (8, 2)])
+def test_warmup_scorer_trains_with_the_training_batch_size(tmp_path, warmup_batch_size, steps):
+    """The warm-up is training: its batch is the training batch (or its own), never the encoding batch size."""
+    pytest.importorskip("class_hf.curriculum.difficulty")
+    args = make_args(
+        tmp_path,
+        difficulty_source="warmup",
+        difficulty_warmup_fraction=1.0,
+        difficulty_warmup_epochs=1,
+        difficulty_warmup_batch_size=warmup_batch_size,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=16,
+        num_train_epochs=1,
+    )
+    trainer = recording_trainer(args, make_pairs(16, difficulty=False))
+    trainer.train()
+    assert trainer.scoring_info["warmup_pairs"] == 16
+    assert trainer.scoring_info["warmup_batch_size"] == (warmup_batch_size or 4)
+    assert trainer.scoring_info["warmup_steps"] == steps
 
 
 # ------------------------------------------------------------------------------------------------ evaluation

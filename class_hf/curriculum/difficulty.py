@@ -373,7 +373,7 @@ def warm_up_copy(
     batch_size: int = 64,
     seed: int = 0,
     show_progress: bool = True,
-) -> tuple[torch.nn.Module, int]:
+) -> tuple[torch.nn.Module, int, int]:
     """Deep-copies ``model`` and trains the copy briefly on a random subset with a plain ``transformers.Trainer``.
 
     Args:
@@ -388,7 +388,8 @@ def warm_up_copy(
         show_progress (bool): show the Trainer's progress bar.
 
     Returns:
-        tuple[torch.nn.Module, int]: the warmed copy (in eval mode) and the number of warm-up pairs.
+        tuple[torch.nn.Module, int, int]: the warmed copy (in eval mode), the number of warm-up pairs and of its
+        optimizer steps.
     """
     from transformers import Trainer, TrainingArguments
 
@@ -426,12 +427,12 @@ def warm_up_copy(
         trainer = Trainer(model=warm, args=args, train_dataset=subset, data_collator=_DropNonModelKeys(collator))
         use_quiet_logs(trainer)  # its end-of-training summary would read as if the run itself had ended
         trainer.train()
-        warm = trainer.model
+        warm, steps = trainer.model, trainer.state.global_step
         del trainer
     random.setstate(python_state)
     np.random.set_state(numpy_state)
     warm.eval()
-    return warm, len(subset)
+    return warm, len(subset), steps
 
 
 def _eval_mrr(model: torch.nn.Module, eval_dataset: Dataset, collator, *, batch_size: int, chunk_size: int) -> dict:
@@ -471,6 +472,7 @@ def compute_difficulty(
     warmup_fraction: float = 0.25,
     warmup_epochs: float = 1,
     warmup_learning_rate: float = 1e-4,
+    warmup_batch_size: int | None = None,
     eval_dataset: Dataset | None = None,
     fingerprint_kwargs: Mapping[str, Any] | None = None,
     show_progress: bool = True,
@@ -503,10 +505,11 @@ def compute_difficulty(
         seed (int): seed of the warm-up subset and the fingerprint scorer.
         delta (float): margin of the confusion test.
         chunk_size (int): rows per chunk of the similarity computation.
-        batch_size (int): encoding (and warm-up) batch size.
+        batch_size (int): encoding batch size (and the warm-up's when ``warmup_batch_size`` is None).
         warmup_fraction (float): share of pairs the warm-up trains on.
         warmup_epochs (float): warm-up epochs.
         warmup_learning_rate (float): warm-up learning rate.
+        warmup_batch_size (int | None): training batch size of the warm-up (``batch_size`` when None).
         eval_dataset (Dataset | None): held-out pairs to report the scorer's MRR on (and to early-stop the
             fingerprint scorer on).
         fingerprint_kwargs (Mapping | None): extra arguments of the ``FingerprintScorer`` constructor (e.g.
@@ -555,18 +558,24 @@ def compute_difficulty(
         if collator is None:
             raise ValueError("`difficulty_source='warmup'` needs `data_collator` (or `tokenizer`) to batch the pairs.")
         dataset = MoleculeFeatures.for_model(model).complete(dataset)
-        warm, num_warm = warm_up_copy(
+        warm, num_warm, warm_steps = warm_up_copy(
             model,
             dataset,
             collator,
             fraction=warmup_fraction,
             epochs=warmup_epochs,
             learning_rate=warmup_learning_rate,
-            batch_size=batch_size,
+            batch_size=warmup_batch_size or batch_size,
             seed=seed,
             show_progress=show_progress,
         )
-        info.update(warmup_pairs=num_warm, warmup_epochs=warmup_epochs, warmup_seconds=time.perf_counter() - start)
+        info.update(
+            warmup_pairs=num_warm,
+            warmup_epochs=warmup_epochs,
+            warmup_batch_size=warmup_batch_size or batch_size,
+            warmup_steps=warm_steps,
+            warmup_seconds=time.perf_counter() - start,
+        )
         scored = score_with_model(
             warm,
             dataset,

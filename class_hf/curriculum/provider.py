@@ -95,7 +95,7 @@ class DifficultyProvider:
         refresh (bool): re-score with the current model before every new stage.
         score_kwargs (dict): ``delta``, ``chunk_size``, ``batch_size``, ``show_progress`` of the scoring passes.
         source_kwargs (dict): the extra arguments of :func:`~class_hf.curriculum.difficulty.compute_difficulty`
-            (``seed``, ``warmup_fraction``, ``warmup_epochs``, ``warmup_learning_rate``).
+            (``seed``, ``warmup_fraction``, ``warmup_epochs``, ``warmup_learning_rate``, ``warmup_batch_size``).
         broadcast (Callable[[np.ndarray], np.ndarray] | None): gives every process process 0's values (default:
             accelerate's ``broadcast_object_list`` on several processes).
         neighbors (int): also keep every pair's ``k`` confusing neighbours (``confusing_neighbors``; 0: no), for
@@ -151,6 +151,7 @@ class DifficultyProvider:
                 "warmup_fraction": args.difficulty_warmup_fraction,
                 "warmup_epochs": args.difficulty_warmup_epochs,
                 "warmup_learning_rate": args.difficulty_warmup_learning_rate or args.learning_rate,
+                "warmup_batch_size": args.difficulty_warmup_batch_size or args.per_device_train_batch_size,
             },
         )
 
