@@ -202,6 +202,11 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "class",
         {**HALF_ROOT, "intensity_gamma_min": 1.0, **WARMUP_B32},
     ),
+    "class_root_half_sharper": (
+        "CLASS, root pacing reaching all data at half the epochs, logits sharpened x1 to x1.5 over the curriculum",
+        "class",
+        {**HALF_ROOT, "intensity_target": "temperature", "intensity_gamma_min": 1.0, "intensity_gamma_max": 1.5},
+    ),
     "class_warmup_b32": (
         "CLASS, warm-up scorer at batch 32 for 2 epochs",
         "class",
