@@ -5,7 +5,7 @@ transformer with edge features, a modality discriminator, a triplet loss) and CM
 silent. CLASS (Wu et al., arXiv:2502.11633) adds the easy-to-hard sample scheduler and adaptive intensity. Differs from
 ``recipes/orma.py`` only in the backbone and its defaults (CMTMR's settings, the closest open AMAN-like pipeline).
 
-Launch (run from the repository root; see docs/recipes.md for CPU, 1 GPU, N GPUs, multi-node and bf16)::
+Launch (run from the repository root; see docs/training/recipes.md for CPU, 1 GPU, N GPUs, multi-node and bf16)::
 
     accelerate launch recipes/aman.py --config recipes/configs/aman.yaml
     python recipes/aman.py --config recipes/configs/aman_tiny.yaml          # CPU smoke run

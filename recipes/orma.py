@@ -5,7 +5,7 @@ molecules; CLASS (Wu et al., arXiv:2502.11633) scores every training pair's diff
 raises the training intensity stage by stage. The defaults below are ORMA's published settings; everything else is
 shared with the other recipes (the ``class_hf.recipe`` package).
 
-Launch (run from the repository root; see docs/recipes.md for CPU, 1 GPU, N GPUs, multi-node and bf16)::
+Launch (run from the repository root; see docs/training/recipes.md for CPU, 1 GPU, N GPUs, multi-node and bf16)::
 
     accelerate launch recipes/orma.py --config recipes/configs/orma.yaml
     python recipes/orma.py --config recipes/configs/orma_tiny.yaml          # CPU smoke run
