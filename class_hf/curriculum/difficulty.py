@@ -558,6 +558,7 @@ def compute_difficulty(
         if collator is None:
             raise ValueError("`difficulty_source='warmup'` needs `data_collator` (or `tokenizer`) to batch the pairs.")
         dataset = MoleculeFeatures.for_model(model).complete(dataset)
+        warm_batch = warmup_batch_size or batch_size
         warm, num_warm, warm_steps = warm_up_copy(
             model,
             dataset,
@@ -565,14 +566,14 @@ def compute_difficulty(
             fraction=warmup_fraction,
             epochs=warmup_epochs,
             learning_rate=warmup_learning_rate,
-            batch_size=warmup_batch_size or batch_size,
+            batch_size=warm_batch,
             seed=seed,
             show_progress=show_progress,
         )
         info.update(
             warmup_pairs=num_warm,
             warmup_epochs=warmup_epochs,
-            warmup_batch_size=warmup_batch_size or batch_size,
+            warmup_batch_size=warm_batch,
             warmup_steps=warm_steps,
             warmup_seconds=time.perf_counter() - start,
         )
