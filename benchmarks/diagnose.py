@@ -17,7 +17,8 @@ Run (about an hour each on 2 CPU cores; ``--rows`` picks rows by name)::
     python benchmarks/diagnose.py --backbone orma --jobs 2
 
 ``--study curriculum`` runs arms of ``class_vs_baseline.py`` (any of its backbones) with curriculum settings changed,
-for the seeds given by ``--seeds``; each row's "CPU to baseline best" compares it with the baseline of the same seed::
+for the seeds given by ``--seeds``; each row's "CPU to baseline best" compares it with the baseline of the same seed,
+and ``diagnose_curriculum_<backbone>.png`` draws every seed's curve against its baseline's::
 
     python benchmarks/diagnose.py --study curriculum --rows baseline class class_paced_batch --seeds 0 1 2 --jobs 2
 """
@@ -28,6 +29,7 @@ import functools
 import importlib.util
 import json
 import sys
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -212,6 +214,11 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "class",
         WARMUP_B32,
     ),
+    "hard_root_half": (
+        "hard pairs first (anti-curriculum), root pacing reaching all data at half the epochs, gamma 1",
+        "class",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0, "curriculum": "hard_first"},
+    ),
     "random_root_half": (
         "random subsets, root pacing reaching all data at half the epochs, gamma 1",
         "random_subset",
@@ -382,6 +389,66 @@ def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments
     return _write(lines, rows, diag, wall_seconds)
 
 
+def plot_curriculum(rows: list[dict[str, Any]], diag: DiagnosisArguments, target: float = 0.65) -> Path | None:
+    """Writes ``diagnose_curriculum_<backbone>.png``: one panel per curriculum setting, each seed's best validation MRR
+    so far against its CPU seconds, both relative to the same seed's baseline (its best MRR and its training CPU);
+    the baseline's seeds in grey. A curve that crosses 1.0 left of the dashed ``target`` line reaches the baseline's
+    best within that share of its CPU. None when the report has no baseline."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bases = {_seed(r): r for r in rows if r["row"] == "baseline"}
+    order = list(CURRICULUM_ROWS)
+    names = sorted({r["row"] for r in rows} - {"baseline"}, key=lambda n: order.index(n) if n in order else len(order))
+    if not bases or not names:
+        return None
+
+    def relative(row: dict[str, Any]) -> tuple[list[float], list[float]]:
+        base, best, xs, ys = bases[_seed(row)], 0.0, [], []
+        for point in row["val_curve"]:
+            best = max(best, point["mrr"])
+            xs.append(point["cpu_seconds"] / base["cpu_seconds"])
+            ys.append(best / base["best_val_mrr"])
+        return xs, ys
+
+    columns = min(3, len(names))
+    height = -(-len(names) // columns)
+    fig = Figure(figsize=(max(4.8 * columns, 8.0), 3.6 * height + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(height, columns, squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, names, strict=False):
+        for base in bases.values():
+            ax.plot(*relative(base), color="grey", alpha=0.6, linewidth=1)
+        runs = [r for r in rows if r["row"] == name and _seed(r) in bases]
+        for r in runs:
+            ax.plot(*relative(r), color=_colour(r), linewidth=1.2)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.axvline(target, color="black", linestyle="--", linewidth=0.8)
+        ax.set_ylim(0.9, 1.015)
+        ax.grid(True, alpha=0.3)
+        title = f"{CURRICULUM_ROWS.get(name, (name,))[0]} ({len(runs)} seed{'s' if len(runs) != 1 else ''})"
+        ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=8)
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    fig.supxlabel("training CPU seconds / the same seed's baseline's (scoring included)", fontsize=9)
+    fig.supylabel("best validation MRR so far / the baseline's best", fontsize=9)
+    fig.suptitle(
+        f"{diag.backbone}: curriculum settings against the baseline\n"
+        f"blue: CLASS (easy first), orange: random subsets, red: hard first, grey: the baseline; dashed: {target}× "
+        "the baseline's CPU",
+        fontsize=10,
+    )
+    path = Path(diag.output_dir) / f"{report_name(diag)}.png"
+    fig.savefig(path, format="png", dpi=110)
+    return path
+
+
+def _colour(row: dict[str, Any]) -> str:
+    if row["arm"] == "random_subset":
+        return "C1"
+    return "C3" if row["training"].get("curriculum") == "hard_first" else "C0"
+
+
 def _reach(row: dict[str, Any], base: dict[str, Any], share: float) -> str:
     """Where ``row`` first reaches ``share`` of ``base``'s best validation MRR, in CPU as a share of ``base``'s."""
     seconds = _benchmark().time_to_reach(row["val_curve"], share * base["best_val_mrr"])
@@ -422,12 +489,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     unknown = sorted(set(diag.rows) - {*table_rows, *combined})
     if unknown:
         raise SystemExit(f"Unknown rows for {diag.backbone}: {unknown}; choose from {[*table_rows, *combined]}.")
-    start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     report = Path(diag.output_dir) / f"{report_name(diag)}.json"
     tasks = [(name, seed) for seed in diag.seeds for name in diag.rows]
+    start = time.perf_counter()
     if diag.resume and report.exists():  # keep every row of the report; run only the requested ones it lacks
-        rows = json.loads(report.read_text())["rows"]
+        earlier = json.loads(report.read_text())
+        rows = earlier["rows"]
+        start -= earlier.get("wall_seconds", 0.0)  # the report's wall time adds up over the invocations
         if diag.rerun:
             rows = [r for r in rows if (r["row"], _seed(r)) not in set(tasks)]
     todo = [task for task in tasks if task not in {(r["row"], _seed(r)) for r in rows}]
@@ -441,6 +510,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             rows.append(run_row(task, diag))
             write_report(rows, diag, time.perf_counter() - start)
     print(write_report(rows, diag, time.perf_counter() - start))
+    if diag.study == "curriculum" and (path := plot_curriculum(rows, diag)) is not None:
+        print(f"Wrote {path}.")
     return rows
 
 

@@ -168,6 +168,10 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     assert f"| {reach(row, 1.0)} | {reach(row, 0.98)} |" in md and f"| – | {reach(base, 0.98)} |" in md
     saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
     assert [r["row"] for r in saved["rows"]] == ["baseline", "class_root_half"]
+    first_wall = saved["wall_seconds"]
+    assert first_wall > 0
+    # the picture: one panel per setting against the baseline
+    assert (tmp_path / "diagnose_curriculum_dual_encoder_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # asking again for a row the report has reruns nothing and keeps the report's other rows
     again = diagnose.main(
         ["--study", "curriculum", "--quick", "--rows", "baseline", "--cache_dir", str(tmp_path / "cache"),
@@ -176,6 +180,7 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     assert [r["row"] for r in again] == ["baseline", "class_root_half"] and again[0] == base
     saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
     assert [r["row"] for r in saved["rows"]] == ["baseline", "class_root_half"]
+    assert saved["wall_seconds"] >= first_wall  # the invocations' wall times add up
     # another seed adds rows; --rerun replaces the requested ones and keeps the others
     common = ["--study", "curriculum", "--quick", "--cache_dir", str(tmp_path / "cache")]
     common += ["--output_dir", str(tmp_path)]

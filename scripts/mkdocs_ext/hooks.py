@@ -1,7 +1,7 @@
 """MkDocs hooks of the class-hf documentation site (enabled under ``hooks:`` in ``mkdocs.yml``).
 
-- The benchmark plots live once, in ``benchmarks/results/``; they are added to the site as ``benchmarks/<name>.png``
-  instead of being copied into ``docs/``.
+- The benchmark plots live once, in ``benchmarks/results/`` (and its subfolders); they are added to the site as
+  ``benchmarks/<path under results>.png`` instead of being copied into ``docs/``.
 - The CLI reference is generated from the ``class-hf`` parser itself (``class_hf.cli.build_parser``), so it cannot
   drift from the code: ``docs/cli.md`` holds the marker ``<!-- class-hf-cli -->`` where it goes.
 - The table of the CLASS training arguments is generated from ``CurriculumTrainingArguments``' own fields (name,
@@ -28,8 +28,9 @@ HELP_WIDTH = "100"  # argparse wraps to $COLUMNS: fixed, so the page does not de
 
 
 def on_files(files: Files, config, **kwargs) -> Files:
-    for png in sorted(RESULTS.glob("*.png")):
-        files.append(File.generated(config, f"benchmarks/{png.name}", abs_src_path=str(png)))
+    for png in sorted(RESULTS.rglob("*.png")):
+        name = png.relative_to(RESULTS).as_posix()
+        files.append(File.generated(config, f"benchmarks/{name}", abs_src_path=str(png)))
     return files
 
 
