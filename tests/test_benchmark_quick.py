@@ -192,6 +192,35 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     assert [(r["row"], r.get("seed", 0)) for r in rows] == [("baseline", 0), ("baseline", 1), ("class_root_half", 0)]
 
 
+def test_rank_correlation_averages_tied_ranks():
+    rank_correlation = _load("pool_composition").rank_correlation
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks (0.5, 0.5, 2) against (0, 1, 2): covariance 1.5, variances 1.5 and 2
+    assert rank_correlation([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / (1.5 * 2) ** 0.5)
+
+
+def test_pool_composition_compares_the_easiest_pool_with_a_random_one(tmp_path):
+    pools = _load("pool_composition")
+    common = ["--quick", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path)]
+    (row,) = pools.main([*common, "--backbones", "dual_encoder", "--seeds", "1", "--batches", "2"])
+    assert (row["backbone"], row["seed"], row["pool_size"]) == ("dual_encoder", 1, -(-row["pairs"] // 4))
+    assert row["mean_difficulty_easiest"] < row["mean_difficulty_random"]
+    for key in ("corr_difficulty_atoms", "corr_difficulty_tokens"):
+        assert -1 <= row[key] <= 1
+    for name in ("easiest", "random"):
+        assert row[f"atoms_ratio_{name}"] > 0 and row[f"tokens_ratio_{name}"] > 0 and row[f"cpu_per_1000_{name}"] > 0
+    saved = json.loads((tmp_path / "pool_composition.json").read_text())
+    assert saved["rows"] == [row] and saved["args"]["batches"] == 2
+    ratio = row["cpu_per_1000_easiest"] / row["cpu_per_1000_random"]
+    md = (tmp_path / "pool_composition.md").read_text()
+    assert f"| dual_encoder | 1 | {row['corr_difficulty_atoms']:+.2f} |" in md and f"| {ratio:.2f}× |" in md
+    with pytest.raises(SystemExit, match="--share"):
+        pools.main([*common, "--share", "0"])
+    with pytest.raises(SystemExit, match="Unknown backbones"):
+        pools.main([*common, "--backbones", "gin"])
+
+
 def test_evaluation_cost_measures_both_ways_with_the_same_metrics(tmp_path):
     evaluation_cost = _load("evaluation_cost")
     argv = ["--quick", "--backbones", "dual_encoder", "--repeats", "1"]
