@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
-import importlib.util
 import json
 import math
 import platform
@@ -40,14 +38,13 @@ from transformers import HfArgumentParser
 HERE = Path(__file__).resolve().parent
 
 
-@functools.cache
 def _benchmark():
-    """The sibling ``class_vs_baseline.py`` (its data preparation and backbones), loaded from its file once."""
-    spec = importlib.util.spec_from_file_location("class_vs_baseline", HERE / "class_vs_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The sibling ``class_vs_baseline.py`` (its data preparation and backbones), imported from beside this file."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import class_vs_baseline
+
+    return class_vs_baseline
 
 
 @dataclass
