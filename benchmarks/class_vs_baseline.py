@@ -9,6 +9,9 @@ For every backbone and seed, on the same data, features and machine:
 - ``random_subset``: the same pool sizes as ``class``, random pairs re-drawn every epoch (the control);
 - ``confusion_batches``: the baseline's random order, with every batch filled half by pairs that the difficulty scorer
   confuses with each other (hard negatives from the difficulty signal, not an ordering);
+- ``hard_first``: the same difficulty scorer with the order reversed (the hardest pairs first, an anti-curriculum),
+  root pacing that reaches every pair at half of the epochs, no learning-rate stage multiplier (the setting that
+  ``diagnose.py --study curriculum`` found fastest on validation);
 
 and, once per seed, the frozen-feature linear anchor (frozen MiniLM mean-pooled text, RDKit Morgan count
 fingerprints, linear maps, InfoNCE, early stopping on validation: :class:`~class_hf.curriculum.FingerprintScorer`).
@@ -140,6 +143,7 @@ ARMS: dict[str, dict[str, Any]] = {
         "intensity_target": "none",
         "batch_composition": "confusion",
     },
+    "hard_first": {"curriculum": "hard_first", "pacing": "root", "pacing_saturation": 0.5, "intensity_gamma_min": 1.0},
 }
 
 

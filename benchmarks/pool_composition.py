@@ -1,14 +1,15 @@
-"""What CLASS's early pools hold, and what a pair of them costs to train on, against a random pool of the same size.
+"""What CLASS's early pools hold, and what a pair of them costs to train on, against random and hardest pools.
 
 For each backbone of ``class_vs_baseline.py`` and seed, the benchmark's CLASS arm scores the training pairs with its
 warm-up scorer (the library's defaults, the benchmark's batch size and learning rate). Then, for the easiest
-``--share`` of the pairs and for a random pool of the same size:
+``--share`` of the pairs (CLASS's first pool), a random pool of the same size and the hardest ``--share`` (the first
+pool of the anti-curriculum ``hard_first``):
 
 - the mean number of atoms of the molecules and of text tokens of the descriptions (at the backbone's token limit),
   as ratios to the means over all training pairs, and the rank correlation of difficulty with each;
 - the training cost: process CPU seconds per 1,000 pairs of ``--batches`` optimizer steps (forward, backward, AdamW)
   on batches of the benchmark's size drawn from that pool, one thread, both pools trained from the same copy of the
-  untrained backbone, alternating batch by batch.
+  untrained backbone, taking turns batch by batch.
 
 Run (about 5 minutes on one core)::
 
@@ -76,8 +77,8 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cpu_per_pair(model, dataset, pools: dict[str, np.ndarray], collator, *, batch_size: int, batches: int, lr: float):
-    """CPU seconds per 1,000 pairs of ``batches`` training steps on each pool, the pools' steps alternating; each
-    pool trains its own copy of ``model``."""
+    """CPU seconds per 1,000 pairs of ``batches`` training steps on each pool, the pools taking turns; each pool
+    trains its own copy of ``model``."""
     import torch
 
     copies = {name: copy.deepcopy(model).train() for name in pools}
@@ -138,9 +139,11 @@ def measure(backbone: str, seed: int, args: PoolArguments) -> dict[str, Any]:
     tokenized = data["tokenizer"](list(train["description"]), truncation=True, max_length=max_length)
     tokens = np.asarray([len(ids) for ids in tokenized["input_ids"]], dtype=np.float64)
     size = math.ceil(args.share * len(train))
+    by_difficulty = np.argsort(difficulty, kind="stable")
     pools = {
-        "easiest": np.argsort(difficulty, kind="stable")[:size],
+        "easiest": by_difficulty[:size],
         "random": np.random.default_rng(seed).permutation(len(train))[:size],
+        "hardest": by_difficulty[-size:],
     }
     cost = cpu_per_pair(
         model, train, pools, collator, batch_size=batch_size, batches=args.batches, lr=training["learning_rate"]
@@ -163,23 +166,27 @@ def measure(backbone: str, seed: int, args: PoolArguments) -> dict[str, Any]:
 
 
 def report(rows: list[dict[str, Any]], args: PoolArguments, wall_seconds: float) -> str:
+    pools = ("easiest", "random", "hardest")
     lines = [
-        f"Easiest {args.share:.0%} of the training pairs (CLASS's warm-up scorer) against a random pool of the same "
-        f"size; atoms and tokens as ratios to all training pairs; training CPU seconds per 1,000 pairs "
+        f"The easiest, a random and the hardest {args.share:.0%} of the training pairs (CLASS's warm-up scorer): "
+        f"mean atoms and text tokens as ratios to all training pairs, and training CPU seconds per 1,000 pairs "
         f"({args.batches} steps per pool, one thread).",
         "",
-        "| backbone | seed | corr(difficulty, atoms) | corr(difficulty, tokens) | atoms easiest / random | "
-        "tokens easiest / random | CPU s per 1,000 pairs easiest / random | ratio |",
+        "| backbone | seed | corr(difficulty, atoms) | corr(difficulty, tokens) | atoms easiest / random / hardest | "
+        "tokens easiest / random / hardest | CPU s per 1,000 pairs easiest / random / hardest | "
+        "CPU easiest, hardest × random |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ratio = r["cpu_per_1000_easiest"] / r["cpu_per_1000_random"]
+
+        def three(key: str, r: dict[str, Any] = r) -> str:
+            return " / ".join(f"{r[f'{key}_{pool}']:.2f}" for pool in pools)
+
+        easy, hard = (r[f"cpu_per_1000_{pool}"] / r["cpu_per_1000_random"] for pool in ("easiest", "hardest"))
         lines.append(
             f"| {r['backbone']} | {r['seed']} | {r['corr_difficulty_atoms']:+.2f} "
-            f"| {r['corr_difficulty_tokens']:+.2f} "
-            f"| {r['atoms_ratio_easiest']:.2f} / {r['atoms_ratio_random']:.2f} "
-            f"| {r['tokens_ratio_easiest']:.2f} / {r['tokens_ratio_random']:.2f} "
-            f"| {r['cpu_per_1000_easiest']:.2f} / {r['cpu_per_1000_random']:.2f} | {ratio:.2f}× |"
+            f"| {r['corr_difficulty_tokens']:+.2f} | {three('atoms_ratio')} | {three('tokens_ratio')} "
+            f"| {three('cpu_per_1000')} | {easy:.2f}×, {hard:.2f}× |"
         )
     table = "\n".join(lines) + "\n"
     output = Path(args.output_dir)

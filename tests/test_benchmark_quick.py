@@ -205,16 +205,17 @@ def test_pool_composition_compares_the_easiest_pool_with_a_random_one(tmp_path):
     common = ["--quick", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path)]
     (row,) = pools.main([*common, "--backbones", "dual_encoder", "--seeds", "1", "--batches", "2"])
     assert (row["backbone"], row["seed"], row["pool_size"]) == ("dual_encoder", 1, -(-row["pairs"] // 4))
-    assert row["mean_difficulty_easiest"] < row["mean_difficulty_random"]
+    assert row["mean_difficulty_easiest"] < row["mean_difficulty_random"] < row["mean_difficulty_hardest"]
     for key in ("corr_difficulty_atoms", "corr_difficulty_tokens"):
         assert -1 <= row[key] <= 1
-    for name in ("easiest", "random"):
+    for name in ("easiest", "random", "hardest"):
         assert row[f"atoms_ratio_{name}"] > 0 and row[f"tokens_ratio_{name}"] > 0 and row[f"cpu_per_1000_{name}"] > 0
     saved = json.loads((tmp_path / "pool_composition.json").read_text())
     assert saved["rows"] == [row] and saved["args"]["batches"] == 2
-    ratio = row["cpu_per_1000_easiest"] / row["cpu_per_1000_random"]
+    easy, hard = (row[f"cpu_per_1000_{name}"] / row["cpu_per_1000_random"] for name in ("easiest", "hardest"))
     md = (tmp_path / "pool_composition.md").read_text()
-    assert f"| dual_encoder | 1 | {row['corr_difficulty_atoms']:+.2f} |" in md and f"| {ratio:.2f}× |" in md
+    assert f"| dual_encoder | 1 | {row['corr_difficulty_atoms']:+.2f} |" in md
+    assert f"| {easy:.2f}×, {hard:.2f}× |" in md
     with pytest.raises(SystemExit, match="--share"):
         pools.main([*common, "--share", "0"])
     with pytest.raises(SystemExit, match="Unknown backbones"):
