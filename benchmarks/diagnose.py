@@ -355,24 +355,25 @@ def write_report(rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seco
 
 
 def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments, wall_seconds: float) -> str:
-    """Writes ``diagnose_curriculum_<backbone>.{json,md}``: per setting, the mean best validation MRR over its seeds
-    and, per seed, the CPU to reach the same seed's baseline best and 98 % of it (shares of that baseline's training
-    CPU; the baseline's own row shows when it got there itself)."""
+    """Writes ``diagnose_curriculum_<backbone>.{json,md}``: per setting, the mean best validation MRR over its seeds,
+    its CPU seconds (mean, range, and as a share of the same seed's baseline) and, per seed, the CPU to reach the same
+    seed's baseline best and 98 % of it (shares of that baseline's training CPU; the baseline's own row shows when it
+    got there itself); then, per setting and epoch, the mean validation MRR and CPU seconds of that epoch."""
     bases = {_seed(r): r for r in rows if r["row"] == "baseline"}
     lines = [
-        "| curriculum setting | seeds | best val MRR | Δ vs baseline | best epoch | CPU s | CPU to baseline best | "
-        "CPU to 98 % of it |",
-        "|---|---|---|---|---|---|---|---|",
+        "| curriculum setting | seeds | best val MRR | Δ vs baseline | best epoch | CPU s | CPU × baseline | "
+        "CPU to baseline best | CPU to 98 % of it |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    order = list(CURRICULUM_ROWS)
-    names = sorted(dict.fromkeys(r["row"] for r in rows), key=lambda n: order.index(n) if n in order else len(order))
+    names = _setting_names(rows)
     for name in names:
         runs = sorted((r for r in rows if r["row"] == name), key=_seed)
-        deltas, reaches, nears = [], [], []
+        deltas, shares, reaches, nears = [], [], [], []
         for r in runs:
             base = bases.get(_seed(r))
             if base is None:
                 continue
+            shares.append(r["cpu_seconds"] / base["cpu_seconds"])
             if r is not base:
                 deltas.append(r["best_val_mrr"] - base["best_val_mrr"])
                 reaches.append(_reach(r, base, 1.0))
@@ -381,12 +382,45 @@ def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments
         best = _benchmark()._fmt([r["best_val_mrr"] for r in runs])
         delta = "–" if not deltas else f"{sum(deltas) / len(deltas):+.3f}"
         epoch = sum(r["best_epoch"] for r in runs) / len(runs)
-        cpu = sum(r["cpu_seconds"] for r in runs) / len(runs)
+        cpus = [r["cpu_seconds"] for r in runs]
+        cpu = f"{sum(cpus) / len(cpus):.0f}" + (f" ({min(cpus):.0f}–{max(cpus):.0f})" if len(cpus) > 1 else "")
+        share = "–" if not shares else f"{sum(shares) / len(shares):.2f}×"
         lines.append(
-            f"| {runs[0]['change']} | {seeds} | {best} | {delta} | {epoch:.0f} | {cpu:.0f} | "
+            f"| {runs[0]['change']} | {seeds} | {best} | {delta} | {epoch:.0f} | {cpu} | {share} | "
             f"{'; '.join(reaches) or '–'} | {'; '.join(nears) or '–'} |"
         )
-    return _write(lines, rows, diag, wall_seconds)
+    return _write([*lines, "", *_epoch_table(rows, names)], rows, diag, wall_seconds)
+
+
+def _epoch_table(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """Per setting and epoch: mean validation MRR / mean CPU seconds of that epoch alone (evaluation and, in the first
+    epoch, scoring included), over the setting's seeds that ran it."""
+    last = max(len(r["val_curve"]) for r in rows)
+    epochs = [e for e in (1, 2, 3, 5, 8, 12, 16, 20, 25, 30) if e <= last]
+    lines = [
+        "Per epoch: validation MRR / CPU seconds of that epoch (means over the seeds).",
+        "",
+        "| curriculum setting | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+        "|---|" + "---|" * len(epochs),
+    ]
+    for name in names:
+        cells = []
+        for e in epochs:
+            runs = [r["val_curve"] for r in rows if r["row"] == name and len(r["val_curve"]) >= e]
+            if not runs:
+                cells.append("–")
+                continue
+            mrr = sum(c[e - 1]["mrr"] for c in runs) / len(runs)
+            cpu = sum(c[e - 1]["cpu_seconds"] - (c[e - 2]["cpu_seconds"] if e > 1 else 0.0) for c in runs) / len(runs)
+            cells.append(f"{mrr:.3f} / {cpu:.1f}")
+        lines.append(f"| {CURRICULUM_ROWS.get(name, (name,))[0]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _setting_names(rows: list[dict[str, Any]]) -> list[str]:
+    """The settings of ``rows``, in the order of ``CURRICULUM_ROWS`` (unknown ones last)."""
+    order = list(CURRICULUM_ROWS)
+    return sorted(dict.fromkeys(r["row"] for r in rows), key=lambda n: order.index(n) if n in order else len(order))
 
 
 def plot_curriculum(rows: list[dict[str, Any]], diag: DiagnosisArguments, target: float = 0.65) -> Path | None:
@@ -398,8 +432,7 @@ def plot_curriculum(rows: list[dict[str, Any]], diag: DiagnosisArguments, target
     from matplotlib.figure import Figure
 
     bases = {_seed(r): r for r in rows if r["row"] == "baseline"}
-    order = list(CURRICULUM_ROWS)
-    names = sorted({r["row"] for r in rows} - {"baseline"}, key=lambda n: order.index(n) if n in order else len(order))
+    names = [name for name in _setting_names(rows) if name != "baseline"]
     if not bases or not names:
         return None
 

@@ -166,6 +166,9 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     md = (tmp_path / "diagnose_curriculum_dual_encoder_quick.md").read_text()
     assert f"{row['best_val_mrr'] - base['best_val_mrr']:+.3f} |" in md
     assert f"| {reach(row, 1.0)} | {reach(row, 0.98)} |" in md and f"| – | {reach(base, 0.98)} |" in md
+    assert f"| {row['cpu_seconds'] / base['cpu_seconds']:.2f}× |" in md and "| 1.00× |" in md
+    first = base["val_curve"][0]  # the per-epoch table: MRR / CPU seconds of epoch 1
+    assert f"| baseline (no curriculum) | {first['mrr']:.3f} / {first['cpu_seconds']:.1f} |" in md
     saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
     assert [r["row"] for r in saved["rows"]] == ["baseline", "class_root_half"]
     first_wall = saved["wall_seconds"]
