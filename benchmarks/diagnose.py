@@ -224,6 +224,17 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "random_subset",
         {**HALF_ROOT, "intensity_gamma_min": 1.0},
     ),
+    "class_root_half_cost": (
+        "CLASS, root pacing by atoms (each pool holds its share of the molecules' atoms) reaching all data at half "
+        "the epochs, gamma 1",
+        "class",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0, "pacing_cost_column": "num_nodes"},
+    ),
+    "random_root_half_cost": (
+        "random subsets, root pacing by atoms reaching all data at half the epochs, gamma 1",
+        "random_subset",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0, "pacing_cost_column": "num_nodes"},
+    ),
     "class_root_half_paced_batch": (
         "CLASS, root pacing reaching all data at half the epochs, gamma 1, batch size paced with the pool",
         "class",

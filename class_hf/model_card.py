@@ -91,6 +91,7 @@ CLASS_FIELDS = (
     "pacing_saturation",
     "pacing_root_degree",
     "pace_batch_size",
+    "pacing_cost_column",
     "batch_composition",
     "difficulty_source",
     "difficulty_delta",

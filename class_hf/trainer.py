@@ -38,7 +38,7 @@ from .curriculum.intensity import AdaptiveIntensity, IntensityTarget, scale_lamb
 from .curriculum.pacing import Pacing, get_pacing
 from .curriculum.plan import CurriculumPlan, balanced_batches
 from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
-from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler
+from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler, as_cost_array
 from .data.collator import MoleculeTextCollator
 from .data.text_features import cache_text_features
 from .log_output import use_readable_logs
@@ -254,6 +254,7 @@ class CurriculumTrainer(Trainer):
             seed=args.data_seed if args.data_seed is not None else args.seed,
             order=args.curriculum,
             redraw_random_subset=args.redraw_random_subset,
+            costs=self._pacing_costs(),
         )
         if self._restored_sampler_state is not None:
             sampler.load_state_dict(self._restored_sampler_state)
@@ -268,12 +269,26 @@ class CurriculumTrainer(Trainer):
             drop_last=args.dataloader_drop_last,
             full_data=not args.curriculum_enabled,
             pace_batch_size=args.pace_batch_size,
+            pool_sizes=None if sampler.costs is None else [sampler.pool_size(e) for e in range(self.num_epochs)],
         )
         self._set_plan(plan, drive_epochs=True)
         logger.info("Curriculum plan (%s, %s): %s.", args.curriculum.value, self.pacing, plan.describe())
         compose = self.difficulty_provider.compose_batches if args.batch_composition == "confusion" else None
         stream = CurriculumBatchSampler(sampler, plan, before_epoch=self._before_epoch, compose=compose)
         return self._loader(self.train_dataset, stream)
+
+    def _pacing_costs(self) -> np.ndarray | None:
+        """The training set's ``pacing_cost_column`` (None without one, or without a curriculum)."""
+        column = self.args.pacing_cost_column
+        if column is None or not self.args.curriculum_enabled:
+            return None
+        names = getattr(self.train_dataset, "column_names", None)
+        if names is None or column not in names:
+            raise ValueError(
+                f"`pacing_cost_column={column!r}` is not a column of the training set (its columns: {names}); "
+                "graph features name each molecule's atoms `num_nodes`."
+            )
+        return as_cost_array(self.train_dataset[column], len(self.train_dataset), f"training column {column!r}")
 
     def _loader(self, dataset, batch_sampler) -> DataLoader:
         """A prepared data loader of ``dataset``'s collator columns over ``batch_sampler``."""

@@ -78,6 +78,11 @@ class CurriculumTrainingArguments(TrainingArguments):
             (``max(2, ceil(lambda(e) B))``), so that a small early pool still makes about as many optimizer steps as
             a full epoch, and the in-batch negatives grow with the curriculum. Sample passes, and so the compute
             saved, are unchanged.
+        pacing_cost_column (str | None): pace by cost instead of by count: a training-set column holding a positive
+            cost per pair (``num_nodes``, the molecule's atoms, which drive a graph encoder's compute); each pool then
+            holds ``lambda(e)`` of the total cost. Easy pairs are not average pairs (on ChEBI-20 they are larger
+            molecules), so pools paced by count cost more than their share. Not with ``difficulty_refresh``, whose
+            new order would change the pools' sizes after the schedule is set.
 
         batch_composition (BatchComposition | str): ``random`` (consecutive pairs of the epoch's order) or
             ``confusion``: every batch filled to ``confusion_share`` with pairs the difficulty scorer confuses with
@@ -179,6 +184,14 @@ class CurriculumTrainingArguments(TrainingArguments):
         metadata={
             "help": "Scale each curriculum epoch's batch size with its pool fraction (at least 2), so that early "
             "epochs make about as many optimizer steps as a full one; the in-batch negatives grow with the pool."
+        },
+    )
+
+    pacing_cost_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pace by cost instead of by count: a column with a positive cost per pair (e.g. 'num_nodes', the "
+            "molecule's atoms); each epoch's pool then holds its pacing fraction of the total cost."
         },
     )
 
@@ -335,6 +348,13 @@ class CurriculumTrainingArguments(TrainingArguments):
                 raise ValueError(f"`pacing_fractions` must be non-decreasing, got {fractions}.")
         if not self.pacing_root_degree >= 1:  # NaN fails too
             raise ValueError(f"`pacing_root_degree` must be >= 1, got {self.pacing_root_degree}.")
+        if self.pacing_cost_column == "":
+            raise ValueError("`pacing_cost_column` must name a column of the training set (or be None).")
+        if self.pacing_cost_column is not None and self.difficulty_refresh:
+            raise ValueError(
+                "`pacing_cost_column` cannot be combined with `difficulty_refresh`: pools paced by cost change size "
+                "when the difficulty order changes, after the learning-rate schedule is planned. Drop one of them."
+            )
         if self.confusion_neighbors < 1 or not 0 <= self.confusion_share <= 1:  # NaN share fails too
             raise ValueError(
                 f"`confusion_neighbors` must be >= 1 and `confusion_share` in [0, 1], got {self.confusion_neighbors} "

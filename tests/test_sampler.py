@@ -214,3 +214,53 @@ def test_set_difficulty_keeps_size(difficulty):
     assert set(after) != set(before)
     with pytest.raises(ValueError, match="built for"):
         sampler.set_difficulty(difficulty[:5])
+
+
+# ---------------------------------------------------------------------------------------------- pacing by cost
+def test_unit_costs_give_the_pools_of_pacing_by_count(difficulty):
+    for order in ("easy_first", "hard_first", "random_subset"):
+        by_count = CurriculumSampler(difficulty, "root", num_epochs=6, seed=2, order=order)
+        by_cost = CurriculumSampler(difficulty, "root", num_epochs=6, seed=2, order=order, costs=np.ones(N))
+        for epoch in range(6):
+            assert _epoch(by_cost, epoch) == _epoch(by_count, epoch), (order, epoch)
+
+
+def test_pools_paced_by_cost_hold_their_share_of_the_cost(difficulty):
+    rng = np.random.default_rng(1)
+    costs = rng.integers(5, 60, size=N).astype(float)
+    costs[np.argsort(difficulty)[:20]] = 200.0  # the easiest pairs are the expensive ones, as on ChEBI-20
+    pacing = get_pacing("staged")
+    for order in ("easy_first", "hard_first", "random_subset"):
+        by_cost = CurriculumSampler(difficulty, pacing, num_epochs=4, seed=0, order=order, costs=costs)
+        by_count = CurriculumSampler(difficulty, pacing, num_epochs=4, seed=0, order=order)
+        for epoch in range(4):
+            pool = by_cost.pool(epoch)
+            share = pacing.fraction(epoch, 4)
+            ranked = by_cost._ranked(epoch)
+            assert np.array_equal(pool, ranked[: len(pool)]), "not a prefix of the epoch's order"
+            # the shortest prefix reaching the share: one pair fewer falls short of it
+            assert costs[pool].sum() >= share * costs.sum() - 1e-9
+            assert costs[pool[:-1]].sum() < share * costs.sum()
+            assert len(_epoch(by_cost, epoch)) == by_cost.pool_size(epoch) == len(pool)
+        if order == "easy_first":  # 20 expensive easy pairs hold most of a quarter of the cost
+            assert by_cost.pool_size(0) < by_count.pool_size(0) == 26
+    assert CurriculumSampler(difficulty, pacing, num_epochs=4, costs=costs).pool_size(3) == N
+
+
+def test_costs_are_checked_and_part_of_the_checkpoint(difficulty):
+    with pytest.raises(ValueError, match=r"must be positive; 2 rows are not \(first: row 3"):
+        CurriculumSampler(difficulty, costs=np.where(np.isin(np.arange(N), [3, 7]), 0.0, 1.0))
+    with pytest.raises(ValueError, match=r"not finite in 1 rows \(first: row 4\)"):
+        CurriculumSampler(difficulty, costs=np.where(np.arange(N) == 4, np.nan, 1.0))
+    with pytest.raises(ValueError, match="has 5 values but the training set has 103"):
+        CurriculumSampler(difficulty, costs=np.ones(5))
+    costs = np.arange(1, N + 1, dtype=float)
+    state = CurriculumSampler(difficulty, "staged", num_epochs=4, costs=costs).state_dict()
+    resumed = CurriculumSampler(difficulty, "staged", num_epochs=4, costs=costs)
+    resumed.load_state_dict(state)
+    for other in (None, costs[::-1].copy()):  # paced by count, or by other costs
+        with pytest.raises(ValueError, match="costs_sha1"):
+            CurriculumSampler(difficulty, "staged", num_epochs=4, costs=other).load_state_dict(state)
+    by_count = CurriculumSampler(difficulty, "staged", num_epochs=4).state_dict()
+    with pytest.raises(ValueError, match="costs_sha1"):
+        CurriculumSampler(difficulty, "staged", num_epochs=4, costs=costs).load_state_dict(by_count)

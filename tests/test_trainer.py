@@ -881,3 +881,36 @@ def test_confusion_batches_with_drop_last_take_whole_batches(tmp_path):
     assert [len(trainer.seen[epoch]) for epoch in range(4)] == [8, 16, 32, 40]
     for epoch in range(4):
         assert len(set(trainer.seen[epoch])) == len(trainer.seen[epoch])
+
+
+def test_pacing_by_cost_trains_pools_holding_their_share_of_the_cost(tmp_path):
+    train = make_pairs(40)
+    cost = [float(len(tokens)) for tokens in train["input_ids"]]  # 3 to 6 per pair
+    train = train.add_column("num_tokens", cost)
+    trainer = recording_trainer(make_args(tmp_path, pacing_cost_column="num_tokens"), train)
+    trainer.train()
+    cost, difficulty = np.asarray(cost), np.asarray(train["difficulty"])
+    easy_to_hard = np.argsort(difficulty, kind="stable")
+    sizes = trainer.plan.pool_sizes
+    assert sizes[-1] == 40 and sizes == sorted(sizes)
+    for epoch, share in enumerate((0.25, 0.5, 0.75, 1.0)):
+        pool = easy_to_hard[: sizes[epoch]]
+        assert sorted(trainer.seen[epoch]) == sorted(pool.tolist())  # the easiest pairs, each once
+        assert cost[pool].sum() >= share * cost.sum() > cost[pool[:-1]].sum()
+    assert trainer.state.global_step == trainer.state.max_steps == trainer.plan.total_updates
+    assert trainer.curriculum_summary()["samples_seen"] == sum(sizes)
+    assert trainer.lr_scheduler.get_last_lr()[0] == 0.0  # the linear schedule spans the real steps
+
+
+def test_pacing_by_cost_names_a_missing_column_and_refuses_refresh(tmp_path):
+    trainer = recording_trainer(make_args(tmp_path, pacing_cost_column="num_nodes"), make_pairs(40))
+    with pytest.raises(ValueError, match=r"`pacing_cost_column='num_nodes'` is not a column of the training set"):
+        trainer.train()
+    with pytest.raises(ValueError, match="cannot be combined with `difficulty_refresh`"):
+        make_args(tmp_path, pacing_cost_column="num_nodes", difficulty_refresh=True)
+    with pytest.raises(ValueError, match="must name a column"):
+        make_args(tmp_path, pacing_cost_column="")
+    bad = make_pairs(40).add_column("num_nodes", [1.0] * 39 + [-2.0])
+    trainer = recording_trainer(make_args(tmp_path, pacing_cost_column="num_nodes"), bad)
+    with pytest.raises(ValueError, match=r"'num_nodes'. must be positive; 1 rows are not \(first: row 39"):
+        trainer.train()

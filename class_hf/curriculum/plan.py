@@ -129,6 +129,7 @@ class CurriculumPlan:
         drop_last: bool = False,
         full_data: bool = False,
         pace_batch_size: bool = False,
+        pool_sizes: list[int] | None = None,
     ) -> CurriculumPlan:
         """The plan of ``num_epochs`` epochs over ``num_samples`` samples paced by ``pacing``.
 
@@ -143,6 +144,8 @@ class CurriculumPlan:
             full_data (bool): every epoch's pool is the whole training set (the random-order baseline).
             pace_batch_size (bool): epoch ``e``'s largest batch is ``max(2, ceil(lambda(e) B))`` (at most ``B``)
                 instead of ``B``, so that every epoch makes about as many optimizer steps as a full one.
+            pool_sizes (list[int] | None): every epoch's pool size when it is not ``ceil(lambda(e) N)``: the
+                sampler's, when it paces by cost (:meth:`~class_hf.curriculum.sampler.CurriculumSampler.pool_size`).
 
         Raises:
             ValueError: when an epoch's pool is too small to give every process a non-empty batch in each of its
@@ -150,6 +153,12 @@ class CurriculumPlan:
         """
         fractions = [1.0 if full_data else pacing.fraction(e, num_epochs) for e in range(num_epochs)]
         paced = [paced_batch_size(batch_size, f) for f in fractions] if pace_batch_size and not full_data else None
+        if full_data or pool_sizes is None:
+            pool_sizes = [pool_size(f, num_samples) for f in fractions]
+        elif len(pool_sizes) != num_epochs or any(not 1 <= size <= num_samples for size in pool_sizes):
+            raise ValueError(
+                f"`pool_sizes` must hold one size in [1, {num_samples}] per epoch ({num_epochs}), got {pool_sizes}."
+            )
         return cls(
             num_samples=num_samples,
             batch_size=batch_size,
@@ -157,7 +166,7 @@ class CurriculumPlan:
             gradient_accumulation_steps=gradient_accumulation_steps,
             drop_last=drop_last,
             fractions=fractions,
-            pool_sizes=[pool_size(f, num_samples) for f in fractions],
+            pool_sizes=list(pool_sizes),
             stages=[pacing.stage(e, num_epochs) for e in range(num_epochs)],
             progress=[pacing.progress(e, num_epochs) for e in range(num_epochs)],
             epoch_batch_sizes=paced,

@@ -19,6 +19,11 @@ Order modes (:class:`CurriculumOrder`):
   (the fair control: same pool sizes, no difficulty ordering; ``redraw_random_subset=False`` keeps the nested pools
   of one fixed random permutation instead, which mimics the nesting of ``easy_first``);
 - ``none`` (baseline): every sample every epoch, in random order; the pacing is ignored.
+
+With per-sample ``costs`` (pacing by cost, ``CurriculumTrainingArguments.pacing_cost_column``), ``lambda(e)`` is a
+share of the total cost instead of the sample count: the pool is the shortest prefix of the epoch's order (easiest
+first, hardest first, or the random draw) whose costs reach ``lambda(e)`` of the sum. With unit costs the pools are
+those of pacing by count.
 """
 
 from __future__ import annotations
@@ -73,6 +78,23 @@ def as_difficulty_array(difficulty: Any, name: str = "difficulty") -> np.ndarray
     return array
 
 
+def as_cost_array(costs: Any, num_samples: int, name: str = "costs") -> np.ndarray:
+    """Per-sample costs of pacing by cost as ``float64 [N]``: finite and positive, one per training sample.
+
+    Raises:
+        ValueError: naming ``name``, the first offending row and the count, or the length mismatch.
+    """
+    array = as_difficulty_array(costs, name)
+    if array.size != num_samples:
+        raise ValueError(f"`{name}` has {array.size} values but the training set has {num_samples} samples.")
+    bad = np.flatnonzero(array <= 0)
+    if bad.size:
+        raise ValueError(
+            f"`{name}` must be positive; {bad.size} rows are not (first: row {int(bad[0])}, value {array[bad[0]]})."
+        )
+    return array
+
+
 def difficulty_fingerprint(difficulty: np.ndarray) -> str:
     """A short hash of the difficulty values, to check that a resumed run uses the same ones."""
     return hashlib.sha1(np.ascontiguousarray(difficulty, dtype=np.float64).tobytes()).hexdigest()[:16]
@@ -96,6 +118,8 @@ class CurriculumSampler(Sampler[int]):
         order (CurriculumOrder | str): ``easy_first``, ``hard_first``, ``random_subset`` or ``none``.
         redraw_random_subset (bool): with ``random_subset``, draw a fresh subset every epoch (default) rather than
             taking nested prefixes of one fixed permutation.
+        costs (Sequence[float] | np.ndarray | None): a positive cost per sample (e.g. its number of atoms) to pace
+            by: each pool then holds ``lambda(e)`` of the total cost rather than of the samples. None paces by count.
 
     Example:
         >>> sampler = CurriculumSampler([0.9, 0.1, 0.5, 0.3], "staged", num_epochs=4, seed=0)
@@ -113,6 +137,7 @@ class CurriculumSampler(Sampler[int]):
         seed: int = 0,
         order: CurriculumOrder | str = CurriculumOrder.EASY_FIRST,
         redraw_random_subset: bool = True,
+        costs: Sequence[float] | np.ndarray | torch.Tensor | None = None,
     ) -> None:
         self.order = CurriculumOrder(order)
         self.pacing = get_pacing(pacing)
@@ -125,6 +150,7 @@ class CurriculumSampler(Sampler[int]):
         self.tie_break = "seed"
         self._cache: tuple[int, torch.Tensor] | None = None
         self.set_difficulty(difficulty)
+        self.costs = None if costs is None else as_cost_array(costs, self.num_samples, "costs")
 
     # ---- difficulty ----------------------------------------------------------------------------------------------
 
@@ -180,22 +206,33 @@ class CurriculumSampler(Sampler[int]):
         return self.pacing.stage(self.epoch if epoch is None else epoch, self.num_epochs)
 
     def pool_size(self, epoch: int | None = None) -> int:
-        """``ceil(lambda(epoch) * N)`` (N with order ``none``)."""
-        return pool_size(self.fraction(epoch), self.num_samples)
+        """``ceil(lambda(epoch) * N)`` (N with order ``none``); with ``costs``, the length of the shortest prefix of
+        the epoch's order whose costs reach ``lambda(epoch)`` of their sum."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        fraction = self.fraction(epoch)
+        if self.costs is None or self.order == CurriculumOrder.NONE or fraction >= 1:
+            return pool_size(fraction, self.num_samples)
+        cumulative = np.cumsum(self.costs[self._ranked(epoch)])
+        budget = round(fraction * float(cumulative[-1]), 9)
+        reached = int(np.searchsorted(cumulative, budget * (1 - 1e-12), side="left")) + 1
+        return min(self.num_samples, max(1, reached))
+
+    def _ranked(self, epoch: int) -> np.ndarray:
+        """Every sample in the order the pools of ``epoch`` are taken from (the pool is a prefix of it)."""
+        if self.order == CurriculumOrder.EASY_FIRST:
+            return self._easy_to_hard
+        if self.order == CurriculumOrder.HARD_FIRST:
+            return self._hard_to_easy
+        if self.order == CurriculumOrder.RANDOM_SUBSET:
+            draw = epoch if self.redraw_random_subset else 0
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, draw, stream=1))
+            return torch.randperm(self.num_samples, generator=generator).numpy()
+        return np.arange(self.num_samples)
 
     def pool(self, epoch: int | None = None) -> np.ndarray:
         """The indices admitted in ``epoch``, in pool order (before the shuffle)."""
         epoch = self.epoch if epoch is None else int(epoch)
-        size = self.pool_size(epoch)
-        if self.order == CurriculumOrder.EASY_FIRST:
-            return self._easy_to_hard[:size]
-        if self.order == CurriculumOrder.HARD_FIRST:
-            return self._hard_to_easy[:size]
-        if self.order == CurriculumOrder.RANDOM_SUBSET:
-            draw = epoch if self.redraw_random_subset else 0
-            generator = torch.Generator().manual_seed(epoch_seed(self.seed, draw, stream=1))
-            return torch.randperm(self.num_samples, generator=generator).numpy()[:size]
-        return np.arange(self.num_samples)
+        return self._ranked(epoch)[: self.pool_size(epoch)]
 
     def indices(self, epoch: int | None = None) -> torch.Tensor:
         """The shuffled indices of ``epoch``: the pool permuted with a generator seeded from ``(seed, epoch)``."""
@@ -228,6 +265,7 @@ class CurriculumSampler(Sampler[int]):
             "redraw_random_subset": self.redraw_random_subset,
             "tie_break": self.tie_break,
             "difficulty_sha1": difficulty_fingerprint(self.difficulty),
+            **({} if self.costs is None else {"costs_sha1": difficulty_fingerprint(self.costs)}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -242,11 +280,13 @@ class CurriculumSampler(Sampler[int]):
             "num_epochs": self.num_epochs,
             "pacing": self.pacing.describe(),
             "difficulty_sha1": difficulty_fingerprint(self.difficulty),
+            "costs_sha1": None if self.costs is None else difficulty_fingerprint(self.costs),
         }
         for key, current in checks.items():
-            if key in state and state[key] != current:
+            saved = state.get(key)
+            if saved != current and (key in state or (key == "costs_sha1" and current is not None)):
                 raise ValueError(
-                    f"Cannot restore the curriculum sampler: the checkpoint has `{key}`={state[key]!r} but this run "
+                    f"Cannot restore the curriculum sampler: the checkpoint has `{key}`={saved!r} but this run "
                     f"has {current!r}. Resume with the same training set, difficulty and curriculum arguments."
                 )
         self.seed = int(state.get("seed", self.seed))
