@@ -306,6 +306,8 @@ def run_curriculum_row(name: str, diag: DiagnosisArguments, seed: int = 0) -> di
         "cpu_seconds": result["cpu_seconds"],
         "scoring_seconds": result["scoring_seconds"],
         "scoring_info": result["scoring_info"],
+        "samples_seen": result["samples_seen"],
+        "pool_sizes": [h["pool_size"] for h in result["history"]],
         "val_curve": result["val_curve"],
     }
 
@@ -373,18 +375,20 @@ def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments
     bases = {_seed(r): r for r in rows if r["row"] == "baseline"}
     lines = [
         "| curriculum setting | seeds | best val MRR | Δ vs baseline | best epoch | CPU s | CPU × baseline | "
-        "CPU to baseline best | CPU to 98 % of it |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "sample passes × baseline | CPU to baseline best | CPU to 98 % of it |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = _setting_names(rows)
     for name in names:
         runs = sorted((r for r in rows if r["row"] == name), key=_seed)
-        deltas, shares, reaches, nears = [], [], [], []
+        deltas, shares, passes, reaches, nears = [], [], [], [], []
         for r in runs:
             base = bases.get(_seed(r))
             if base is None:
                 continue
             shares.append(r["cpu_seconds"] / base["cpu_seconds"])
+            if "samples_seen" in r and "samples_seen" in base:  # recorded since pacing by cost
+                passes.append(r["samples_seen"] / base["samples_seen"])
             if r is not base:
                 deltas.append(r["best_val_mrr"] - base["best_val_mrr"])
                 reaches.append(_reach(r, base, 1.0))
@@ -396,8 +400,9 @@ def write_curriculum_report(rows: list[dict[str, Any]], diag: DiagnosisArguments
         cpus = [r["cpu_seconds"] for r in runs]
         cpu = f"{sum(cpus) / len(cpus):.0f}" + (f" ({min(cpus):.0f}–{max(cpus):.0f})" if len(cpus) > 1 else "")
         share = "–" if not shares else f"{sum(shares) / len(shares):.2f}×"
+        passed = "–" if not passes else f"{sum(passes) / len(passes):.2f}×"
         lines.append(
-            f"| {runs[0]['change']} | {seeds} | {best} | {delta} | {epoch:.0f} | {cpu} | {share} | "
+            f"| {runs[0]['change']} | {seeds} | {best} | {delta} | {epoch:.0f} | {cpu} | {share} | {passed} | "
             f"{'; '.join(reaches) or '–'} | {'; '.join(nears) or '–'} |"
         )
     return _write([*lines, "", *_epoch_table(rows, names)], rows, diag, wall_seconds)

@@ -35,7 +35,7 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     bench = _load("class_vs_baseline")
     out_dir = tmp_path / "results"
     pool = _pool_file(chebi20_sample_dir / "orma_sample.csv", tmp_path / "cid_split_smiles.tsv")
-    arms = ["baseline", "class", "random_subset", "confusion_batches"]
+    arms = ["baseline", "class", "random_subset", "confusion_batches", "hard_first"]
     report = bench.main(
         [
             "--quick",
@@ -64,6 +64,11 @@ def test_quick_run_writes_results(tmp_path, chebi20_sample_dir):
     assert by_arm["class"]["samples_seen"] == by_arm["random_subset"]["samples_seen"]
     assert by_arm["class"]["samples_seen"] < by_arm["baseline"]["samples_seen"]
     assert by_arm["class"]["scoring_info"]["source"] == "warmup" and by_arm["class"]["scoring_seconds"] > 0
+    # hard pairs first: the same scorer, the order reversed, pools reaching all the pairs at half the epochs
+    hard = by_arm["hard_first"]
+    assert hard["training_arguments"]["curriculum"] == "hard_first" and hard["scoring_seconds"] > 0
+    assert by_arm["class"]["samples_seen"] < hard["samples_seen"] < by_arm["baseline"]["samples_seen"]
+    assert [h["samples_seen"] for h in hard["history"]][-2:] == [by_arm["baseline"]["history"][-1]["samples_seen"]] * 2
     assert len(saved["anchor"]) == 1 and 0.0 < saved["anchor"][0]["test"]["split"]["m2t_mrr"] <= 1.0
     rows = {(row["backbone"], row["arm"]): row for row in saved["summary"]}
     assert rows[("dual_encoder", "baseline")]["cpu_ratio"] == [1.0]
@@ -167,6 +172,10 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     assert f"{row['best_val_mrr'] - base['best_val_mrr']:+.3f} |" in md
     assert f"| {reach(row, 1.0)} | {reach(row, 0.98)} |" in md and f"| – | {reach(base, 0.98)} |" in md
     assert f"| {row['cpu_seconds'] / base['cpu_seconds']:.2f}× |" in md and "| 1.00× |" in md
+    # the sample passes: the pools the curriculum trained on, against every pair every epoch
+    assert row["pool_sizes"][-1] == base["pool_sizes"][0] and row["pool_sizes"] == sorted(row["pool_sizes"])
+    assert row["samples_seen"] == sum(row["pool_sizes"]) < base["samples_seen"] == sum(base["pool_sizes"])
+    assert f"× | {row['samples_seen'] / base['samples_seen']:.2f}× |" in md
     first = base["val_curve"][0]  # the per-epoch table: MRR / CPU seconds of epoch 1
     assert f"| baseline (no curriculum) | {first['mrr']:.3f} / {first['cpu_seconds']:.1f} |" in md
     saved = json.loads((tmp_path / "diagnose_curriculum_dual_encoder_quick.json").read_text())
