@@ -224,12 +224,14 @@ def test_arguments_parse_from_cli_and_yaml(tmp_path):
         "intensity_gamma_min": 0.25,
         "text_encoder_learning_rate": 3e-5,
         "num_train_epochs": 6,
+        "pacing_cost_column": "num_nodes",
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     (from_yaml,) = parser.parse_yaml_file(str(path))
     assert from_yaml.curriculum == CurriculumOrder.HARD_FIRST and from_yaml.pacing_stages == 3
     assert from_yaml.intensity_beta == 0.5 and from_yaml.text_encoder_learning_rate == 3e-5
+    assert from_yaml.pacing_cost_column == "num_nodes" and args.pacing_cost_column is None
 
     as_dict = json.loads(from_yaml.to_json_string())
     assert as_dict["curriculum"] == "hard_first" and as_dict["pacing"] == "staged"
