@@ -80,6 +80,12 @@ def test_a_paced_batch_size_keeps_the_steps_of_a_full_epoch_and_the_sample_passe
         CurriculumPlan.from_dict({**paced.to_dict(), "epoch_batch_sizes": [64]})
     with pytest.raises(ValueError, match="paced to 2 in this epoch"):
         CurriculumPlan.build(6, pacing, 4, batch_size=4, world_size=4, pace_batch_size=True)
+    # pools paced by cost: the batch follows the pool's share of the pairs, so every epoch keeps its steps
+    pools = [700] * 2 + [5235] * 6
+    by_cost = CurriculumPlan.build(5235, pacing, 8, batch_size=256, pace_batch_size=True, pool_sizes=pools)
+    assert by_cost.epoch_batch_sizes[:2] == [35, 35] and by_cost.updates == [20, 20] + [21] * 6
+    with pytest.raises(ValueError, match=r"one size in \[1, 5235\] per epoch \(8\)"):
+        CurriculumPlan.build(5235, pacing, 8, batch_size=256, pool_sizes=[700] * 7)
 
 
 def test_a_pool_too_small_for_the_processes_names_the_epoch():

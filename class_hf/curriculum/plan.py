@@ -12,8 +12,8 @@ pool into optimizer steps and batches so that, on any number of processes ``W`` 
 - with ``drop_last``, ``S_e = floor(P_e / (B * GA * W))`` steps of full batches, and the rest of the pool is left out
   of that epoch (and counted as such);
 - with a paced batch size (``pace_batch_size``), epoch ``e``'s batches hold at most ``B_e = max(2, ceil(lambda(e) B))``
-  samples instead of ``B``: an early epoch then makes about as many optimizer steps as a full one, and the number of
-  in-batch negatives grows with the pool.
+  samples instead of ``B`` (``ceil(P_e B / N)`` for pools paced by cost): an early epoch then makes about as many
+  optimizer steps as a full one, and the number of in-batch negatives grows with the pool.
 
 An optimizer step never spans two epochs, so the step number alone tells the epoch
 (:meth:`CurriculumPlan.epoch_of_step`): the trainer's callback, the learning-rate multiplier and the per-sample
@@ -143,7 +143,8 @@ class CurriculumPlan:
             drop_last (bool): leave out the samples that do not fill a whole optimizer step.
             full_data (bool): every epoch's pool is the whole training set (the random-order baseline).
             pace_batch_size (bool): epoch ``e``'s largest batch is ``max(2, ceil(lambda(e) B))`` (at most ``B``)
-                instead of ``B``, so that every epoch makes about as many optimizer steps as a full one.
+                instead of ``B``, so that every epoch makes about as many optimizer steps as a full one; with
+                ``pool_sizes``, ``lambda(e)`` is the pool's share of the samples.
             pool_sizes (list[int] | None): every epoch's pool size when it is not ``ceil(lambda(e) N)``: the
                 sampler's, when it paces by cost (:meth:`~class_hf.curriculum.sampler.CurriculumSampler.pool_size`).
 
@@ -152,13 +153,16 @@ class CurriculumPlan:
                 optimizer steps; the message names the epoch and the numbers.
         """
         fractions = [1.0 if full_data else pacing.fraction(e, num_epochs) for e in range(num_epochs)]
-        paced = [paced_batch_size(batch_size, f) for f in fractions] if pace_batch_size and not full_data else None
+        shares = fractions  # of the samples, for a paced batch size
         if full_data or pool_sizes is None:
             pool_sizes = [pool_size(f, num_samples) for f in fractions]
         elif len(pool_sizes) != num_epochs or any(not 1 <= size <= num_samples for size in pool_sizes):
             raise ValueError(
                 f"`pool_sizes` must hold one size in [1, {num_samples}] per epoch ({num_epochs}), got {pool_sizes}."
             )
+        else:  # pools paced by cost: their share of the samples is not the pacing's fraction
+            shares = [size / num_samples for size in pool_sizes]
+        paced = [paced_batch_size(batch_size, f) for f in shares] if pace_batch_size and not full_data else None
         return cls(
             num_samples=num_samples,
             batch_size=batch_size,
