@@ -10,8 +10,8 @@ For every backbone and seed, on the same data, features and machine:
 - ``confusion_batches``: the baseline's random order, with every batch filled half by pairs that the difficulty scorer
   confuses with each other (hard negatives from the difficulty signal, not an ordering);
 - ``hard_first``: the same difficulty scorer with the order reversed (the hardest pairs first, an anti-curriculum),
-  root pacing that reaches every pair at half of the epochs, no learning-rate stage multiplier (the setting that
-  ``diagnose.py --study curriculum`` found fastest on validation);
+  root pacing that reaches every pair at half of the epochs, no learning-rate stage multiplier (the cheapest order
+  of the side-by-side curriculum study, though no faster than the baseline to its best validation MRR);
 
 and, once per seed, the frozen-feature linear anchor (frozen MiniLM mean-pooled text, RDKit Morgan count
 fingerprints, linear maps, InfoNCE, early stopping on validation: :class:`~class_hf.curriculum.FingerprintScorer`).

@@ -170,16 +170,16 @@ def report(rows: list[dict[str, Any]], args: PoolArguments, wall_seconds: float)
         "CPU easiest, hardest × random |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def three(r: dict[str, Any], key: str) -> str:
+        return " / ".join(f"{r[f'{key}_{pool}']:.2f}" for pool in pools)
+
     for r in rows:
-
-        def three(key: str, r: dict[str, Any] = r) -> str:
-            return " / ".join(f"{r[f'{key}_{pool}']:.2f}" for pool in pools)
-
         easy, hard = (r[f"cpu_per_1000_{pool}"] / r["cpu_per_1000_random"] for pool in ("easiest", "hardest"))
         lines.append(
             f"| {r['backbone']} | {r['seed']} | {r['corr_difficulty_atoms']:+.2f} "
-            f"| {r['corr_difficulty_tokens']:+.2f} | {three('atoms_ratio')} | {three('tokens_ratio')} "
-            f"| {three('cpu_per_1000')} | {easy:.2f}×, {hard:.2f}× |"
+            f"| {r['corr_difficulty_tokens']:+.2f} | {three(r, 'atoms_ratio')} | {three(r, 'tokens_ratio')} "
+            f"| {three(r, 'cpu_per_1000')} | {easy:.2f}×, {hard:.2f}× |"
         )
     table = "\n".join(lines) + "\n"
     output = Path(args.output_dir)

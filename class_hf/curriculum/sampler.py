@@ -209,10 +209,13 @@ class CurriculumSampler(Sampler[int]):
         """``ceil(lambda(epoch) * N)`` (N with order ``none``); with ``costs``, the length of the shortest prefix of
         the epoch's order whose costs reach ``lambda(epoch)`` of their sum."""
         epoch = self.epoch if epoch is None else int(epoch)
+        return self._pool_size(epoch, self._ranked(epoch) if self.costs is not None else None)
+
+    def _pool_size(self, epoch: int, ranked: np.ndarray | None) -> int:
         fraction = self.fraction(epoch)
         if self.costs is None or self.order == CurriculumOrder.NONE or fraction >= 1:
             return pool_size(fraction, self.num_samples)
-        cumulative = np.cumsum(self.costs[self._ranked(epoch)])
+        cumulative = np.cumsum(self.costs[ranked])
         budget = round(fraction * float(cumulative[-1]), 9)
         reached = int(np.searchsorted(cumulative, budget * (1 - 1e-12), side="left")) + 1
         return min(self.num_samples, max(1, reached))
@@ -232,7 +235,8 @@ class CurriculumSampler(Sampler[int]):
     def pool(self, epoch: int | None = None) -> np.ndarray:
         """The indices admitted in ``epoch``, in pool order (before the shuffle)."""
         epoch = self.epoch if epoch is None else int(epoch)
-        return self._ranked(epoch)[: self.pool_size(epoch)]
+        ranked = self._ranked(epoch)
+        return ranked[: self._pool_size(epoch, ranked)]
 
     def indices(self, epoch: int | None = None) -> torch.Tensor:
         """The shuffled indices of ``epoch``: the pool permuted with a generator seeded from ``(seed, epoch)``."""
@@ -265,7 +269,7 @@ class CurriculumSampler(Sampler[int]):
             "redraw_random_subset": self.redraw_random_subset,
             "tie_break": self.tie_break,
             "difficulty_sha1": difficulty_fingerprint(self.difficulty),
-            **({} if self.costs is None else {"costs_sha1": difficulty_fingerprint(self.costs)}),
+            "costs_sha1": None if self.costs is None else difficulty_fingerprint(self.costs),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -283,8 +287,9 @@ class CurriculumSampler(Sampler[int]):
             "costs_sha1": None if self.costs is None else difficulty_fingerprint(self.costs),
         }
         for key, current in checks.items():
-            saved = state.get(key)
-            if saved != current and (key in state or (key == "costs_sha1" and current is not None)):
+            # a checkpoint without a key is not checked on it, except the costs: their absence means pacing by count
+            saved = state.get(key, None if key == "costs_sha1" else current)
+            if saved != current:
                 raise ValueError(
                     f"Cannot restore the curriculum sampler: the checkpoint has `{key}`={saved!r} but this run "
                     f"has {current!r}. Resume with the same training set, difficulty and curriculum arguments."
