@@ -261,6 +261,32 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         {"pace_batch_size": True},
     ),
 }
+# Shorter budgets with the learning rate decayed linearly to 0 over the run (the benchmark trains at a constant rate
+# for a fixed number of epochs): does a curriculum gain more where the budget is short, as Wu et al. (ICLR 2021,
+# "When do curricula work?") found? Each setting is compared with the 30-epoch constant-rate baseline's best.
+
+
+def _budget_rows(epochs: int) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    budget = {"num_train_epochs": epochs, "lr_scheduler_type": "linear"}
+    half = {**HALF_ROOT, "intensity_gamma_min": 1.0, **budget}
+    what = f"{epochs} epochs, learning rate decayed linearly to 0"
+    return {
+        f"baseline_linear_{epochs}": (f"baseline, {what}", "baseline", budget),
+        f"class_root_half_linear_{epochs}": (
+            f"CLASS, root pacing reaching all data at half the epochs, gamma 1, {what}",
+            "class",
+            half,
+        ),
+        f"random_root_half_linear_{epochs}": (
+            f"random subsets, root pacing reaching all data at half the epochs, gamma 1, {what}",
+            "random_subset",
+            half,
+        ),
+    }
+
+
+CURRICULUM_ROWS.update(_budget_rows(15))
+CURRICULUM_ROWS.update(_budget_rows(20))
 CURRICULUM_BACKBONES = ("dual_encoder", "aman", "orma")
 
 
