@@ -7,10 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset, load_from_disk
+from datasets import Dataset, DatasetDict, load_from_disk
 
 from class_hf.data import MoleculeTextCollator, featurize_molecules, load_chebi20
-from class_hf.data.text_features import TEXT_FEATURES_COLUMN, add_text_features
+from class_hf.data.text_features import (
+    TEXT_FEATURES_COLUMN,
+    add_text_features,
+    cache_text_features,
+    holds_text_features_of,
+)
 from class_hf.evaluation.encoding import embed_pairs
 from class_hf.models.configuration_aman import AmanConfig
 from class_hf.models.configuration_dual_encoder import DualEncoderConfig
@@ -141,6 +146,32 @@ _TEXTS = [
     "it is a conjugate acid of a benzoate .",
     "the molecule is an amino acid .",
 ]
+
+
+def test_the_encoder_is_hashed_once_per_call(pairs, tiny_tokenizer, tiny_bert_config, monkeypatch):
+    """The features' key hashes every weight of the text encoder (a second or more for a BERT-size encoder):
+    caching several splits, or checking then adding a column, computes it once."""
+    from class_hf.data import text_features
+
+    model = _models(tiny_bert_config)["dual_encoder"]
+    collator = MoleculeTextCollator(tiny_tokenizer, max_length=64)
+    hashed = []
+    real = text_features.encoder_feature_key
+    monkeypatch.setattr(text_features, "encoder_feature_key", lambda *a: hashed.append(1) or real(*a))
+    train, evals = pairs.select(range(20)), {"a": pairs.select(range(20, 30)), "b": pairs.select(range(30, 40))}
+    train, evals = cache_text_features(model, tiny_tokenizer, collator, train, evals)
+    assert len(hashed) == 1
+    hashed.clear()
+    (kept,) = cache_text_features(model, tiny_tokenizer, collator, train)  # holds the features: checked, kept
+    assert kept is train and len(hashed) == 1
+    hashed.clear()
+    both = add_text_features(DatasetDict(evals), model, tiny_tokenizer, max_length=64, desc=None)
+    assert len(hashed) == 1
+    for name, part in evals.items():
+        assert holds_text_features_of(both[name], model, tiny_tokenizer, max_length=64)
+        np.testing.assert_array_equal(
+            np.asarray(both[name][TEXT_FEATURES_COLUMN]), np.asarray(part[TEXT_FEATURES_COLUMN])
+        )
 
 
 def _texts(texts=_TEXTS) -> Dataset:

@@ -34,10 +34,12 @@ pooled, or ``[B, L, D]`` token states), ``text_feature_key() -> str``, ``text_fe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -263,21 +265,31 @@ def add_text_features(
         ValueError: a model without the methods, with a text encoder that trains, a missing text column, or a
             description that is missing (None), empty or blank (the first such row is named, with its ``cid``).
     """
+    _check_model(model)
+    key = text_features_key(model, tokenizer, max_length, text_column)  # hashes the encoder's weights: once per call
+    kwargs = {"max_length": max_length, "text_column": text_column, "batch_size": batch_size}
     if isinstance(dataset, DatasetDict):
         return DatasetDict(
             {
-                split: add_text_features(
-                    part,
-                    model,
-                    tokenizer,
-                    max_length=max_length,
-                    text_column=text_column,
-                    batch_size=batch_size,
-                    desc=desc and f"{desc} ({split})",
-                )
+                split: _add_text_features(part, model, tokenizer, key, **kwargs, desc=desc and f"{desc} ({split})")
                 for split, part in dataset.items()
             }
         )
+    return _add_text_features(dataset, model, tokenizer, key, **kwargs, desc=desc)
+
+
+def _add_text_features(
+    dataset: Dataset,
+    model: Any,
+    tokenizer: Any,
+    key: str,
+    *,
+    max_length: int,
+    text_column: str,
+    batch_size: int,
+    desc: str | None,
+) -> Dataset:
+    """:func:`add_text_features` of one split, whose :func:`text_features_key` is ``key``."""
     layout = _check_model(model)
     max_length = _effective_max_length(model, tokenizer, max_length)
     if text_column not in dataset.column_names:
@@ -295,13 +307,12 @@ def add_text_features(
             probe = tokenizer(["probe"], return_tensors="pt")
             device = next(model.parameters()).device
             dim = int(model.text_features(probe["input_ids"].to(device), probe["attention_mask"].to(device)).shape[-1])
-        key = text_features_key(model, tokenizer, max_length, text_column)
         features = dataset.features.copy()
         features[TEXT_FEATURES_COLUMN] = _feature_type(layout, dim, key)
         # Encoded shortest first, so that a batch pads to similar lengths (several times faster than in row order),
         # then put back in row order.
         order = np.argsort([len(str(text)) for text in texts], kind="stable")
-        fingerprint = _fingerprint_with(dataset, key)  # = text_features_fingerprint(...), the encoder hashed once
+        fingerprint = _fingerprint_with(dataset, key)  # = text_features_fingerprint(...)
         cache_file = _cache_file(dataset, fingerprint)
         if cache_file is not None and os.path.exists(cache_file):
             logger.info("Frozen text features of %d descriptions reloaded from %s.", len(dataset), cache_file)
@@ -343,11 +354,26 @@ def holds_text_features_of(
     longest text (where a different token limit shows): their stored features must match what ``model`` computes
     (one forward pass).
     """
+    return _holds_text_features(
+        dataset,
+        model,
+        tokenizer,
+        lambda: text_features_key(model, tokenizer, max_length, text_column),
+        max_length,
+        text_column,
+    )
+
+
+def _holds_text_features(
+    dataset: Dataset, model: Any, tokenizer: Any, key: Callable[[], str], max_length: int, text_column: str
+) -> bool:
+    """:func:`holds_text_features_of`, with ``key()`` giving the :func:`text_features_key` (called only when the
+    column records one)."""
     if TEXT_FEATURES_COLUMN not in dataset.column_names or len(dataset) == 0 or not supports_text_features(model):
         return False
     recorded = recorded_text_features_key(dataset)
     if recorded is not None:
-        return recorded == text_features_key(model, tokenizer, max_length, text_column)
+        return recorded == key()
     if text_column not in dataset.column_names:
         return False
     max_length = _effective_max_length(model, tokenizer, max_length)
@@ -398,12 +424,12 @@ def cache_text_features(model: Any, tokenizer: Any, collator: Any, *datasets: An
         "text_column": getattr(collator, "text_column", "description"),
         "batch_size": batch_size,
     }
-    check = {key: kwargs[key] for key in ("max_length", "text_column")}
+    key = functools.cache(lambda: text_features_key(model, tokenizer, kwargs["max_length"], kwargs["text_column"]))
 
     def add(part: Dataset) -> Dataset:
-        if holds_text_features_of(part, model, tokenizer, **check):
+        if _holds_text_features(part, model, tokenizer, key, kwargs["max_length"], kwargs["text_column"]):
             return part
-        return add_text_features(part, model, tokenizer, **kwargs)
+        return _add_text_features(part, model, tokenizer, key(), **kwargs, desc="Caching frozen text features")
 
     out = []
     for dataset in datasets:
