@@ -327,39 +327,14 @@ class ValidationCurve(TrainerCallback):
             control.should_training_stop = True
 
 
-def run_one(
-    backbone: str,
-    arm: str,
-    seed: int,
-    bench: BenchmarkArguments,
-    *,
-    model_overrides: dict[str, Any] | None = None,
-    training_overrides: dict[str, Any] | None = None,
-    max_length: int | None = None,
-    patience: int | None = None,
-    test: bool = True,
-) -> dict[str, Any]:
-    """One training run: returns its validation curve, test metrics at the best validation epoch and times.
-
-    ``model_overrides`` / ``training_overrides`` change the backbone's configuration and the training arguments,
-    ``max_length`` the text-token limit; ``patience`` stops early; ``test=False`` skips the test metrics.
-    """
-    import torch
-    from transformers import set_seed
-
-    from class_hf.data import MoleculeFeatures
-    from class_hf.evaluation.evaluator import RetrievalEvaluator, metrics_by_pool
-    from class_hf.trainer import CurriculumTrainer
+def training_arguments(
+    backbone: str, arm: str, seed: int, bench: BenchmarkArguments, training_overrides: dict[str, Any] | None = None
+) -> tuple[Any, set[str]]:
+    """The :class:`CurriculumTrainingArguments` of one run: the backbone's training settings, the arm's curriculum
+    and ``training_overrides`` (a diagnosis row's), which win over both; and the names of the arguments those set
+    (what a result records)."""
     from class_hf.training_args import CurriculumTrainingArguments
 
-    torch.set_num_threads(1)
-    data = prepare(backbone, bench, max_length)
-    start_cpu, start_wall = cpu_seconds(), time.perf_counter()
-    set_seed(seed)
-    model = build_model(backbone, data["encoder"], bench.quick, model_overrides)
-    data["splits"] = top_layers(data["splits"], backbone, model, bench)
-    features = MoleculeFeatures.for_model(model)
-    collator = features.collator(data["tokenizer"], max_length=max_length or TOKEN_LIMITS[backbone], model=model)
     training = {**TRAINING[backbone], **({"num_train_epochs": bench.epochs} if bench.epochs else {})}
     training.update(training_overrides or {})
     if bench.quick:
@@ -387,6 +362,42 @@ def run_one(
         dataloader_pin_memory=False,
         **{**defaults, **arm_args, **training},  # training overrides (e.g. a diagnosis row's) win over the arm's
     )
+    return args, {*arm_args, *training}
+
+
+def run_one(
+    backbone: str,
+    arm: str,
+    seed: int,
+    bench: BenchmarkArguments,
+    *,
+    model_overrides: dict[str, Any] | None = None,
+    training_overrides: dict[str, Any] | None = None,
+    max_length: int | None = None,
+    patience: int | None = None,
+    test: bool = True,
+) -> dict[str, Any]:
+    """One training run: returns its validation curve, test metrics at the best validation epoch and times.
+
+    ``model_overrides`` / ``training_overrides`` change the backbone's configuration and the training arguments,
+    ``max_length`` the text-token limit; ``patience`` stops early; ``test=False`` skips the test metrics.
+    """
+    import torch
+    from transformers import set_seed
+
+    from class_hf.data import MoleculeFeatures
+    from class_hf.evaluation.evaluator import RetrievalEvaluator, metrics_by_pool
+    from class_hf.trainer import CurriculumTrainer
+
+    torch.set_num_threads(1)
+    data = prepare(backbone, bench, max_length)
+    start_cpu, start_wall = cpu_seconds(), time.perf_counter()
+    set_seed(seed)
+    model = build_model(backbone, data["encoder"], bench.quick, model_overrides)
+    data["splits"] = top_layers(data["splits"], backbone, model, bench)
+    features = MoleculeFeatures.for_model(model)
+    collator = features.collator(data["tokenizer"], max_length=max_length or TOKEN_LIMITS[backbone], model=model)
+    args, recorded = training_arguments(backbone, arm, seed, bench, training_overrides)
     curve = ValidationCurve(patience)
     trainer = CurriculumTrainer(
         model=model,
@@ -432,7 +443,7 @@ def run_one(
         "optimizer_steps": summary["optimizer_steps"],
         "history": trainer.curriculum_history,
         "scoring_info": trainer.scoring_info,
-        "training_arguments": {k: v for k, v in args.to_dict().items() if k in {**training, **arm_args}},
+        "training_arguments": {k: v for k, v in args.to_dict().items() if k in recorded},
     }
 
 

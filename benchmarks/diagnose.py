@@ -509,7 +509,8 @@ def plot_curriculum(rows: list[dict[str, Any]], diag: DiagnosisArguments, target
     fig.supylabel("best validation MRR so far / the baseline's best", fontsize=9)
     fig.suptitle(
         f"{diag.backbone}: curriculum settings against the baseline\n"
-        f"blue: CLASS (easy first), orange: random subsets, red: hard first, grey: the baseline; dashed: {target}× "
+        f"blue: CLASS (easy first), orange: random subsets, red: hard first, black: the baseline with other settings, "
+        f"grey: the baseline; dashed: {target}× "
         "the baseline's CPU",
         fontsize=10,
     )
@@ -521,6 +522,8 @@ def plot_curriculum(rows: list[dict[str, Any]], diag: DiagnosisArguments, target
 def _colour(row: dict[str, Any]) -> str:
     if row["arm"] == "random_subset":
         return "C1"
+    if row["arm"] == "baseline":
+        return "black"
     return "C3" if row["training"].get("curriculum") == "hard_first" else "C0"
 
 

@@ -204,6 +204,30 @@ def test_curriculum_diagnosis_reports_the_cpu_to_reach_the_baseline_best(tmp_pat
     assert [(r["row"], r.get("seed", 0)) for r in rows] == [("baseline", 0), ("baseline", 1), ("class_root_half", 0)]
 
 
+def test_every_curriculum_row_gives_valid_training_arguments(tmp_path):
+    """Each row of the curriculum study is the benchmark's run with its settings changed: the arguments build for every
+    backbone, the row's settings win over the arm's and the backbone's, and the result records each of them."""
+    bench_module, diagnose = _load("class_vs_baseline"), _load("diagnose")
+    bench = bench_module.BenchmarkArguments(cache_dir=str(tmp_path), pool=None)
+    for backbone in diagnose.CURRICULUM_BACKBONES:
+        for name, (_what, arm, training) in diagnose.CURRICULUM_ROWS.items():
+            args, recorded = bench_module.training_arguments(backbone, arm, 0, bench, training)
+            assert set(training) <= recorded, name
+            for key, value in training.items():
+                assert getattr(args, key) == value, (backbone, name, key)
+            order = training.get("curriculum", bench_module.ARMS[arm].get("curriculum", "easy_first"))
+            assert args.curriculum == order, (backbone, name)
+            epochs = training.get("num_train_epochs", bench_module.TRAINING[backbone]["num_train_epochs"])
+            assert args.num_train_epochs == epochs
+    # the shorter budgets decay the rate to 0 over their own epochs; the benchmark's runs keep it constant
+    args, _ = bench_module.training_arguments("dual_encoder", "class", 0, bench, diagnose.CURRICULUM_ROWS["class"][2])
+    assert args.lr_scheduler_type == "constant_with_warmup"
+    what, arm, training = diagnose.CURRICULUM_ROWS["class_root_half_linear_15"]
+    args, _ = bench_module.training_arguments("dual_encoder", arm, 0, bench, training)
+    assert (arm, args.lr_scheduler_type, args.num_train_epochs) == ("class", "linear", 15) and "15 epochs" in what
+    assert args.pacing == "root" and args.pacing_saturation == 0.5
+
+
 def test_rank_correlation_averages_tied_ranks():
     rank_correlation = _load("pool_composition").rank_correlation
     assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
