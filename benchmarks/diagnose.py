@@ -261,12 +261,13 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         {"pace_batch_size": True},
     ),
 }
-# Shorter budgets with the learning rate decayed linearly to 0 over the run (the benchmark trains at a constant rate
-# for a fixed number of epochs): does a curriculum gain more where the budget is short, as Wu et al. (ICLR 2021,
-# "When do curricula work?") found? Each setting is compared with the 30-epoch constant-rate baseline's best.
 
 
 def _budget_rows(epochs: int) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Rows of a shorter budget, ``epochs``, with the learning rate decayed linearly to 0 over the run (the benchmark
+    trains at a constant rate for a fixed number of epochs): does a curriculum gain more where the budget is short,
+    as Wu, Dyer and Neyshabur ("When do curricula work?", ICLR 2021) found? Like every row, each is compared with the
+    benchmark's baseline (its epochs, constant rate)."""
     budget = {"num_train_epochs": epochs, "lr_scheduler_type": "linear"}
     half = {**HALF_ROOT, "intensity_gamma_min": 1.0, **budget}
     what = f"{epochs} epochs, learning rate decayed linearly to 0"
