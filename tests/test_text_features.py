@@ -149,7 +149,7 @@ _TEXTS = [
 
 
 def test_the_encoder_is_hashed_once_per_call(pairs, tiny_tokenizer, tiny_bert_config, monkeypatch):
-    """The features' key hashes every weight of the text encoder (a second or more for a BERT-size encoder):
+    """The features' key hashes every weight of the text encoder, a cost that grows with the encoder:
     caching several splits, or checking then adding a column, computes it once."""
     from class_hf.data import text_features
 
