@@ -503,7 +503,8 @@ def plot_curriculum(rows: list[dict[str, Any]], diag: DiagnosisArguments, target
 
     columns = min(3, len(names))
     height = -(-len(names) // columns)
-    fig = Figure(figsize=(max(4.8 * columns, 8.0), 3.6 * height + 0.8), layout="constrained")
+    width = max(4.8 * columns, 8.0)
+    fig = Figure(figsize=(width, 3.6 * height + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(height, columns, squeeze=False, sharey=True)
     for ax, name in zip(axes.flat, names, strict=False):
@@ -522,13 +523,13 @@ def plot_curriculum(rows: list[dict[str, Any]], diag: DiagnosisArguments, target
         ax.set_visible(False)
     fig.supxlabel("training CPU seconds / the same seed's baseline's (scoring included)", fontsize=9)
     fig.supylabel("best validation MRR so far / the baseline's best", fontsize=9)
-    fig.suptitle(
-        f"{diag.backbone}: curriculum settings against the baseline\n"
-        f"blue: CLASS (easy first), orange: random subsets, red: hard first, black: the baseline with other settings, "
-        f"grey: the baseline; dashed: {target}× "
-        "the baseline's CPU",
-        fontsize=10,
+    legend = (
+        "blue: CLASS (easy first), orange: random subsets, red: hard first, black: the baseline with other settings, "
+        f"grey: the baseline; dashed: {target}× the baseline's CPU"
     )
+    # about 13 characters of the title's font fit an inch: a narrow figure wraps the legend instead of cutting it
+    lines = [f"{diag.backbone}: curriculum settings against the baseline", *textwrap.wrap(legend, int(width * 13))]
+    fig.suptitle("\n".join(lines), fontsize=10)
     path = Path(diag.output_dir) / f"{report_name(diag)}.png"
     fig.savefig(path, format="png", dpi=110)
     return path

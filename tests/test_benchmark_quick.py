@@ -227,7 +227,8 @@ def test_every_curriculum_row_gives_valid_training_arguments(tmp_path):
     assert (arm, args.lr_scheduler_type, args.num_train_epochs) == ("class", "linear", 15) and "15 epochs" in what
     assert args.pacing == "root" and args.pacing_saturation == 0.5
     # the equal-CPU rows keep the benchmark's constant rate and CLASS's pacing over their longer run
-    args, _ = bench_module.training_arguments("dual_encoder", "class", 0, bench, diagnose.CURRICULUM_ROWS["class_40"][2])
+    longer = diagnose.CURRICULUM_ROWS["class_40"][2]
+    args, _ = bench_module.training_arguments("dual_encoder", "class", 0, bench, longer)
     default, _ = bench_module.training_arguments("dual_encoder", "class", 0, bench, {})
     assert (args.lr_scheduler_type, args.num_train_epochs) == ("constant_with_warmup", 40)
     assert (args.pacing, args.pacing_stages) == (default.pacing, default.pacing_stages)
