@@ -260,6 +260,14 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "random_subset",
         {"pace_batch_size": True},
     ),
+    # The easiest pairs are the larger molecules ("What the first pools hold" in the docs): stratified pools keep the
+    # easy-first order within each quarter of molecule size, and the training set's mix of sizes in every pool.
+    "class_strata": (
+        "CLASS defaults, pools stratified by atoms (the easiest of each size quarter)",
+        "class",
+        {"curriculum_strata_column": "num_nodes", "curriculum_num_strata": 4},
+    ),
+    "random": ("random subsets, the pools of CLASS's defaults", "random_subset", {}),
 }
 
 

@@ -92,6 +92,8 @@ CLASS_FIELDS = (
     "pacing_root_degree",
     "pace_batch_size",
     "pacing_cost_column",
+    "curriculum_strata_column",
+    "curriculum_num_strata",
     "batch_composition",
     "difficulty_source",
     "difficulty_delta",

@@ -38,7 +38,7 @@ from .curriculum.intensity import AdaptiveIntensity, IntensityTarget, scale_lamb
 from .curriculum.pacing import Pacing, get_pacing
 from .curriculum.plan import CurriculumPlan, balanced_batches
 from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
-from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler, as_cost_array
+from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler, as_cost_array, strata_labels
 from .data.collator import MoleculeTextCollator
 from .data.text_features import cache_text_features
 from .log_output import use_readable_logs
@@ -255,6 +255,7 @@ class CurriculumTrainer(Trainer):
             order=args.curriculum,
             redraw_random_subset=args.redraw_random_subset,
             costs=self._pacing_costs(),
+            strata=self._curriculum_strata(),
         )
         if self._restored_sampler_state is not None:
             sampler.load_state_dict(self._restored_sampler_state)
@@ -279,16 +280,37 @@ class CurriculumTrainer(Trainer):
 
     def _pacing_costs(self) -> np.ndarray | None:
         """The training set's ``pacing_cost_column`` (None without one, or without a curriculum)."""
-        column = self.args.pacing_cost_column
+        values = self._curriculum_column("pacing_cost_column")
+        if values is None:
+            return None
+        return as_cost_array(values, len(self.train_dataset), self._column_label("pacing_cost_column"))
+
+    def _curriculum_strata(self) -> np.ndarray | None:
+        """Stratum codes of the training set's ``curriculum_strata_column`` (None without one, or a curriculum)."""
+        values = self._curriculum_column("curriculum_strata_column")
+        if values is None:
+            return None
+        return strata_labels(values, self.args.curriculum_num_strata, self._column_label("curriculum_strata_column"))
+
+    def _column_label(self, argument: str) -> str:
+        return f"training column {getattr(self.args, argument)!r}"
+
+    def _curriculum_column(self, argument: str) -> list | None:
+        """The training-set column that the argument ``argument`` names (None when unset or without a curriculum).
+
+        Raises:
+            ValueError: naming the argument and the training set's columns when the column is not there.
+        """
+        column = getattr(self.args, argument)
         if column is None or not self.args.curriculum_enabled:
             return None
         names = getattr(self.train_dataset, "column_names", None)
         if names is None or column not in names:
             raise ValueError(
-                f"`pacing_cost_column={column!r}` is not a column of the training set (its columns: {names}); "
+                f"`{argument}={column!r}` is not a column of the training set (its columns: {names}); "
                 "graph features name each molecule's atoms `num_nodes`."
             )
-        return as_cost_array(self.train_dataset[column], len(self.train_dataset), f"training column {column!r}")
+        return self.train_dataset[column]
 
     def _loader(self, dataset, batch_sampler) -> DataLoader:
         """A prepared data loader of ``dataset``'s collator columns over ``batch_sampler``."""

@@ -83,6 +83,12 @@ class CurriculumTrainingArguments(TrainingArguments):
             holds ``lambda(e)`` of the total cost. Easy pairs are not average pairs (on ChEBI-20 they are larger
             molecules), so pools paced by count cost more than their share. Not with ``difficulty_refresh``, whose
             new order would change the pools' sizes after the schedule is set.
+        curriculum_strata_column (str | None): keep every pool's mix of a training-set column: pairs are ranked by
+            difficulty within each stratum of the column, so a pool of ``lambda N`` pairs holds about ``lambda`` of
+            every stratum (the easiest of each under ``easy_first``). Numeric columns (``num_nodes``) are cut into
+            ``curriculum_num_strata`` quantile bins; other values are categories. Separates the order of difficulty
+            from what difficulty correlates with (on ChEBI-20, the easiest pairs are the larger molecules).
+        curriculum_num_strata (int): quantile bins of a numeric ``curriculum_strata_column``.
 
         batch_composition (BatchComposition | str): ``random`` (consecutive pairs of the epoch's order) or
             ``confusion``: every batch filled to ``confusion_share`` with pairs the difficulty scorer confuses with
@@ -193,6 +199,19 @@ class CurriculumTrainingArguments(TrainingArguments):
             "help": "Pace by cost instead of by count: a column with a positive cost per pair (e.g. 'num_nodes', the "
             "molecule's atoms); each epoch's pool then holds its pacing fraction of the total cost."
         },
+    )
+
+    curriculum_strata_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Keep every pool's mix of this training-set column (e.g. 'num_nodes'): pairs are ranked by "
+            "difficulty within each stratum, so each pool holds the same share of every stratum."
+        },
+    )
+
+    curriculum_num_strata: int = field(
+        default=4,
+        metadata={"help": "Quantile bins of a numeric `curriculum_strata_column`."},
     )
 
     batch_composition: BatchComposition | str = field(
@@ -354,6 +373,12 @@ class CurriculumTrainingArguments(TrainingArguments):
             raise ValueError(
                 "`pacing_cost_column` cannot be combined with `difficulty_refresh`: pools paced by cost change size "
                 "when the difficulty order changes, after the learning-rate schedule is planned. Drop one of them."
+            )
+        if self.curriculum_strata_column == "":
+            raise ValueError("`curriculum_strata_column` must name a column of the training set (or be None).")
+        if not isinstance(self.curriculum_num_strata, int) or self.curriculum_num_strata < 1:
+            raise ValueError(
+                f"`curriculum_num_strata` must be a positive integer, got {self.curriculum_num_strata!r}."
             )
         if self.confusion_neighbors < 1 or not 0 <= self.confusion_share <= 1:  # NaN share fails too
             raise ValueError(

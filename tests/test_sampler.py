@@ -10,7 +10,7 @@ from datasets import Dataset
 from torch.utils.data import BatchSampler, RandomSampler
 
 from class_hf.curriculum.pacing import get_pacing, pool_size
-from class_hf.curriculum.sampler import CurriculumOrder, CurriculumSampler
+from class_hf.curriculum.sampler import CurriculumOrder, CurriculumSampler, strata_labels
 
 N = 103
 
@@ -264,3 +264,67 @@ def test_costs_are_checked_and_part_of_the_checkpoint(difficulty):
     by_count = CurriculumSampler(difficulty, "staged", num_epochs=4).state_dict()
     with pytest.raises(ValueError, match="costs_sha1"):
         CurriculumSampler(difficulty, "staged", num_epochs=4, costs=costs).load_state_dict(by_count)
+
+
+# ---------------------------------------------------------------------------------------------- stratified pools
+def test_stratified_pools_take_each_strata_share_easiest_first(difficulty):
+    strata = np.arange(N) % 3  # 35 / 34 / 34 samples
+    strata[np.argsort(difficulty)[:30]] = 0  # the 30 easiest are all in stratum 0, as large molecules on ChEBI-20
+    sizes = np.bincount(strata)
+    pacing = get_pacing("staged")
+    for order, sign in (("easy_first", 1), ("hard_first", -1)):
+        sampler = CurriculumSampler(difficulty, pacing, num_epochs=4, seed=1, order=order, strata=strata)
+        plain = CurriculumSampler(difficulty, pacing, num_epochs=4, seed=1, order=order)
+        for epoch in range(4):
+            pool = sampler.pool(epoch)
+            assert len(pool) == plain.pool_size(epoch) == len(_epoch(sampler, epoch))
+            share = len(pool) / N
+            for code in range(3):
+                members = np.flatnonzero(strata == code)
+                taken = np.intersect1d(pool, members)
+                assert abs(len(taken) - share * sizes[code]) <= 1, (order, epoch, code)
+                # within its stratum, a pool holds the easiest (hardest) members (ties: any of the tied ones)
+                ranked = np.sort(sign * difficulty[members])
+                assert np.array_equal(np.sort(sign * difficulty[taken]), ranked[: len(taken)])
+        if order == "easy_first":  # unstratified, the first pool is all stratum 0; stratified, its share of the data
+            assert np.all(strata[plain.pool(0)] == 0)
+            assert abs(np.mean(strata[sampler.pool(0)] == 0) - sizes[0] / N) < 0.05
+
+
+def test_one_stratum_and_random_subsets_are_unchanged(difficulty):
+    for order in ("easy_first", "hard_first", "random_subset"):
+        plain = CurriculumSampler(difficulty, "root", num_epochs=5, seed=4, order=order)
+        one = CurriculumSampler(difficulty, "root", num_epochs=5, seed=4, order=order, strata=["a"] * N)
+        for epoch in range(5):
+            assert _epoch(one, epoch) == _epoch(plain, epoch), (order, epoch)
+    strata = np.arange(N) % 2
+    plain = CurriculumSampler(difficulty, "root", num_epochs=5, seed=4, order="random_subset")
+    split = CurriculumSampler(difficulty, "root", num_epochs=5, seed=4, order="random_subset", strata=strata)
+    assert _epoch(split, 0) == _epoch(plain, 0)
+
+
+def test_strata_are_checked_and_part_of_the_checkpoint(difficulty):
+    with pytest.raises(ValueError, match=r"`strata` is missing in 1 rows \(first: row 5\)"):
+        CurriculumSampler(difficulty, strata=[None if i == 5 else 1 for i in range(N)])
+    with pytest.raises(ValueError, match="has 4 values but the training set has 103"):
+        CurriculumSampler(difficulty, strata=[0, 1, 0, 1])
+    strata = np.arange(N) % 4
+    state = CurriculumSampler(difficulty, "staged", num_epochs=4, strata=strata).state_dict()
+    CurriculumSampler(difficulty, "staged", num_epochs=4, strata=strata).load_state_dict(state)
+    for other in (None, np.arange(N) % 3):
+        with pytest.raises(ValueError, match="strata_sha1"):
+            CurriculumSampler(difficulty, "staged", num_epochs=4, strata=other).load_state_dict(state)
+
+
+def test_strata_labels_bin_numbers_by_quantile_and_keep_categories():
+    atoms = [3, 3, 3, 3, 5, 8, 8, 9, 12, 20, 40, 41]
+    codes = strata_labels(atoms, 4)
+    assert codes.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3]
+    assert strata_labels([7.0] * 6, 4).tolist() == [0] * 6  # equal values share one bin
+    assert strata_labels(atoms, 1).tolist() == [0] * 12
+    assert strata_labels(["b", "a", "b", "c"], 4).tolist() == [1, 0, 1, 2]
+    assert strata_labels([True, False, True], 2).tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match=r"'num_nodes'. is missing in 1 rows \(first: row 2\)"):
+        strata_labels([1.0, 2.0, float("nan")], 2, "training column 'num_nodes'")
+    with pytest.raises(ValueError, match="`num_strata` must be a positive integer"):
+        strata_labels(atoms, 0)

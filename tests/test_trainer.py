@@ -904,6 +904,43 @@ def test_pacing_by_cost_trains_pools_holding_their_share_of_the_cost(tmp_path):
     assert trainer.lr_scheduler.get_last_lr()[0] == 0.0  # the linear schedule spans the real steps
 
 
+def test_stratified_pools_keep_the_training_sets_mix(tmp_path):
+    train = make_pairs(40)
+    group = ["small" if i % 2 else "large" for i in range(40)]
+    order = np.argsort(np.asarray(train["difficulty"]), kind="stable")
+    for row in order[:10]:  # the ten easiest pairs are all "large"
+        group[row] = "large"
+    train = train.add_column("size_group", group)
+    trainer = recording_trainer(make_args(tmp_path, curriculum_strata_column="size_group"), train)
+    trainer.train()
+    group, difficulty = np.asarray(group), np.asarray(train["difficulty"])
+    assert trainer.plan.pool_sizes == [10, 20, 30, 40]  # pacing by count: the sizes are unchanged
+    for epoch, size in enumerate(trainer.plan.pool_sizes):
+        seen = np.asarray(sorted(trainer.seen[epoch]))
+        assert len(seen) == size
+        for name in ("large", "small"):
+            members = np.flatnonzero(group == name)
+            taken = np.intersect1d(seen, members)
+            assert abs(len(taken) - size / 40 * len(members)) <= 1, (epoch, name)
+            assert np.array_equal(np.sort(difficulty[taken]), np.sort(difficulty[members])[: len(taken)])
+    assert np.mean(group[trainer.seen[0]] == "large") < 1.0  # unstratified, the first pool would be all "large"
+    assert trainer.curriculum_summary()["samples_seen"] == 100
+
+
+def test_stratified_pools_name_a_missing_column_and_check_their_arguments(tmp_path):
+    trainer = recording_trainer(make_args(tmp_path, curriculum_strata_column="num_nodes"), make_pairs(40))
+    with pytest.raises(ValueError, match=r"`curriculum_strata_column='num_nodes'` is not a column of the training"):
+        trainer.train()
+    with pytest.raises(ValueError, match="must name a column"):
+        make_args(tmp_path, curriculum_strata_column="")
+    with pytest.raises(ValueError, match="`curriculum_num_strata` must be a positive integer"):
+        make_args(tmp_path, curriculum_strata_column="num_nodes", curriculum_num_strata=0)
+    bad = make_pairs(40).add_column("num_nodes", [3.0] * 39 + [None])
+    trainer = recording_trainer(make_args(tmp_path, curriculum_strata_column="num_nodes"), bad)
+    with pytest.raises(ValueError, match=r"'num_nodes'. is missing in 1 rows \(first: row 39\)"):
+        trainer.train()
+
+
 def test_pacing_by_cost_names_a_missing_column_and_refuses_refresh(tmp_path):
     trainer = recording_trainer(make_args(tmp_path, pacing_cost_column="num_nodes"), make_pairs(40))
     with pytest.raises(ValueError, match=r"`pacing_cost_column='num_nodes'` is not a column of the training set"):

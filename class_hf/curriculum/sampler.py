@@ -24,6 +24,11 @@ With per-sample ``costs`` (pacing by cost, ``CurriculumTrainingArguments.pacing_
 share of the total cost instead of the sample count: the pool is the shortest prefix of the epoch's order (easiest
 first, hardest first, or the random draw) whose costs reach ``lambda(e)`` of the sum. With unit costs the pools are
 those of pacing by count.
+
+With per-sample ``strata`` (``CurriculumTrainingArguments.curriculum_strata_column``), every pool keeps the training
+set's mix of strata: a sample is ranked by its difficulty *within its stratum* (its quantile there), so a pool of
+``lambda N`` samples holds about ``lambda`` of every stratum, the easiest (or hardest) of each. On ChEBI-20 the easiest
+pairs are the larger molecules; stratifying by molecule size keeps the order of difficulty but not that skew.
 """
 
 from __future__ import annotations
@@ -95,6 +100,67 @@ def as_cost_array(costs: Any, num_samples: int, name: str = "costs") -> np.ndarr
     return array
 
 
+def as_strata_array(strata: Any, num_samples: int, name: str = "strata") -> np.ndarray:
+    """Stratum labels as consecutive ``int64 [N]`` codes (``0 .. S-1``, in sorted order of the labels).
+
+    Raises:
+        ValueError: naming ``name``, on a length mismatch or a missing label (None or NaN), with its first row.
+    """
+    values = list(strata.tolist() if isinstance(strata, (np.ndarray, torch.Tensor)) else strata)
+    if len(values) != num_samples:
+        raise ValueError(f"`{name}` has {len(values)} values but the training set has {num_samples} samples.")
+    missing = [row for row, v in enumerate(values) if v is None or (isinstance(v, float) and not np.isfinite(v))]
+    if missing:
+        raise ValueError(f"`{name}` is missing in {len(missing)} rows (first: row {missing[0]}).")
+    _, codes = np.unique(np.asarray(values), return_inverse=True)
+    return codes.astype(np.int64).reshape(-1)
+
+
+def strata_labels(values: Any, num_strata: int, name: str = "strata") -> np.ndarray:
+    """Stratum codes of a column: numbers cut into ``num_strata`` quantile bins, other values taken as they are.
+
+    Numbers (e.g. ``num_nodes``) are binned at the column's ``1/S, 2/S, ...`` quantiles, equal values always in the
+    same bin (so a column with few distinct values may give fewer than ``num_strata`` bins); strings and booleans are
+    categories, one stratum per value.
+
+    Args:
+        values (Sequence): one value per training sample.
+        num_strata (int): number of quantile bins of a numeric column (at least 1).
+        name (str): the column's name, for error messages.
+
+    Returns:
+        np.ndarray: ``int64 [N]`` stratum codes.
+
+    Raises:
+        ValueError: naming ``name`` on a missing value or a bad ``num_strata``.
+    """
+    if not isinstance(num_strata, int) or num_strata < 1:
+        raise ValueError(f"`num_strata` must be a positive integer, got {num_strata!r}.")
+    values = list(values.tolist() if isinstance(values, (np.ndarray, torch.Tensor)) else values)
+    codes = as_strata_array(values, len(values), name)  # checks for missing values first
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values):
+        return codes
+    numbers = np.asarray(values, dtype=np.float64)
+    edges = np.quantile(numbers, np.arange(1, num_strata) / num_strata)
+    return np.searchsorted(np.unique(edges), numbers, side="left").astype(np.int64)
+
+
+def _interleave_strata(ranked: np.ndarray, strata: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
+    """``ranked`` re-ordered by each sample's quantile within its stratum, so every prefix holds each stratum's share.
+
+    A sample at position ``k`` (0-based) among the ``n_s`` samples of its stratum in ``ranked`` gets the key
+    ``(k + 0.5) / n_s``; samples are then sorted by key, equal keys by ``tie_break``.
+    """
+    position = np.empty(ranked.size, dtype=np.int64)
+    sorted_strata = strata[ranked]
+    counts = np.bincount(sorted_strata)
+    for code in np.flatnonzero(counts):
+        members = ranked[sorted_strata == code]  # this stratum's samples, in ranked order
+        position[members] = np.arange(members.size)
+    key = (position + 0.5) / counts[strata]
+    return np.lexsort((tie_break, key))
+
+
 def difficulty_fingerprint(difficulty: np.ndarray) -> str:
     """A short hash of the difficulty values, to check that a resumed run uses the same ones."""
     return hashlib.sha1(np.ascontiguousarray(difficulty, dtype=np.float64).tobytes()).hexdigest()[:16]
@@ -120,6 +186,9 @@ class CurriculumSampler(Sampler[int]):
             taking nested prefixes of one fixed permutation.
         costs (Sequence[float] | np.ndarray | None): a positive cost per sample (e.g. its number of atoms) to pace
             by: each pool then holds ``lambda(e)`` of the total cost rather than of the samples. None paces by count.
+        strata (Sequence | np.ndarray | None): a stratum label per sample (see :func:`strata_labels`); the pools
+            of ``easy_first`` and ``hard_first`` then take the same share of every stratum. None ranks all samples
+            together.
 
     Example:
         >>> sampler = CurriculumSampler([0.9, 0.1, 0.5, 0.3], "staged", num_epochs=4, seed=0)
@@ -138,6 +207,7 @@ class CurriculumSampler(Sampler[int]):
         order: CurriculumOrder | str = CurriculumOrder.EASY_FIRST,
         redraw_random_subset: bool = True,
         costs: Sequence[float] | np.ndarray | torch.Tensor | None = None,
+        strata: Sequence[Any] | np.ndarray | None = None,
     ) -> None:
         self.order = CurriculumOrder(order)
         self.pacing = get_pacing(pacing)
@@ -149,8 +219,12 @@ class CurriculumSampler(Sampler[int]):
         self.epoch = 0
         self.tie_break = "seed"
         self._cache: tuple[int, torch.Tensor] | None = None
+        self.strata: np.ndarray | None = None
         self.set_difficulty(difficulty)
         self.costs = None if costs is None else as_cost_array(costs, self.num_samples, "costs")
+        if strata is not None:
+            self.strata = as_strata_array(strata, self.num_samples)
+            self._sort()
 
     # ---- difficulty ----------------------------------------------------------------------------------------------
 
@@ -179,6 +253,9 @@ class CurriculumSampler(Sampler[int]):
             tie_break = np.arange(self.difficulty.size)
         self._easy_to_hard = np.lexsort((tie_break, self.difficulty))
         self._hard_to_easy = np.lexsort((tie_break, -self.difficulty))
+        if self.strata is not None:
+            self._easy_to_hard = _interleave_strata(self._easy_to_hard, self.strata, tie_break)
+            self._hard_to_easy = _interleave_strata(self._hard_to_easy, self.strata, tie_break)
         self._cache = None
 
     @property
@@ -270,6 +347,7 @@ class CurriculumSampler(Sampler[int]):
             "tie_break": self.tie_break,
             "difficulty_sha1": difficulty_fingerprint(self.difficulty),
             "costs_sha1": None if self.costs is None else difficulty_fingerprint(self.costs),
+            "strata_sha1": None if self.strata is None else difficulty_fingerprint(self.strata),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -285,10 +363,12 @@ class CurriculumSampler(Sampler[int]):
             "pacing": self.pacing.describe(),
             "difficulty_sha1": difficulty_fingerprint(self.difficulty),
             "costs_sha1": None if self.costs is None else difficulty_fingerprint(self.costs),
+            "strata_sha1": None if self.strata is None else difficulty_fingerprint(self.strata),
         }
         for key, current in checks.items():
-            # a checkpoint without a key is not checked on it, except the costs: their absence means pacing by count
-            saved = state.get(key, None if key == "costs_sha1" else current)
+            # a checkpoint without a key is not checked on it, except the costs and strata: their absence means
+            # pacing by count over unstratified pools
+            saved = state.get(key, None if key in ("costs_sha1", "strata_sha1") else current)
             if saved != current:
                 raise ValueError(
                     f"Cannot restore the curriculum sampler: the checkpoint has `{key}`={saved!r} but this run "
