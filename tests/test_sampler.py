@@ -328,3 +328,17 @@ def test_strata_labels_bin_numbers_by_quantile_and_keep_categories():
         strata_labels([1.0, 2.0, float("nan")], 2, "training column 'num_nodes'")
     with pytest.raises(ValueError, match="`num_strata` must be a positive integer"):
         strata_labels(atoms, 0)
+
+
+def test_strata_compose_with_costs_and_a_new_difficulty(difficulty):
+    strata = np.arange(N) % 2
+    costs = 1.0 + strata * 4.0  # stratum 1 costs five times as much
+    sampler = CurriculumSampler(difficulty, "staged", num_epochs=4, costs=costs, strata=strata)
+    pool = sampler.pool(1)
+    assert np.array_equal(pool, sampler._ranked(1)[: len(pool)])
+    assert costs[pool].sum() >= 0.5 * costs.sum() > costs[pool[:-1]].sum()
+    sampler.set_difficulty(-difficulty)  # a refresh: the ranks within each stratum follow the new values
+    for code in (0, 1):
+        members = np.flatnonzero(strata == code)
+        taken = np.intersect1d(sampler.pool(0), members)
+        assert np.array_equal(np.sort(-difficulty[taken]), np.sort(-difficulty[members])[: len(taken)])
