@@ -265,9 +265,9 @@ def add_text_features(
         ValueError: a model without the methods, with a text encoder that trains, a missing text column, or a
             description that is missing (None), empty or blank (the first such row is named, with its ``cid``).
     """
-    _check_model(model)
+    layout = _check_model(model)
     key = text_features_key(model, tokenizer, max_length, text_column)  # hashes the encoder's weights: once per call
-    kwargs = {"max_length": max_length, "text_column": text_column, "batch_size": batch_size}
+    kwargs = {"max_length": max_length, "text_column": text_column, "batch_size": batch_size, "layout": layout}
     if isinstance(dataset, DatasetDict):
         return DatasetDict(
             {
@@ -287,10 +287,11 @@ def _add_text_features(
     max_length: int,
     text_column: str,
     batch_size: int,
+    layout: str,
     desc: str | None,
 ) -> Dataset:
-    """:func:`add_text_features` of one split, whose :func:`text_features_key` is ``key``."""
-    layout = _check_model(model)
+    """:func:`add_text_features` of one split, whose :func:`text_features_key` is ``key`` (``model`` checked, its
+    ``text_feature_layout`` is ``layout``)."""
     max_length = _effective_max_length(model, tokenizer, max_length)
     if text_column not in dataset.column_names:
         raise ValueError(
@@ -414,6 +415,7 @@ def cache_text_features(model: Any, tokenizer: Any, collator: Any, *datasets: An
     Returns:
         list: the datasets in the same order, each with the ``text_features`` column.
     """
+    layout = _check_model(model)
     tokenizer = tokenizer if tokenizer is not None else getattr(collator, "tokenizer", None)
     if tokenizer is None:
         raise ValueError(
@@ -429,7 +431,9 @@ def cache_text_features(model: Any, tokenizer: Any, collator: Any, *datasets: An
     def add(part: Dataset) -> Dataset:
         if _holds_text_features(part, model, tokenizer, key, kwargs["max_length"], kwargs["text_column"]):
             return part
-        return _add_text_features(part, model, tokenizer, key(), **kwargs, desc="Caching frozen text features")
+        return _add_text_features(
+            part, model, tokenizer, key(), **kwargs, layout=layout, desc="Caching frozen text features"
+        )
 
     out = []
     for dataset in datasets:
