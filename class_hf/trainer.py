@@ -295,7 +295,7 @@ class CurriculumTrainer(Trainer):
     def _column_label(self, argument: str) -> str:
         return f"training column {getattr(self.args, argument)!r}"
 
-    def _curriculum_column(self, argument: str) -> list | None:
+    def _curriculum_column(self, argument: str) -> Any | None:
         """The training-set column that the argument ``argument`` names (None when unset or without a curriculum).
 
         Raises:

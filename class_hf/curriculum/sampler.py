@@ -151,12 +151,12 @@ def _interleave_strata(ranked: np.ndarray, strata: np.ndarray, tie_break: np.nda
     A sample at position ``k`` (0-based) among the ``n_s`` samples of its stratum in ``ranked`` gets the key
     ``(k + 0.5) / n_s``; samples are then sorted by key, equal keys by ``tie_break``.
     """
+    in_ranked_order = strata[ranked]
+    counts = np.bincount(in_ranked_order)
+    grouped = np.argsort(in_ranked_order, kind="stable")  # by stratum, each in ranked order
+    starts = np.cumsum(counts) - counts
     position = np.empty(ranked.size, dtype=np.int64)
-    sorted_strata = strata[ranked]
-    counts = np.bincount(sorted_strata)
-    for code in np.flatnonzero(counts):
-        members = ranked[sorted_strata == code]  # this stratum's samples, in ranked order
-        position[members] = np.arange(members.size)
+    position[ranked[grouped]] = np.arange(ranked.size) - starts[in_ranked_order[grouped]]
     key = (position + 0.5) / counts[strata]
     return np.lexsort((tie_break, key))
 
