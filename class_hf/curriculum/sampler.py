@@ -109,11 +109,16 @@ def as_strata_array(strata: Any, num_samples: int, name: str = "strata") -> np.n
     values = list(strata.tolist() if isinstance(strata, (np.ndarray, torch.Tensor)) else strata)
     if len(values) != num_samples:
         raise ValueError(f"`{name}` has {len(values)} values but the training set has {num_samples} samples.")
-    missing = [row for row, v in enumerate(values) if v is None or (isinstance(v, float) and not np.isfinite(v))]
-    if missing:
-        raise ValueError(f"`{name}` is missing in {len(missing)} rows (first: row {missing[0]}).")
+    _check_present(values, name)
     _, codes = np.unique(np.asarray(values), return_inverse=True)
     return codes.astype(np.int64).reshape(-1)
+
+
+def _check_present(values: list[Any], name: str) -> None:
+    """Raises a ``ValueError`` naming ``name``, the count and the first row when a value is None or NaN."""
+    missing = [row for row, v in enumerate(values) if v is None or (isinstance(v, (float, np.floating)) and v != v)]
+    if missing:
+        raise ValueError(f"`{name}` is missing in {len(missing)} rows (first: row {missing[0]}).")
 
 
 def strata_labels(values: Any, num_strata: int, name: str = "strata") -> np.ndarray:
@@ -137,9 +142,9 @@ def strata_labels(values: Any, num_strata: int, name: str = "strata") -> np.ndar
     if not isinstance(num_strata, int) or num_strata < 1:
         raise ValueError(f"`num_strata` must be a positive integer, got {num_strata!r}.")
     values = list(values.tolist() if isinstance(values, (np.ndarray, torch.Tensor)) else values)
-    codes = as_strata_array(values, len(values), name)  # checks for missing values first
     if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values):
-        return codes
+        return as_strata_array(values, len(values), name)  # categories (a missing value is neither)
+    _check_present(values, name)
     numbers = np.asarray(values, dtype=np.float64)
     edges = np.quantile(numbers, np.arange(1, num_strata) / num_strata)
     return np.searchsorted(np.unique(edges), numbers, side="left").astype(np.int64)
