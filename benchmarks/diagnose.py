@@ -268,6 +268,20 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         {"curriculum_strata_column": "num_nodes", "curriculum_num_strata": 4},
     ),
     "random": ("random subsets, the pools of CLASS's defaults", "random_subset", {}),
+    # Difficulty used beyond ordering: once pairs are learned, leave part of them out (InfoBatch, ICLR 2024). Half of
+    # each pool's easier half by the pairs' recent training losses is left out of epochs 2 to 25 of 30 (ORMA: 2 to 16
+    # of 20), the kept easier pairs weighted x2, the last eighth of the epochs on whole pools.
+    "baseline_prune": (
+        "baseline, learned pairs pruned (half of each epoch's easier half)",
+        "baseline",
+        {"prune_fraction": 0.5},
+    ),
+    "class_prune": ("CLASS defaults, learned pairs pruned", "class", {"prune_fraction": 0.5}),
+    "class_root_half_prune": (
+        "CLASS, root pacing reaching all data at half the epochs, gamma 1, learned pairs pruned",
+        "class",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0, "prune_fraction": 0.5},
+    ),
 }
 
 

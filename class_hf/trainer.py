@@ -37,7 +37,8 @@ from .curriculum.callback import CurriculumCallback
 from .curriculum.intensity import AdaptiveIntensity, IntensityTarget, scale_lambda_lr, weigh_loss
 from .curriculum.pacing import Pacing, get_pacing
 from .curriculum.plan import CurriculumPlan, balanced_batches
-from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider
+from .curriculum.provider import SAMPLE_IDX, DifficultyCheckpointCallback, DifficultyProvider, with_sample_idx
+from .curriculum.pruning import LearnedPairPruning, PruningCheckpointCallback
 from .curriculum.sampler import CurriculumBatchSampler, CurriculumSampler, as_cost_array, strata_labels
 from .data.collator import MoleculeTextCollator
 from .data.text_features import cache_text_features
@@ -141,12 +142,15 @@ class CurriculumTrainer(Trainer):
         self.intensity = AdaptiveIntensity.from_training_args(args)
         self.difficulty_provider = DifficultyProvider.from_training_args(args, self.pacing, self.num_epochs)
         self.add_callback(DifficultyCheckpointCallback(self.difficulty_provider, self._sampler_state))
+        self.add_callback(PruningCheckpointCallback(lambda: self.pruning))
         if self.model is not None:
             self.intensity.check_backbone(self.model)
             configure_negatives(self.model, args.gather_across_ranks, args.text_chunk_size)
         self.plan: CurriculumPlan | None = None
         self._curriculum_sampler: CurriculumSampler | None = None
         self._restored_sampler_state: dict[str, Any] | None = None
+        self._resumed_from: str | None = None
+        self.pruning: LearnedPairPruning | None = None
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
     # ------------------------------------------------------------------------------------------------- set-up
@@ -157,7 +161,9 @@ class CurriculumTrainer(Trainer):
 
     @property
     def _needs_difficulty(self) -> bool:
-        return self.args.uses_batch_stream or self.args.intensity_beta > 0
+        """Whether the run reads difficulty values (pruning alone reads the training losses instead)."""
+        args = self.args
+        return args.curriculum_enabled or args.batch_composition != "random" or args.intensity_beta > 0
 
     @property
     def curriculum_callback(self) -> CurriculumCallback:
@@ -218,10 +224,26 @@ class CurriculumTrainer(Trainer):
 
     def _before_epoch(self, epoch: int) -> None:
         """Called by the batch stream before drawing epoch ``epoch``: refreshes the difficulty when it is due."""
+        if self.pruning is not None and self.pruning.prunes(epoch):
+            self._check_losses_recorded(epoch)
         provider, model = self.difficulty_provider, self.accelerator.unwrap_model(self.model)
+        if provider.values is None:  # pruning without a curriculum: nothing to refresh
+            return
         if provider.maybe_refresh(epoch, model, self.train_dataset, self.data_collator):
             self._curriculum_sampler.set_difficulty(provider.values)
             self.curriculum_callback.add_scoring_seconds(epoch, provider.refresh_seconds[epoch])
+
+    def _check_losses_recorded(self, epoch: int) -> None:
+        """Raises when the losses epoch ``epoch`` is pruned with (those of epoch ``epoch - 2``) are incomplete."""
+        source = epoch - 2
+        recorded, expected = self.pruning.recorded(source), self.plan.samples(source)
+        if recorded < expected:
+            raise RuntimeError(
+                f"Pruning epoch {epoch} needs the training losses of all {expected} pairs of epoch {source}, but only "
+                f"{recorded} were recorded when the data loader drew it: the loader prefetches more batches than "
+                f"epoch {source + 1} holds. Lower `dataloader_num_workers` or `dataloader_prefetch_factor`, or raise "
+                "`pacing_start_fraction`."
+            )
 
     @override
     def get_train_dataloader(self) -> DataLoader:
@@ -247,8 +269,21 @@ class CurriculumTrainer(Trainer):
             return dataloader
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
+        difficulty = self.difficulty_provider.values
+        if difficulty is None:  # pruning without a curriculum: every pair every epoch, no difficulty to rank by
+            import datasets
+
+            if not isinstance(self.train_dataset, datasets.Dataset):
+                raise TypeError(
+                    "`prune_fraction` needs a `datasets.Dataset` train_dataset, got "
+                    f"{type(self.train_dataset).__name__}. Convert it with `datasets.Dataset.from_list(...)`, or set "
+                    "`prune_fraction=0`."
+                )
+            self.train_dataset = with_sample_idx(self.train_dataset)
+            difficulty = np.zeros(len(self.train_dataset))
+        self.pruning = self._build_pruning(len(difficulty))
         sampler = CurriculumSampler(
-            self.difficulty_provider.values,
+            difficulty,
             self.pacing,
             num_epochs=self.num_epochs,
             seed=args.data_seed if args.data_seed is not None else args.seed,
@@ -256,6 +291,7 @@ class CurriculumTrainer(Trainer):
             redraw_random_subset=args.redraw_random_subset,
             costs=self._pacing_costs(),
             strata=self._curriculum_strata(),
+            pruning=self.pruning,
         )
         if self._restored_sampler_state is not None:
             sampler.load_state_dict(self._restored_sampler_state)
@@ -270,13 +306,35 @@ class CurriculumTrainer(Trainer):
             drop_last=args.dataloader_drop_last,
             full_data=not args.curriculum_enabled,
             pace_batch_size=args.pace_batch_size,
-            pool_sizes=None if sampler.costs is None else [sampler.pool_size(e) for e in range(self.num_epochs)],
+            pool_sizes=(
+                None
+                if sampler.costs is None and sampler.pruning is None
+                else [sampler.pool_size(e) for e in range(self.num_epochs)]
+            ),
         )
         self._set_plan(plan, drive_epochs=True)
         logger.info("Curriculum plan (%s, %s): %s.", args.curriculum.value, self.pacing, plan.describe())
+        if self.pruning is not None:
+            logger.info("Pruning learned pairs: %s.", self.pruning.describe())
         compose = self.difficulty_provider.compose_batches if args.batch_composition == "confusion" else None
         stream = CurriculumBatchSampler(sampler, plan, before_epoch=self._before_epoch, compose=compose)
         return self._loader(self.train_dataset, stream)
+
+    def _build_pruning(self, num_samples: int) -> LearnedPairPruning | None:
+        """The run's pruning (``prune_fraction`` > 0), with the losses of the checkpoint being resumed."""
+        args = self.args
+        if args.prune_fraction <= 0:
+            return None
+        pruning = LearnedPairPruning(
+            num_samples,
+            self.num_epochs,
+            args.prune_fraction,
+            args.prune_anneal_fraction,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+        )
+        if self._resumed_from is not None:
+            pruning.load(self._resumed_from)
+        return pruning
 
     def _pacing_costs(self) -> np.ndarray | None:
         """The training set's ``pacing_cost_column`` (None without one, or without a curriculum)."""
@@ -372,8 +430,10 @@ class CurriculumTrainer(Trainer):
                 raise ValueError(f"No valid checkpoint found in output directory ({self.args.output_dir})")
         self.difficulty_provider.reset()
         restored, self._restored_sampler_state = None, None
+        self._resumed_from = None
         if resume_from_checkpoint is not None:
             checkpoint = os.fspath(resume_from_checkpoint)
+            self._resumed_from = checkpoint
             restored, self._restored_sampler_state = self.difficulty_provider.load_checkpoint(checkpoint)
         if self.args.cache_text_features:
             self.train_dataset, self.eval_dataset = cache_text_features(
@@ -422,10 +482,31 @@ class CurriculumTrainer(Trainer):
         if self.intensity.beta > 0 and progress > 0:
             d_hat = self.difficulty_provider.batch_normalized(epoch, sample_idx, batch_difficulty)
         name = type(self.accelerator.unwrap_model(model)).__name__
-        loss, logs = weigh_loss(outputs, d_hat, progress, self.intensity, name=name)
+        pruned_weights = None
+        if self.pruning is not None:
+            pruned_weights = self._record_losses(epoch, sample_idx, outputs, name)
+        loss, logs = weigh_loss(outputs, d_hat, progress, self.intensity, name=name, sample_weights=pruned_weights)
         for key, value in logs.items():
             self._metrics[key].append(value)
         return (loss, outputs) if return_outputs else loss
+
+    def _record_losses(self, epoch: int, sample_idx: torch.Tensor | None, outputs: Any, name: str):
+        """Records the batch's per-pair losses (from every process) for the pruning of later epochs; returns the
+        batch's pruning weights (None when the epoch prunes nothing)."""
+        per_sample = outputs.get("per_sample_loss") if isinstance(outputs, Mapping) else None
+        if per_sample is None or sample_idx is None:
+            raise ValueError(
+                f"`prune_fraction={self.args.prune_fraction}` needs each pair's training loss: {name} must return "
+                f"`per_sample_loss` and the batches must carry `{SAMPLE_IDX}` (MoleculeTextCollator passes it)."
+            )
+        if epoch <= self.pruning.last_pruned_epoch - 2:  # later losses prune nothing
+            idx, losses = sample_idx.detach().to(per_sample.device), per_sample.detach()
+            if self.accelerator.num_processes > 1:
+                idx = self.accelerator.gather(self.accelerator.pad_across_processes(idx, pad_index=-1))
+                losses = self.accelerator.gather(self.accelerator.pad_across_processes(losses, pad_index=0))
+                losses, idx = losses[idx >= 0], idx[idx >= 0]
+            self.pruning.record(epoch, idx, losses)
+        return self.pruning.batch_weights(epoch, sample_idx)
 
     # ------------------------------------------------------------------------------------------ optimization
     @override

@@ -20,6 +20,7 @@ from transformers import TrainingArguments
 
 from .curriculum.intensity import IntensityTarget, check_intensity_values
 from .curriculum.pacing import PacingKind
+from .curriculum.pruning import check_pruning_values
 from .curriculum.sampler import BatchComposition, CurriculumOrder
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,13 @@ class CurriculumTrainingArguments(TrainingArguments):
             ``curriculum_num_strata`` quantile bins; other values are categories. Separates the order of difficulty
             from what difficulty correlates with (on ChEBI-20, the easiest pairs are the larger molecules).
         curriculum_num_strata (int): quantile bins of a numeric ``curriculum_strata_column``.
+        prune_fraction (float): leave learned pairs out of each epoch (InfoBatch): of the easier half of its pool,
+            by each pair's training loss when last seen (at least one whole epoch old), this share is left out at
+            random and the rest of that half is weighted ``1 / (1 - prune_fraction)``. In ``[0, 1)``; 0 turns it off.
+            Works with every ``curriculum``, ``none`` included (all pairs every epoch, then pruned); needs the
+            backbone's ``per_sample_loss``. See :mod:`class_hf.curriculum.pruning`.
+        prune_anneal_fraction (float): share of the last epochs trained on whole pools again (with
+            ``prune_fraction``).
 
         batch_composition (BatchComposition | str): ``random`` (consecutive pairs of the epoch's order) or
             ``confusion``: every batch filled to ``confusion_share`` with pairs the difficulty scorer confuses with
@@ -212,6 +220,17 @@ class CurriculumTrainingArguments(TrainingArguments):
     curriculum_num_strata: int = field(
         default=4,
         metadata={"help": "Quantile bins of a numeric `curriculum_strata_column`."},
+    )
+    prune_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of the easier half of each epoch's pool (by the pairs' recent training losses) left out "
+            "of that epoch, the rest of that half up-weighted (InfoBatch); in [0, 1), 0: off."
+        },
+    )
+    prune_anneal_fraction: float = field(
+        default=0.125,
+        metadata={"help": "Share of the last epochs trained on whole pools again (with `prune_fraction`)."},
     )
 
     batch_composition: BatchComposition | str = field(
@@ -380,6 +399,7 @@ class CurriculumTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"`curriculum_num_strata` must be a positive integer, got {self.curriculum_num_strata!r}."
             )
+        check_pruning_values(self.prune_fraction, self.prune_anneal_fraction)
         if self.confusion_neighbors < 1 or not 0 <= self.confusion_share <= 1:  # NaN share fails too
             raise ValueError(
                 f"`confusion_neighbors` must be >= 1 and `confusion_share` in [0, 1], got {self.confusion_neighbors} "
@@ -440,8 +460,9 @@ class CurriculumTrainingArguments(TrainingArguments):
 
     @property
     def uses_batch_stream(self) -> bool:
-        """Whether class-hf cuts the batches (a curriculum or a batch composition) instead of the Trainer's sampler."""
-        return self.curriculum_enabled or self.batch_composition != BatchComposition.RANDOM
+        """Whether class-hf cuts the batches (a curriculum, a batch composition or pruning) instead of the Trainer's
+        sampler."""
+        return self.curriculum_enabled or self.batch_composition != BatchComposition.RANDOM or self.prune_fraction > 0
 
     def to_dict(self) -> dict:
         """Like ``TrainingArguments.to_dict``, with a callable ``pacing`` replaced by its name (JSON-safe)."""

@@ -279,12 +279,13 @@ def weigh_loss(
     intensity: AdaptiveIntensity,
     *,
     name: str = "the backbone",
+    sample_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of a batch under adaptive intensity, and what to log about it.
 
     ``loss = gamma_loss * (sum_i w_i l_i / sum_i w_i + aux)`` (see :func:`combine_loss`), with ``w_i = 1 + beta p d_i``
-    when ``d_hat`` is given and the backbone's own loss otherwise; ``gamma_loss`` is gamma with target ``loss`` and 1
-    otherwise.
+    when ``d_hat`` is given (times ``sample_weights`` when given) and the backbone's own loss otherwise;
+    ``gamma_loss`` is gamma with target ``loss`` and 1 otherwise.
 
     Args:
         outputs: the backbone's output (a mapping with ``loss``, ``per_sample_loss`` and optionally
@@ -293,6 +294,7 @@ def weigh_loss(
         progress (float): curriculum progress ``p``.
         intensity (AdaptiveIntensity): the run's settings.
         name (str): the backbone's name, for the error message.
+        sample_weights (torch.Tensor | None): ``[B]`` further weights of the batch's samples (the pruning's).
 
     Returns:
         tuple[torch.Tensor, dict[str, float]]: the loss, and ``intensity/mean_weight`` plus the ``loss/<part>``
@@ -307,13 +309,19 @@ def weigh_loss(
     else:
         loss, per_sample, components = outputs[0], None, {}
     logs: dict[str, float] = {"intensity/mean_weight": 1.0}
-    if d_hat is not None:
+    if d_hat is not None or sample_weights is not None:
         if per_sample is None:
+            what = f"`intensity_beta={intensity.beta}`" if d_hat is not None else "`prune_fraction`"
             raise ValueError(
-                f"`intensity_beta={intensity.beta}` needs the backbone's `per_sample_loss` (one per pair), but {name} "
-                "returns none. Return it, or set `intensity_beta=0`."
+                f"{what} needs the backbone's `per_sample_loss` (one per pair), but {name} returns none. Return it, "
+                "or set `intensity_beta=0` and `prune_fraction=0`."
             )
-        weights = intensity.weights(d_hat.to(device=per_sample.device, dtype=per_sample.dtype), progress)
+        if d_hat is not None:
+            weights = intensity.weights(d_hat.to(device=per_sample.device, dtype=per_sample.dtype), progress)
+        else:
+            weights = torch.ones_like(per_sample)
+        if sample_weights is not None:
+            weights = weights * sample_weights.to(device=per_sample.device, dtype=per_sample.dtype)
         loss, parts = combine_loss(loss, per_sample, weights)
         logs["intensity/mean_weight"] = _scalar(weights.mean())
         logs.update({f"loss/{key}": _scalar(value) for key, value in parts.items()})

@@ -146,7 +146,8 @@ class CurriculumPlan:
                 instead of ``B``, so that every epoch makes about as many optimizer steps as a full one; with
                 ``pool_sizes``, ``lambda(e)`` is the pool's share of the samples.
             pool_sizes (list[int] | None): every epoch's pool size when it is not ``ceil(lambda(e) N)``: the
-                sampler's, when it paces by cost (:meth:`~class_hf.curriculum.sampler.CurriculumSampler.pool_size`).
+                sampler's, when it paces by cost or prunes
+                (:meth:`~class_hf.curriculum.sampler.CurriculumSampler.pool_size`).
 
         Raises:
             ValueError: when an epoch's pool is too small to give every process a non-empty batch in each of its
@@ -154,13 +155,13 @@ class CurriculumPlan:
         """
         fractions = [1.0 if full_data else pacing.fraction(e, num_epochs) for e in range(num_epochs)]
         shares = fractions  # of the samples, for a paced batch size
-        if full_data or pool_sizes is None:
+        if pool_sizes is None:
             pool_sizes = [pool_size(f, num_samples) for f in fractions]
         elif len(pool_sizes) != num_epochs or any(not 1 <= size <= num_samples for size in pool_sizes):
             raise ValueError(
                 f"`pool_sizes` must hold one size in [1, {num_samples}] per epoch ({num_epochs}), got {pool_sizes}."
             )
-        else:  # pools paced by cost: their share of the samples is not the pacing's fraction
+        else:  # pools paced by cost, or pruned: their share of the samples is not the pacing's fraction
             shares = [size / num_samples for size in pool_sizes]
         paced = [paced_batch_size(batch_size, f) for f in shares] if pace_batch_size and not full_data else None
         return cls(

@@ -383,13 +383,16 @@ class DifficultyCheckpointCallback(TrainerCallback):
         self.extra = extra
 
     def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero or self.provider.values is None:
+        if not state.is_world_process_zero:
+            return control
+        extra = self.extra() if self.extra is not None else None
+        if self.provider.values is None and not (extra and extra.get("sampler")):  # a plain-Trainer run
             return control
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         if not os.path.isdir(folder):
             logger.warning("Checkpoint folder %s not found; the curriculum state was not saved.", folder)
             return control
-        self.provider.save(folder, self.extra() if self.extra is not None else None)
+        self.provider.save(folder, extra)
         return control
 
 

@@ -29,6 +29,9 @@ With per-sample ``strata`` (``CurriculumTrainingArguments.curriculum_strata_colu
 set's mix of strata: a sample is ranked by its difficulty *within its stratum* (its quantile there), so a pool of
 ``lambda N`` samples holds about ``lambda`` of every stratum, the easiest (or hardest) of each. On ChEBI-20 the easiest
 pairs are the larger molecules; stratifying by molecule size keeps the order of difficulty but not that skew.
+
+With ``pruning`` (:class:`~.pruning.LearnedPairPruning`, ``CurriculumTrainingArguments.prune_fraction``), part of
+each pool's easier half by the pairs' recent training losses is left out of the epoch after the pool is chosen.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from torch.utils.data import Sampler
 from transformers.utils import ExplicitEnum
 
 from .pacing import Pacing, get_pacing, pool_size
+from .pruning import LearnedPairPruning
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +198,8 @@ class CurriculumSampler(Sampler[int]):
         strata (Sequence | np.ndarray | None): a stratum label per sample (see :func:`strata_labels`); the pools
             of ``easy_first`` and ``hard_first`` then take the same share of every stratum. None ranks all samples
             together.
+        pruning (LearnedPairPruning | None): leaves part of every pool's learned pairs out of its epoch (sizes are
+            those of :meth:`LearnedPairPruning.num_pruned`, so they are known before training).
 
     Example:
         >>> sampler = CurriculumSampler([0.9, 0.1, 0.5, 0.3], "staged", num_epochs=4, seed=0)
@@ -213,6 +219,7 @@ class CurriculumSampler(Sampler[int]):
         redraw_random_subset: bool = True,
         costs: Sequence[float] | np.ndarray | torch.Tensor | None = None,
         strata: Sequence[Any] | np.ndarray | None = None,
+        pruning: LearnedPairPruning | None = None,
     ) -> None:
         self.order = CurriculumOrder(order)
         self.pacing = get_pacing(pacing)
@@ -226,6 +233,12 @@ class CurriculumSampler(Sampler[int]):
         self._cache: tuple[int, torch.Tensor] | None = None
         self.strata: np.ndarray | None = None
         self.set_difficulty(difficulty)
+        if pruning is not None and (pruning.num_samples, pruning.num_epochs) != (self.num_samples, num_epochs):
+            raise ValueError(
+                f"The pruning was built for {pruning.num_samples} samples and {pruning.num_epochs} epochs, the "
+                f"sampler for {self.num_samples} and {num_epochs}."
+            )
+        self.pruning = pruning
         self.costs = None if costs is None else as_cost_array(costs, self.num_samples, "costs")
         if strata is not None:
             self.strata = as_strata_array(strata, self.num_samples)
@@ -256,6 +269,7 @@ class CurriculumSampler(Sampler[int]):
             tie_break = torch.randperm(self.difficulty.size, generator=generator).numpy()
         else:
             tie_break = np.arange(self.difficulty.size)
+        self._tie_break = tie_break
         self._easy_to_hard = np.lexsort((tie_break, self.difficulty))
         self._hard_to_easy = np.lexsort((tie_break, -self.difficulty))
         if self.strata is not None:
@@ -289,9 +303,10 @@ class CurriculumSampler(Sampler[int]):
 
     def pool_size(self, epoch: int | None = None) -> int:
         """``ceil(lambda(epoch) * N)`` (N with order ``none``); with ``costs``, the length of the shortest prefix of
-        the epoch's order whose costs reach ``lambda(epoch)`` of their sum."""
+        the epoch's order whose costs reach ``lambda(epoch)`` of their sum; less the pairs ``pruning`` leaves out."""
         epoch = self.epoch if epoch is None else int(epoch)
-        return self._pool_size(epoch, self._ranked(epoch) if self.costs is not None else None)
+        size = self._pool_size(epoch, self._ranked(epoch) if self.costs is not None else None)
+        return size - (self.pruning.num_pruned(size, epoch) if self.pruning is not None else 0)
 
     def _pool_size(self, epoch: int, ranked: np.ndarray | None) -> int:
         fraction = self.fraction(epoch)
@@ -315,10 +330,11 @@ class CurriculumSampler(Sampler[int]):
         return np.arange(self.num_samples)
 
     def pool(self, epoch: int | None = None) -> np.ndarray:
-        """The indices admitted in ``epoch``, in pool order (before the shuffle)."""
+        """The indices admitted in ``epoch``, in pool order (before the shuffle); with ``pruning``, those it keeps."""
         epoch = self.epoch if epoch is None else int(epoch)
         ranked = self._ranked(epoch)
-        return ranked[: self._pool_size(epoch, ranked)]
+        pool = ranked[: self._pool_size(epoch, ranked)]
+        return pool if self.pruning is None else self.pruning.prune(pool, epoch, self._tie_break)
 
     def indices(self, epoch: int | None = None) -> torch.Tensor:
         """The shuffled indices of ``epoch``: the pool permuted with a generator seeded from ``(seed, epoch)``."""
@@ -353,6 +369,7 @@ class CurriculumSampler(Sampler[int]):
             "difficulty_sha1": difficulty_fingerprint(self.difficulty),
             "costs_sha1": None if self.costs is None else difficulty_fingerprint(self.costs),
             "strata_sha1": None if self.strata is None else difficulty_fingerprint(self.strata),
+            "pruning": None if self.pruning is None else self.pruning.describe(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -369,11 +386,12 @@ class CurriculumSampler(Sampler[int]):
             "difficulty_sha1": difficulty_fingerprint(self.difficulty),
             "costs_sha1": None if self.costs is None else difficulty_fingerprint(self.costs),
             "strata_sha1": None if self.strata is None else difficulty_fingerprint(self.strata),
+            "pruning": None if self.pruning is None else self.pruning.describe(),
         }
         for key, current in checks.items():
-            # a checkpoint without a key is not checked on it, except the costs and strata: their absence means
-            # pacing by count over unstratified pools
-            saved = state.get(key, None if key in ("costs_sha1", "strata_sha1") else current)
+            # a checkpoint without a key is not checked on it, except the costs, strata and pruning: their absence
+            # means pacing by count over unstratified, unpruned pools
+            saved = state.get(key, None if key in ("costs_sha1", "strata_sha1", "pruning") else current)
             if saved != current:
                 raise ValueError(
                     f"Cannot restore the curriculum sampler: the checkpoint has `{key}`={saved!r} but this run "
