@@ -26,7 +26,7 @@ def ddp_results(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     results = {}
-    for name in ("even", "uneven", "uneven_eval"):
+    for name in ("even", "uneven", "uneven_eval", "pruned"):
         results[name] = [json.loads((out / f"{name}-rank{r}.json").read_text()) for r in range(2)]
     return results
 
@@ -53,7 +53,8 @@ def test_two_ranks_see_each_pool_sample_exactly_once(ddp_results):
 
 
 def test_ranks_end_with_identical_parameters_and_planned_steps(ddp_results):
-    for name, ranks in ddp_results.items():
+    for name in ("even", "uneven", "uneven_eval"):  # the pruned run: its own test
+        ranks = ddp_results[name]
         assert ranks[0]["checksum"] == ranks[1]["checksum"], name
         n = len(ranks[0]["difficulty"])
         planned = planned_optimizer_steps(n, get_pacing("staged"), 4, batch_size=3, world_size=2)
@@ -78,3 +79,19 @@ def test_uneven_pools_are_covered_exactly_once(ddp_results, name):
 def test_even_batches_off_with_evaluation_ends_with_one_evaluation_per_epoch(ddp_results):
     for rank in ddp_results["uneven_eval"]:
         assert [round(e["epoch"]) for e in rank["evaluations"]] == [1, 2, 3, 4]
+
+
+def test_pruning_draws_the_same_pools_on_both_ranks_from_both_ranks_losses(ddp_results):
+    ranks = ddp_results["pruned"]
+    assert ranks[0]["pool_sizes"] == ranks[1]["pool_sizes"] == [42, 42, 32, 42]  # epoch 2 leaves 10 of 21 out
+    losses = np.asarray(ranks[0]["losses"])
+    assert np.isfinite(losses).all() and np.array_equal(losses, ranks[1]["losses"])  # gathered from both ranks
+    learned = set(np.argsort(losses, kind="stable")[:21].tolist())
+    for epoch, size in enumerate(ranks[0]["pool_sizes"]):
+        a, b = ranks[0]["seen"][str(epoch)], ranks[1]["seen"][str(epoch)]
+        assert not set(a) & set(b) and len(set(a) | set(b)) == len(a) + len(b) == size, epoch
+    assert set(range(42)) - set(ranks[0]["seen"]["2"]) - set(ranks[1]["seen"]["2"]) <= learned
+    assert ranks[0]["checksum"] == ranks[1]["checksum"]
+    for result in ranks:  # 7 steps of 6 pairs over 42, 6 over 32
+        assert [h["optimizer_steps"] for h in result["history"]] == [7, 7, 6, 7]
+        assert result["global_step"] == result["max_steps"] == 27

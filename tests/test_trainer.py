@@ -27,6 +27,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 from class_hf.curriculum.intensity import IntensityTarget
 from class_hf.curriculum.pacing import get_pacing, planned_optimizer_steps, planned_sample_passes, pool_sizes
 from class_hf.curriculum.provider import DIFFICULTY_FILE, STATE_FILE
+from class_hf.curriculum.pruning import PRUNING_FILE
 from class_hf.curriculum.sampler import CurriculumOrder
 from class_hf.models.losses import contrastive_loss
 from class_hf.models.outputs import RetrievalOutput
@@ -260,6 +261,9 @@ def test_arguments_parse_from_cli_and_yaml(tmp_path):
         ({"pacing_root_degree": float("nan")}, "pacing_root_degree"),
         ({"pacing_saturation": float("nan")}, "pacing_saturation"),
         ({"text_encoder_learning_rate": float("nan")}, "text_encoder_learning_rate"),
+        ({"prune_fraction": 1.0}, "prune_fraction"),
+        ({"prune_fraction": 0.5, "prune_anneal_fraction": -1.0}, "prune_anneal_fraction"),
+        ({"curriculum": "none", "prune_fraction": 0.5, "num_train_epochs": 2.5}, "num_train_epochs"),
         ({"eval_loss": False, "eval_retrieval": False}, "eval_loss"),
         ({"eval_loss": False, "metric_for_best_model": "eval_loss"}, "metric_for_best_model"),
         (
@@ -952,4 +956,81 @@ def test_pacing_by_cost_names_a_missing_column_and_refuses_refresh(tmp_path):
     bad = make_pairs(40).add_column("num_nodes", [1.0] * 39 + [-2.0])
     trainer = recording_trainer(make_args(tmp_path, pacing_cost_column="num_nodes"), bad)
     with pytest.raises(ValueError, match=r"'num_nodes'. must be positive; 1 rows are not \(first: row 39"):
+        trainer.train()
+
+
+# ------------------------------------------------------------------------------------------------------- pruning
+PRUNED = dict(prune_fraction=0.5, num_train_epochs=8, difficulty_source="warmup")  # epochs 2 to 6 pruned
+NO_CURRICULUM = dict(curriculum="none", intensity_beta=0.0, intensity_target="none")
+
+
+def test_pruning_without_a_curriculum_leaves_learned_pairs_out(tmp_path):
+    trainer = recording_trainer(make_args(tmp_path, **NO_CURRICULUM, **PRUNED), make_pairs(40, difficulty=False))
+    trainer.train()
+    assert trainer.plan.pool_sizes == [40, 40, 30, 30, 30, 30, 30, 40]
+    assert trainer.scoring_info == {} and trainer.difficulty_provider.scoring_seconds == 0  # nothing scored
+    pruning = trainer.pruning
+    for epoch, size in enumerate(trainer.plan.pool_sizes):
+        seen = trainer.seen[epoch]
+        assert len(seen) == len(set(seen)) == size, epoch  # each kept pair once
+        if pruning.prunes(epoch):
+            losses = pruning.latest_losses(epoch - 2)
+            learned = set(np.argsort(losses, kind="stable")[:20].tolist())
+            assert set(range(40)) - set(seen) <= learned, epoch  # left out: only pairs of the lower-loss half
+    assert pruning.recorded(0) == 40 and np.isfinite(pruning.latest_losses(0)).all()
+    assert trainer.curriculum_summary()["samples_seen"] == 270
+    assert trainer.state.global_step == trainer.plan.total_updates == trainer.state.max_steps
+    weights = {}
+    for log in trainer.state.log_history:
+        if "intensity/mean_weight" in log:
+            weights.setdefault(log["curriculum/epoch"], []).append(log["intensity/mean_weight"])
+    assert all(w == 1.0 for e in (0, 1, 7) for w in weights[e])  # whole epochs: no weights
+    assert all(w >= 1.0 for e in range(2, 7) for w in weights[e]) and max(weights[2]) > 1.0
+
+
+def test_pruning_composes_with_the_curriculum_pools(tmp_path):
+    train = make_pairs(40)
+    trainer = recording_trainer(make_args(tmp_path, **PRUNED), train)
+    trainer.train()
+    # Pools 10/10/20/20/30/30/40/40; epochs 2 to 6 leave out floor(0.5 * ceil(n / 2)) of each.
+    assert trainer.plan.pool_sizes == [10, 10, 15, 15, 23, 23, 30, 40]
+    easy_to_hard = np.argsort(np.asarray(train["difficulty"]), kind="stable")
+    for epoch, full in enumerate([10, 10, 20, 20, 30, 30, 40, 40]):
+        assert set(trainer.seen[epoch]) <= set(easy_to_hard[:full].tolist())
+
+
+@pytest.mark.parametrize("curriculum", [NO_CURRICULUM, {}])
+def test_kill_free_resume_with_pruning(tmp_path, curriculum):
+    train = make_pairs(40, difficulty=False)
+    overrides = {**curriculum, **PRUNED}
+    full = recording_trainer(make_args(tmp_path / "full", **overrides), train)
+    full.train()
+    first = recording_trainer(make_args(tmp_path / "run", **overrides), train, callbacks=[StopAt(epoch=4)])
+    first.train()
+    checkpoint = tmp_path / "run" / f"checkpoint-{first.state.global_step}"
+    assert (checkpoint / PRUNING_FILE).is_file() and (checkpoint / STATE_FILE).is_file()
+    resumed = recording_trainer(make_args(tmp_path / "run", **overrides), train, model=make_model(seed=123))
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    for epoch, indices in full.seen.items():
+        assert first.seen.get(epoch, []) + resumed.seen.get(epoch, []) == indices, epoch
+    other = recording_trainer(make_args(tmp_path / "run", **{**overrides, "prune_fraction": 0.25}), train)
+    with pytest.raises(ValueError, match="`pruning`"):
+        other.train(resume_from_checkpoint=str(checkpoint))
+
+
+class NoPerSampleLoss(TinyBackbone):
+    def forward(self, *args, **kwargs):
+        return {"loss": super().forward(*args, **kwargs)["loss"]}
+
+
+def test_pruning_needs_per_sample_losses_and_a_dataset(tmp_path):
+    args = make_args(tmp_path, **NO_CURRICULUM, **PRUNED)
+    trainer = recording_trainer(args, make_pairs(40, difficulty=False), model=NoPerSampleLoss())
+    with pytest.raises(ValueError, match=r"`prune_fraction=0.5` needs each pair's training loss: NoPerSampleLoss"):
+        trainer.train()
+    rows = make_pairs(40, difficulty=False).to_list()
+    trainer = recording_trainer(args, rows)
+    with pytest.raises(TypeError, match="`prune_fraction` needs a `datasets.Dataset` train_dataset, got list"):
         trainer.train()

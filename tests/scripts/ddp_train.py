@@ -6,7 +6,8 @@ Usage::
 
 Each rank trains the tiny backbone of ``tests/test_trainer.py`` three times (``even``: every pool divides into global
 batches; ``uneven``: it does not; ``uneven_eval``: it does not, with accelerate's ``even_batches=False`` and an
-evaluation at the end of every curriculum epoch) and writes ``OUTPUT_DIR/<config>-rank<r>.json`` with the sample
+evaluation at the end of every curriculum epoch; ``pruned``: no curriculum, learned pairs pruned in epoch 2 from the
+losses both ranks recorded) and writes ``OUTPUT_DIR/<config>-rank<r>.json`` with the sample
 indices it trained on per epoch, its optimizer steps, its evaluations and a checksum of its parameters.
 """
 
@@ -53,6 +54,7 @@ def main(output_dir: str) -> None:
             "accelerator_config": {"even_batches": False},
             "eval_strategy": "epoch",
         },
+        "pruned": {"n": 42, "order": "none", "intensity_beta": 0.0, "intensity_target": "none", "prune_fraction": 0.5},
     }
     for name, config in configs.items():
         overrides = {k: v for k, v in config.items() if k not in ("n", "order")}
@@ -60,11 +62,10 @@ def main(output_dir: str) -> None:
             Path(output_dir) / name,
             per_device_train_batch_size=3,
             curriculum=config["order"],
-            intensity_beta=1.0,
             gather_across_ranks=True,
             ddp_find_unused_parameters=False,
             logging_steps=5,
-            **overrides,
+            **{"intensity_beta": 1.0, **overrides},
         )
         trainer = helpers.RecordingTrainer(
             model=helpers.make_model(),
@@ -83,7 +84,9 @@ def main(output_dir: str) -> None:
             "max_steps": trainer.state.max_steps,
             "history": trainer.curriculum_history,
             "checksum": _checksum(trainer.model),
-            "difficulty": [float(x) for x in trainer.difficulty],
+            "difficulty": None if trainer.difficulty is None else [float(x) for x in trainer.difficulty],
+            "pool_sizes": trainer.plan.pool_sizes,
+            "losses": None if trainer.pruning is None else trainer.pruning.latest_losses(1).tolist(),
             "evaluations": [h for h in trainer.state.log_history if "eval_mrr" in h],
         }
         with open(Path(output_dir) / f"{name}-rank{rank}.json", "w") as f:
