@@ -94,6 +94,8 @@ CLASS_FIELDS = (
     "pacing_cost_column",
     "curriculum_strata_column",
     "curriculum_num_strata",
+    "prune_fraction",
+    "prune_anneal_fraction",
     "batch_composition",
     "difficulty_source",
     "difficulty_delta",

@@ -21,6 +21,7 @@ _EXPORTS = {
     ],
     "plan": ["CurriculumPlan"],
     "provider": ["DifficultyProvider"],
+    "pruning": ["LearnedPairPruning"],
     "sampler": ["CurriculumBatchSampler", "CurriculumOrder", "CurriculumSampler"],
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -40,4 +41,5 @@ if TYPE_CHECKING:
     )
     from .plan import CurriculumPlan
     from .provider import DifficultyProvider
+    from .pruning import LearnedPairPruning
     from .sampler import CurriculumBatchSampler, CurriculumOrder, CurriculumSampler
