@@ -9,7 +9,8 @@ A ``transformers.Trainer`` that wires :mod:`class_hf.curriculum` in through publ
   ``set_initial_training_values`` sets ``max_steps`` to the plan's optimizer steps: the Trainer makes one pass, the
   schedule ends at the last step, resuming rides on the Trainer's own batch skipping;
 - :class:`~class_hf.curriculum.callback.CurriculumCallback` maps the global step to the curriculum epoch;
-- ``compute_loss`` applies :class:`~class_hf.curriculum.intensity.AdaptiveIntensity`; ``create_optimizer`` /
+- ``compute_loss`` applies :class:`~class_hf.curriculum.intensity.AdaptiveIntensity` (and, with ``prune_fraction``,
+  records every pair's loss for :class:`~class_hf.curriculum.pruning.LearnedPairPruning`); ``create_optimizer`` /
   ``create_scheduler`` set per-group learning rates and the stage multiplier; ``evaluation_loop`` adds retrieval
   metrics; ``_set_signature_columns_if_needed`` keeps the collator's columns (as TRL does).
 
@@ -223,7 +224,8 @@ class CurriculumTrainer(Trainer):
         )
 
     def _before_epoch(self, epoch: int) -> None:
-        """Called by the batch stream before drawing epoch ``epoch``: refreshes the difficulty when it is due."""
+        """Called by the batch stream before drawing epoch ``epoch``: checks that the losses its pruning reads are
+        complete, and refreshes the difficulty when it is due."""
         if self.pruning is not None and self.pruning.prunes(epoch):
             self._check_losses_recorded(epoch)
         provider, model = self.difficulty_provider, self.accelerator.unwrap_model(self.model)

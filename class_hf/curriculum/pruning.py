@@ -122,7 +122,8 @@ class LearnedPairPruning:
         """
         pool = np.asarray(pool, dtype=np.int64)
         k = self.num_pruned(pool.size, epoch)
-        self._weights.pop(epoch, None)
+        # Epoch e is drawn while e - 1 trains: only the weights of those two are still read.
+        self._weights = {e: w for e, w in self._weights.items() if epoch - 1 <= e < epoch}
         if k == 0:
             return pool
         losses = self.latest_losses(epoch - LAG)[pool].astype(np.float64)
