@@ -92,7 +92,7 @@ class CurriculumTrainingArguments(TrainingArguments):
         curriculum_num_strata (int): quantile bins of a numeric ``curriculum_strata_column``.
         prune_fraction (float): leave learned pairs out of each epoch (InfoBatch): of the easier half of its pool,
             by each pair's training loss when last seen (at least one whole epoch old), this share is left out at
-            random and the rest of that half is weighted ``1 / (1 - prune_fraction)``. In ``[0, 1)``; 0 turns it off.
+            random and the rest of that half is weighted about ``1 / (1 - prune_fraction)``. In ``[0, 1)``; 0: off.
             Works with every ``curriculum``, ``none`` included (all pairs every epoch, then pruned); needs the
             backbone's ``per_sample_loss``. See :mod:`class_hf.curriculum.pruning`.
         prune_anneal_fraction (float): share of the last epochs trained on whole pools again (with

@@ -2,10 +2,11 @@
 
 The curriculum decides which pairs an epoch may train on (its *pool*); pruning then leaves out some of the pool's
 pairs that the model has learned, judged by the loss each pair had when it was last trained on. Pairs are ranked by
-that loss (pairs without one yet count as the hardest); of the pool's easier half, ``ceil(n / 2)`` pairs for a pool
-of ``n``, a random ``fraction`` is left out, and the rest of that half is up-weighted by ``1 / (1 - fraction)`` so
-that the expected loss of the epoch stays that of its whole pool. The hard half is always trained on. The last
-``anneal_fraction`` of the epochs train on whole pools again (InfoBatch's annealing).
+that loss (pairs without one yet count as the hardest); of the pool's easier half, ``h = ceil(n / 2)`` pairs for a
+pool of ``n``, ``k = floor(fraction * h)`` drawn at random are left out, and the rest of that half is up-weighted by
+``h / (h - k)`` (about ``1 / (1 - fraction)``), so that the expected loss of the epoch stays that of its whole pool.
+The hard half is always trained on. The last ``anneal_fraction`` of the epochs train on whole pools again (InfoBatch's
+annealing).
 
 How many pairs an epoch leaves out depends on its pool size only, so the learning-rate schedule is planned before
 training as for any curriculum. Which pairs depends on the losses recorded up to epoch ``e - 2``: the data loader draws
