@@ -54,6 +54,16 @@ def test_only_the_learned_half_is_left_out_and_the_rest_of_it_is_weighted():
     assert pruning.batch_weights(3, torch.tensor([0, 1])) is None  # not drawn yet
 
 
+def test_weights_outlive_later_draws_until_a_later_epoch_trains():
+    pruning = recorded()
+    pruning.record(1, torch.arange(20), torch.arange(20, dtype=torch.float32))
+    kept = {epoch: pruning.prune(np.arange(20), epoch) for epoch in (2, 3, 4)}  # the loader may draw ahead
+    batch = torch.tensor(kept[2].tolist())
+    assert pruning.batch_weights(2, batch).max() == 2.0  # epoch 2's weights, although 3 and 4 were drawn since
+    assert pruning.batch_weights(3, torch.tensor(kept[3].tolist())).max() == 2.0
+    assert pruning.batch_weights(2, batch) is None  # forgotten once epoch 3 trains
+
+
 def test_the_draw_is_a_function_of_seed_and_epoch():
     a, b = recorded(seed=1), recorded(seed=1)
     assert np.array_equal(a.prune(np.arange(20), 2), b.prune(np.arange(20), 2))

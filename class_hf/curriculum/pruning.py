@@ -123,8 +123,7 @@ class LearnedPairPruning:
         """
         pool = np.asarray(pool, dtype=np.int64)
         k = self.num_pruned(pool.size, epoch)
-        # Epoch e is drawn while e - 1 trains: only the weights of those two are still read.
-        self._weights = {e: w for e, w in self._weights.items() if epoch - 1 <= e < epoch}
+        self._weights.pop(epoch, None)
         if k == 0:
             return pool
         losses = self.latest_losses(epoch - LAG)[pool].astype(np.float64)
@@ -140,7 +139,10 @@ class LearnedPairPruning:
 
     def batch_weights(self, epoch: int, sample_idx: torch.Tensor) -> torch.Tensor | None:
         """The weights of a batch's samples in ``epoch``: ``1 / (1 - fraction)`` for the easier half's pairs that were
-        kept, 1 for the others; None when the epoch prunes nothing."""
+        kept, 1 for the others; None when the epoch prunes nothing. Forgets the weights of earlier epochs (batches
+        come in training order; the loader may have drawn later epochs already)."""
+        for old in [e for e in self._weights if e < epoch]:
+            del self._weights[old]
         if epoch not in self._weights:
             return None
         kept_easy, weight = self._weights[epoch]
