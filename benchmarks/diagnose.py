@@ -282,6 +282,12 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "class",
         {**HALF_ROOT, "intensity_gamma_min": 1.0, "prune_fraction": 0.5},
     ),
+    "class_root_half_prune_0.3": (
+        "CLASS, root pacing reaching all data at half the epochs, gamma 1, learned pairs pruned (0.3 of the easier "
+        "half)",
+        "class",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0, "prune_fraction": 0.3},
+    ),
 }
 
 
