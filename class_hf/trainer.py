@@ -237,7 +237,7 @@ class CurriculumTrainer(Trainer):
 
     def _check_losses_recorded(self, epoch: int) -> None:
         """Raises when the losses epoch ``epoch`` is pruned with (those of epoch ``epoch - 2``) are incomplete."""
-        source = epoch - 2
+        source = self.pruning.source_epoch(epoch)
         recorded, expected = self.pruning.recorded(source), self.plan.samples(source)
         if recorded < expected:
             raise RuntimeError(
@@ -501,7 +501,7 @@ class CurriculumTrainer(Trainer):
                 f"`prune_fraction={self.args.prune_fraction}` needs each pair's training loss: {name} must return "
                 f"`per_sample_loss` and the batches must carry `{SAMPLE_IDX}` (MoleculeTextCollator passes it)."
             )
-        if epoch <= self.pruning.last_pruned_epoch - 2:  # later losses prune nothing
+        if epoch <= self.pruning.last_recorded_epoch:  # later losses prune nothing
             idx, losses = sample_idx.detach().to(per_sample.device), per_sample.detach()
             if self.accelerator.num_processes > 1:
                 idx = self.accelerator.gather(self.accelerator.pad_across_processes(idx, pad_index=-1))

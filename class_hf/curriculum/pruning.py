@@ -68,12 +68,22 @@ class LearnedPairPruning:
         self.anneal_fraction = float(anneal_fraction)
         self.seed = int(seed)
         self._losses: dict[int, np.ndarray] = {}  # epoch -> loss per sample (NaN: not trained on in that epoch)
-        self._weights: dict[int, tuple[np.ndarray, float]] = {}  # epoch -> (up-weighted samples, their weight)
+        self._weights: dict[int, np.ndarray] = {}  # epoch -> weight of every sample in that epoch
 
     @property
     def last_pruned_epoch(self) -> int:
         """The last epoch that may be pruned (epochs after it train on whole pools)."""
         return self.num_epochs - 1 - math.ceil(self.anneal_fraction * self.num_epochs)
+
+    @property
+    def last_recorded_epoch(self) -> int:
+        """The last epoch whose losses a pruned epoch reads (later ones need not be recorded)."""
+        return self.last_pruned_epoch - LAG
+
+    @staticmethod
+    def source_epoch(epoch: int) -> int:
+        """The last epoch whose losses the draw of ``epoch`` reads."""
+        return epoch - LAG
 
     def prunes(self, epoch: int) -> bool:
         """Whether ``epoch`` leaves pairs out (not the first ``LAG`` epochs, not the annealing ones)."""
@@ -126,7 +136,7 @@ class LearnedPairPruning:
         self._weights.pop(epoch, None)
         if k == 0:
             return pool
-        losses = self.latest_losses(epoch - LAG)[pool].astype(np.float64)
+        losses = self.latest_losses(self.source_epoch(epoch))[pool].astype(np.float64)
         losses[np.isnan(losses)] = np.inf  # not trained on yet: among the hardest
         ties = (tie_break if tie_break is not None else np.arange(self.num_samples))[pool]
         half = math.ceil(pool.size / 2)
@@ -134,20 +144,20 @@ class LearnedPairPruning:
         generator = np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch), 3]))
         left_out = generator.choice(easier, size=k, replace=False)
         kept_easy = np.setdiff1d(easier, left_out, assume_unique=True)
-        self._weights[epoch] = (kept_easy, half / (half - k))
+        weights = np.ones(self.num_samples, dtype=np.float32)
+        weights[kept_easy] = half / (half - k)
+        self._weights[epoch] = weights
         return pool[~np.isin(pool, left_out, assume_unique=True)]
 
     def batch_weights(self, epoch: int, sample_idx: torch.Tensor) -> torch.Tensor | None:
-        """The weights of a batch's samples in ``epoch``: ``1 / (1 - fraction)`` for the easier half's pairs that were
-        kept, 1 for the others; None when the epoch prunes nothing. Forgets the weights of earlier epochs (batches
-        come in training order; the loader may have drawn later epochs already)."""
+        """The weights of a batch's samples in ``epoch``: ``h / (h - k)`` (about ``1 / (1 - fraction)``) for the
+        easier half's pairs that were kept, 1 for the others; None when the epoch prunes nothing. Forgets the weights
+        of earlier epochs (batches come in training order; the loader may have drawn later epochs already)."""
         for old in [e for e in self._weights if e < epoch]:
             del self._weights[old]
         if epoch not in self._weights:
             return None
-        kept_easy, weight = self._weights[epoch]
-        idx = sample_idx.detach().long().cpu().numpy()
-        return torch.from_numpy(np.where(np.isin(idx, kept_easy), weight, 1.0).astype(np.float32))
+        return torch.from_numpy(self._weights[epoch][sample_idx.detach().long().cpu().numpy()])
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
 
