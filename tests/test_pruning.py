@@ -87,6 +87,17 @@ def test_losses_are_read_one_whole_epoch_late_and_unseen_pairs_count_as_hardest(
     assert fresh.recorded(0) == 8 and fresh.recorded(5) == 0
 
 
+def test_a_non_finite_loss_counts_as_recorded_and_hardest():
+    pruning = LearnedPairPruning(20, 10, 0.5)
+    losses = torch.zeros(20)
+    losses[[3, 7]] = torch.tensor([float("nan"), float("inf")])
+    pruning.record(0, torch.arange(20), losses)
+    assert pruning.recorded(0) == 20  # an overflowed loss does not look like a pair the loader never trained
+    assert np.isposinf(pruning.latest_losses(0)[[3, 7]]).all()
+    kept = pruning.prune(np.arange(20), 2)
+    assert {3, 7} <= set(kept) and kept.size == 15
+
+
 def test_record_checks_its_input():
     pruning = LearnedPairPruning(5, 4, 0.5)
     with pytest.raises(ValueError, match="2 sample indices but 3 losses"):

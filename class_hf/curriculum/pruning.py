@@ -98,9 +98,14 @@ class LearnedPairPruning:
     # ---- losses ---------------------------------------------------------------------------------------------------
 
     def record(self, epoch: int, sample_idx: torch.Tensor | np.ndarray, losses: torch.Tensor | np.ndarray) -> None:
-        """Records the training losses of samples ``sample_idx`` in ``epoch``."""
+        """Records the training losses of samples ``sample_idx`` in ``epoch``.
+
+        A non-finite loss (an overflow in reduced precision, say) is recorded as ``+inf``: the pair counts as trained
+        and as among the hardest, so it is never left out for it.
+        """
         idx = np.asarray(torch.as_tensor(sample_idx).detach().cpu(), dtype=np.int64)
         values = np.asarray(torch.as_tensor(losses).detach().float().cpu(), dtype=np.float32)
+        values = np.where(np.isfinite(values), values, np.float32(np.inf))
         if idx.shape != values.shape:
             raise ValueError(f"{idx.size} sample indices but {values.size} losses.")
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_samples):
