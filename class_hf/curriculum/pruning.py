@@ -100,8 +100,8 @@ class LearnedPairPruning:
     def record(self, epoch: int, sample_idx: torch.Tensor | np.ndarray, losses: torch.Tensor | np.ndarray) -> None:
         """Records the training losses of samples ``sample_idx`` in ``epoch``.
 
-        A non-finite loss (an overflow in reduced precision, say) is recorded as ``+inf``: the pair counts as trained
-        and as among the hardest, so it is never left out for it.
+        A non-finite loss (an overflow in reduced precision, say) is recorded as ``+inf``: the pair counts as trained,
+        and as among the hardest, so it stays in the next pools.
         """
         idx = np.asarray(torch.as_tensor(sample_idx).detach().cpu(), dtype=np.int64)
         values = np.asarray(torch.as_tensor(losses).detach().float().cpu(), dtype=np.float32)
