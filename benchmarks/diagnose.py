@@ -276,6 +276,11 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "baseline",
         {"prune_fraction": 0.5},
     ),
+    "baseline_prune_0.3": (
+        "baseline, learned pairs pruned (0.3 of each epoch's easier half)",
+        "baseline",
+        {"prune_fraction": 0.3},
+    ),
     "class_prune": ("CLASS defaults, learned pairs pruned", "class", {"prune_fraction": 0.5}),
     "class_root_half_prune": (
         "CLASS, root pacing reaching all data at half the epochs, gamma 1, learned pairs pruned",
