@@ -281,6 +281,12 @@ CURRICULUM_ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "baseline",
         {"prune_fraction": 0.3},
     ),
+    "random_root_half_prune_0.3": (
+        "random subsets, root pacing reaching all data at half the epochs, gamma 1, learned pairs pruned (0.3 of the "
+        "easier half)",
+        "random_subset",
+        {**HALF_ROOT, "intensity_gamma_min": 1.0, "prune_fraction": 0.3},
+    ),
     "class_prune": ("CLASS defaults, learned pairs pruned", "class", {"prune_fraction": 0.5}),
     "class_root_half_prune": (
         "CLASS, root pacing reaching all data at half the epochs, gamma 1, learned pairs pruned",
