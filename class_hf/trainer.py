@@ -236,7 +236,8 @@ class CurriculumTrainer(Trainer):
             self.curriculum_callback.add_scoring_seconds(epoch, provider.refresh_seconds[epoch])
 
     def _check_losses_recorded(self, epoch: int) -> None:
-        """Raises when the losses epoch ``epoch`` is pruned with (those of epoch ``epoch - 2``) are incomplete."""
+        """Raises when the losses epoch ``epoch`` is pruned with (those of
+        :meth:`~class_hf.curriculum.pruning.LearnedPairPruning.source_epoch`) are incomplete."""
         source = self.pruning.source_epoch(epoch)
         recorded, expected = self.pruning.recorded(source), self.plan.samples(source)
         if recorded < expected:
